@@ -1,0 +1,403 @@
+"""Pixel-GPT: an iGPT-style causal transformer over palette tokens in raster order.
+
+Layer for layer this is OpenAI's iGPT as Hugging Face ships it (ImageGPTForCausalImageModeling),
+and the parameter names are the same, so official weights load by transposing GPT-2's Conv1D
+matrices and nothing else (see ``hf_import.py``). Where iGPT departs from GPT-2:
+
+- the norm is RMS-style, ``x / sqrt(mean(x^2) + 1e-5) * weight``: no mean-centering, no bias;
+- the MLP activation is quick_gelu, ``x * sigmoid(1.702 x)``;
+- the token embedding has one extra row, the start-of-sequence token. Feeding it first lets the
+  model predict the very first pixel too, so every pixel of an image gets a likelihood. The head
+  has ``vocab_size`` outputs: the start token is never predicted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from igpt_forensics.errors import InputError
+
+NORM_EPS = 1e-5  # iGPT's layer_norm_epsilon
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 512  # palette colors; the start token is one more embedding row
+    image_size: int = 32  # images are image_size x image_size, one token per pixel
+    n_layer: int = 4
+    n_head: int = 8
+    n_embd: int = 256
+    dropout: float = 0.0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "image_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise InputError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by "
+                             f"n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise InputError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+
+    @property
+    def n_positions(self) -> int:
+        return self.image_size**2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise InputError(f"unknown GPTConfig keys {unknown}; known keys: {known}")
+        return cls(**d)
+
+
+class KVCache:
+    """Keys and values of every layer for positions 0..n_positions-1, allocated once.
+
+    Static shapes mean decoding never reallocates or concatenates; ``forward`` writes positions
+    start..start+T-1 in place and attends over 0..start+T-1.
+    """
+
+    def __init__(self, config: GPTConfig, batch_size: int, device=None, dtype=None):
+        shape = (config.n_layer, batch_size, config.n_head, config.n_positions,
+                 config.n_embd // config.n_head)
+        self.keys = torch.zeros(shape, device=device, dtype=dtype)
+        self.values = torch.zeros(shape, device=device, dtype=dtype)
+
+    @property
+    def batch_size(self) -> int:
+        return self.keys.shape[1]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v fused, with bias
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.resid_dropout = nn.Dropout(config.dropout)
+        self.dropout = config.dropout
+
+    def forward(self, x, cache: KVCache | None, layer: int, start: int):
+        B, T, C = x.shape
+        q, k, v = self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        dropout_p = self.dropout if self.training else 0.0
+        if cache is None:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=True)
+        else:
+            end = start + T
+            cache.keys[layer, :, :, start:end] = k
+            cache.values[layer, :, :, start:end] = v
+            k, v = cache.keys[layer, :, :, :end], cache.values[layer, :, :, :end]
+            # is_causal=True aligns the mask top-left (query i sees keys 0..i), which is wrong
+            # once cached keys precede the queries: query i sits at position start + i. A single
+            # query is the newest position and may see every key, so it needs no mask at all.
+            mask = None
+            if T > 1:
+                mask = (torch.arange(end, device=x.device)
+                        <= torch.arange(start, end, device=x.device)[:, None])
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p)
+        y = y.transpose(1, 2).contiguous().view(B, T, C)
+        return self.resid_dropout(self.c_proj(y))
+
+
+class MLP(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = nn.Dropout(config.dropout)
+
+    def forward(self, x):
+        x = self.c_fc(x)
+        x = x * torch.sigmoid(1.702 * x)  # quick_gelu, as iGPT was trained with
+        return self.dropout(self.c_proj(x))
+
+
+class Block(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = nn.RMSNorm(config.n_embd, eps=NORM_EPS)
+        self.attn = CausalSelfAttention(config)
+        self.ln_2 = nn.RMSNorm(config.n_embd, eps=NORM_EPS)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cache: KVCache | None, layer: int, start: int):
+        x = x + self.attn(self.ln_1(x), cache, layer, start)
+        return x + self.mlp(self.ln_2(x))
+
+
+class PixelGPT(nn.Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size + 1, config.n_embd),  # last row: start token
+            wpe=nn.Embedding(config.n_positions, config.n_embd),
+            drop=nn.Dropout(config.dropout),
+            h=nn.ModuleList(Block(config) for _ in range(config.n_layer)),
+            ln_f=nn.RMSNorm(config.n_embd, eps=NORM_EPS),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.apply(self._init_weights)
+        # GPT-2: every block adds two residual branches, so shrink their output projections to
+        # keep the residual stream's variance from growing with depth.
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * config.n_layer))
+
+    @staticmethod
+    def _init_weights(module):
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    @property
+    def start_token(self) -> int:
+        return self.config.vocab_size
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def new_cache(self, batch_size: int, device=None, dtype=None) -> KVCache:
+        p = self.lm_head.weight
+        return KVCache(self.config, batch_size, device or p.device, dtype or p.dtype)
+
+    def forward(self, inputs: torch.Tensor, cache: KVCache | None = None, start: int = 0):
+        """Logits (B, T, vocab_size) for model inputs (B, T) at positions start..start+T-1.
+
+        Inputs are the start token followed by tokens, so the logits at position i predict
+        token i. With a cache, the keys and values of these positions are stored and attention
+        also sees the positions before ``start`` cached by earlier calls.
+        """
+        B, T = inputs.shape
+        if start < 0 or start + T > self.config.n_positions:
+            raise InputError(f"positions {start}..{start + T - 1} are outside "
+                             f"0..{self.config.n_positions - 1}")
+        if cache is None and start != 0:
+            raise InputError("start > 0 needs the cache that holds the earlier positions")
+        if cache is not None and cache.batch_size != B:
+            raise InputError(f"cache holds {cache.batch_size} sequences, inputs have {B}")
+        pos = torch.arange(start, start + T, device=inputs.device)
+        x = self.transformer.drop(self.transformer.wte(inputs) + self.transformer.wpe(pos))
+        for layer, block in enumerate(self.transformer.h):
+            x = block(x, cache, layer, start)
+        return self.lm_head(self.transformer.ln_f(x))
+
+    def logits_for(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(B, N) tokens -> (B, N, V) logits; logits[:, i] is the prediction of tokens[:, i]."""
+        self._check_tokens(tokens)
+        start = torch.full_like(tokens[:, :1], self.start_token)
+        return self(torch.cat([start, tokens[:, :-1]], dim=1))
+
+    def loss(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy per token, in nats."""
+        logits = self.logits_for(tokens)
+        return F.cross_entropy(logits.flatten(0, 1).float(), tokens.flatten())
+
+    def token_stats(self, tokens: torch.Tensor, batch_size: int = 64) -> dict[str, torch.Tensor]:
+        """Per-token likelihood statistics, each a float32 CPU tensor (B, N), in nats.
+
+        nll: -log p(actual token); entropy: H of the predictive distribution; var: variance of
+        the surprisal -log p(X) under that distribution. For images the model could have
+        sampled, nll - entropy has mean 0 and variance var, which is what detectors test.
+        """
+        self._check_tokens(tokens)
+        if batch_size < 1:
+            raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        device = self.lm_head.weight.device
+        out: dict[str, list[torch.Tensor]] = {"nll": [], "entropy": [], "var": []}
+        with self._evaluating(), torch.inference_mode():
+            for chunk in tokens.split(batch_size):
+                chunk = chunk.to(device)
+                logp = F.log_softmax(self.logits_for(chunk).float(), dim=-1)
+                p = logp.exp()
+                entropy = -(p * logp).sum(-1)
+                # sum p (log p + H)^2 rather than E[(log p)^2] - H^2: no cancellation in float32
+                var = (p * (logp + entropy[..., None]) ** 2).sum(-1)
+                out["nll"].append(-logp.gather(-1, chunk[..., None]).squeeze(-1).cpu())
+                out["entropy"].append(entropy.cpu())
+                out["var"].append(var.cpu())
+        return {k: torch.cat(v) for k, v in out.items()}
+
+    @torch.inference_mode()
+    def sample(self, known: torch.Tensor, mask: torch.Tensor, seeds, temperature: float = 1.0,
+               top_k: int = 0, top_p: float = 1.0, use_cache: bool = True) -> torch.Tensor:
+        """Fill the masked tokens (mask True) by sampling in raster order; keep the rest.
+
+        Raster order has no notion of "after": a masked pixel is drawn from p(x_j | x_<j), so
+        it sees the known pixels above and to its left, never those below or to its right.
+        Known pixels after a masked one are not resampled but forced to their true value, and
+        the masked pixels that follow them condition on those true values.
+
+        Each image draws its own random numbers from (seed, position) alone, so an image gets
+        the same tokens whatever else is in the batch, on any device and batch size.
+        """
+        self._check_tokens(known, "known")
+        B, N = known.shape
+        if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
+            raise InputError("mask must be a bool tensor (True = synthesize)")
+        if mask.shape != known.shape:
+            raise InputError(f"mask shape {tuple(mask.shape)} != known shape {tuple(known.shape)}")
+        if not temperature > 0:
+            raise InputError(f"temperature must be > 0, got {temperature}")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+            raise InputError(f"top_k must be an integer >= 0 (0 = off), got {top_k!r}")
+        if not 0.0 < top_p <= 1.0:
+            raise InputError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
+        u = uniforms(seeds, N)
+        if len(u) != B:
+            raise InputError(f"got {len(u)} seeds for {B} images")
+
+        device = self.lm_head.weight.device
+        u = torch.from_numpy(u).to(device)
+        mask = mask.to(device)
+        tokens = known.to(device).clone()
+        start = torch.full_like(tokens[:, :1], self.start_token)
+        inputs = torch.cat([start, tokens[:, :-1]], dim=1)  # inputs[:, j] precedes tokens[:, j]
+        cache = self.new_cache(B, device) if use_cache else None
+        p = 0  # with a cache: inputs 0..p-1 are already in it
+        with self._evaluating():
+            for j in mask.any(0).nonzero().flatten().tolist():
+                # One chunk feeds everything known since the last draw (the whole given prefix
+                # the first time), so runs of known pixels cost one forward, not one each.
+                if cache is None:
+                    logits = self(inputs[:, : j + 1])[:, -1]
+                else:
+                    logits = self(inputs[:, p : j + 1], cache, start=p)[:, -1]
+                    p = j + 1
+                drawn = _draw(logits, u[:, j], temperature, top_k, top_p)
+                tokens[:, j] = torch.where(mask[:, j], drawn, tokens[:, j])
+                if j + 1 < N:
+                    inputs[:, j + 1] = tokens[:, j]
+        # the known tokens after the last masked position need no model at all
+        return tokens.to(known.device)
+
+    def _check_tokens(self, tokens, name: str = "tokens"):
+        N, V = self.config.n_positions, self.config.vocab_size
+        if not isinstance(tokens, torch.Tensor) or tokens.dtype != torch.long:
+            raise InputError(f"{name} must be an int64 (long) tensor")
+        if tokens.dim() != 2 or tokens.shape[1] != N or tokens.shape[0] < 1:
+            raise InputError(f"{name} must have shape (B >= 1, {N}) for "
+                             f"{self.config.image_size}x{self.config.image_size} images, "
+                             f"got {tuple(tokens.shape)}")
+        if tokens.min() < 0 or tokens.max() >= V:
+            raise InputError(f"{name} must lie in 0..{V - 1} (the palette's colors)")
+
+    @contextmanager
+    def _evaluating(self):
+        # Sampling and scoring must be deterministic: no dropout, whatever mode we were in.
+        was_training = self.training
+        self.eval()
+        try:
+            yield
+        finally:
+            self.train(was_training)
+
+
+def _draw(logits, u, temperature: float, top_k: int, top_p: float):
+    """One token per row by inverse CDF at the given uniforms u (B,) in [0, 1)."""
+    logits = logits.float() / temperature
+    if top_k:
+        kth = logits.topk(min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = F.softmax(logits, dim=-1)
+    if top_p < 1.0:
+        sorted_p, order = probs.sort(dim=-1, descending=True)
+        # Drop a token once those ranked above it hold top_p of the mass: what is left is the
+        # smallest set reaching top_p, and the top token (nothing above it) always stays.
+        drop_sorted = sorted_p.cumsum(-1) - sorted_p >= top_p
+        probs = probs.masked_fill(drop_sorted.scatter(-1, order, drop_sorted), 0.0)
+    cdf = probs.double().cumsum(-1)
+    # Scale u by the total instead of renormalizing; right=True skips zero-mass tokens.
+    idx = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)
+    return idx.clamp_(max=logits.shape[-1] - 1)
+
+
+SEED_LIMIT = 2**44  # seed * 2^20 + position must fit in 64 bits
+MAX_POSITIONS = 2**20
+
+
+def uniforms(seeds, n: int) -> np.ndarray:
+    """Uniform numbers in [0, 1), float64 (B, n): entry [i, j] depends on (seeds[i], j) only.
+
+    A counter-based generator (splitmix64 of seed * 2^20 + position) rather than a stateful
+    one, so image i's pixel j gets the same number in any batch, on any device, and when a
+    run resumes partway.
+    """
+    if isinstance(seeds, torch.Tensor):
+        seeds = seeds.detach().cpu().numpy()
+    seeds = np.asarray(seeds)
+    if seeds.ndim != 1 or not (seeds.dtype.kind in "iu" or seeds.size == 0):
+        raise InputError(f"seeds must be a 1-D sequence of integers, got shape {seeds.shape} "
+                         f"dtype {seeds.dtype}")
+    if seeds.size and (seeds.min() < 0 or seeds.max() >= SEED_LIMIT):
+        raise InputError(f"seeds must lie in 0..2^44-1, got {seeds.min()}..{seeds.max()}")
+    if not 0 <= n <= MAX_POSITIONS:
+        raise InputError(f"n must be in 0..{MAX_POSITIONS}, got {n}")
+    x = (seeds.astype(np.uint64)[:, None] << np.uint64(20)) | np.arange(n, dtype=np.uint64)
+    z = x + np.uint64(0x9E3779B97F4A7C15)  # uint64 arrays wrap silently, as the hash needs
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0**-53  # top 53 bits: exact in float64
+
+
+# -- presets: named shapes, found by name (add one with a decorated function) -----------------
+
+_PRESETS: dict = {}
+
+
+def register_preset(name: str):
+    """Decorator: ``@register_preset("name")`` on a function returning GPTConfig kwargs."""
+    def register(fn):
+        if name in _PRESETS:
+            raise ValueError(f"preset {name!r} is already registered")
+        _PRESETS[name] = fn
+        return fn
+    return register
+
+
+@register_preset("tiny")
+def _tiny() -> dict:  # for tests: a forward pass takes milliseconds
+    return dict(n_layer=2, n_head=2, n_embd=64)
+
+
+@register_preset("small")
+def _small() -> dict:  # the CPU default: ~3.7M parameters with 512 colors at 32x32
+    return dict(n_layer=4, n_head=8, n_embd=256)
+
+
+@register_preset("igpt-s")
+def _igpt_s() -> dict:  # iGPT-S's shape (~76M parameters): a GPU preset
+    return dict(n_layer=24, n_head=8, n_embd=512)
+
+
+def list_presets() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def preset_config(preset: str, **overrides) -> GPTConfig:
+    if preset not in _PRESETS:
+        raise InputError(f"unknown preset {preset!r}; known presets: {', '.join(list_presets())}")
+    return GPTConfig.from_dict({**_PRESETS[preset](), **overrides})
+
+
+def create_model(preset: str, **overrides) -> PixelGPT:
+    """``create_model("small", vocab_size=64, image_size=16)``: a freshly initialized model."""
+    return PixelGPT(preset_config(preset, **overrides))

@@ -1,0 +1,3 @@
+from igpt_forensics.cli import main
+
+main()

@@ -1,0 +1,34 @@
+"""The ``igpt-forensics`` command line: thin Typer commands that parse, call one function of
+the packages, and print with Rich. No logic here that a test would want to call directly."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from . import core_cmds, data_cmds, palette_cmds
+from .common import DEBUG
+
+app = typer.Typer(
+    name="igpt-forensics",
+    help="Synthetic-image provenance and detection with an iGPT-style pixel-GPT.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks instead of one-line errors.")] = False) -> None:
+    DEBUG["on"] = debug
+
+
+core_cmds.register(app)
+app.add_typer(palette_cmds.app, name="palette")
+app.add_typer(data_cmds.app, name="data")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,93 @@
+"""What every command shares: consoles, one-line errors, progress bars."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from ..errors import InputError
+
+console = Console()
+err_console = Console(stderr=True)
+DEBUG = {"on": False}  # set by the global --debug option
+
+F = TypeVar("F", bound=Callable)
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one red line and return the exit to raise."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    return typer.Exit(1)
+
+
+def user_errors(fn: F) -> F:
+    """A user's mistake (bad file, bad setting) is one red line and exit 1, not a traceback.
+
+    ``--debug`` shows the traceback instead.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (InputError, ValueError, OSError) as e:
+            if DEBUG["on"]:
+                raise
+            text = " ".join(str(e).split()) or type(e).__name__
+            raise fail(text) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RateColumn(ProgressColumn):
+    """Items per second, e.g. ``412.3 images/s``."""
+
+    def __init__(self, unit: str):
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s",
+                    style="cyan")
+
+
+def progress_bar(unit: str = "it", fields: tuple[str, ...] = ()) -> Progress:
+    """A Rich progress bar with a rate in ``unit``/s; ``fields`` are live task fields
+    (pass them to ``add_task`` and ``update``), e.g. ``("loss",)``."""
+    extra = [TextColumn(f"{{task.fields[{k}]}}") for k in fields]
+    return Progress(
+        TextColumn("[bold blue]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(unit),
+        *extra,
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=False,
+    )
+
+
+def report_skipped(lines: list[str], what: str = "file") -> None:
+    """Batch commands end by listing what they skipped (nothing is dropped silently)."""
+    if not lines:
+        return
+    err_console.print(f"[yellow]skipped {len(lines)} {what}{'s' if len(lines) != 1 else ''}:[/]")
+    for line in lines:
+        err_console.print(f"  [yellow]-[/] {escape(line)}", soft_wrap=True)

@@ -1,0 +1,35 @@
+"""``data show``: look at the patches a model will train on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..data import ImageSource, sample_patches
+from ..viz import image_grid, save_png
+from .common import console, report_skipped, user_errors
+
+app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
+
+
+@app.command("show")
+@user_errors
+def show(
+    data: Annotated[str, typer.Option(help="'builtin', a folder of images, or an .npz.")] = "builtin",
+    size: Annotated[int, typer.Option(help="Patch size.")] = 32,
+    n: Annotated[int, typer.Option("--n", help="Number of patches.")] = 64,
+    split: Annotated[str, typer.Option(help="train, heldout or all.")] = "train",
+    seed: Annotated[int, typer.Option(help="Patch seed.")] = 0,
+    scale: Annotated[int, typer.Option(help="Upscale factor of the grid.")] = 3,
+    out: Annotated[Path, typer.Option(help="Grid PNG to write.")] = Path("patches.png"),
+) -> None:
+    """Write a grid of random patches (and list the photos of each split)."""
+    source = ImageSource(data)
+    patches, crops = sample_patches(source, n, size, seed, split=split)
+    save_png(image_grid(patches, scale=scale), out)
+    photos = sorted({c.photo_id for c in crops})
+    console.print(f"wrote {out}: {n} patches of {size}x{size} from {len(photos)} "
+                  f"{split} photos ({', '.join(photos[:12])}{' ...' if len(photos) > 12 else ''})")
+    report_skipped(source.report.bad)

@@ -1,0 +1,379 @@
+"""Real images: safe loading, data sources named by a short spec, and seeded patches.
+
+A *data spec* names where real photos come from; every command takes it as ``--data``:
+
+- ``builtin``: photos that ship inside installed packages (scikit-image, scikit-learn,
+  matplotlib). No download, ever.
+- a folder: every image below it (png, jpg, webp, bmp, tiff, gif first frame), recursively.
+- an ``.npz`` file of uint8 arrays (HxWx3, HxW, or a stack NxHxWx3).
+
+Photos are split into ``train`` and ``heldout`` *by source photo*, so no photo contributes
+patches to both sides. For ``builtin`` the held-out photos are fixed (`BUILTIN_HELDOUT`); for
+folders and ``.npz`` files a photo is held out when the hash of its id falls in the lowest
+``HELDOUT_FRACTION`` of the range, which is deterministic and stable when files are added.
+
+Images are always ``uint8`` arrays of shape ``(H, W, 3)`` (a batch: ``(N, H, W, 3)``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+from .errors import InputError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
+)
+# A photo larger than this is refused before it is decoded (Pillow's decompression-bomb guard
+# uses a similar limit; we make it an error instead of a warning).
+MAX_PIXELS = 8192 * 8192
+HELDOUT_FRACTION = 0.2
+CACHE_BYTES = 512 * 2**20  # decoded photos kept in memory while sampling patches
+
+# Never accept a truncated file as if it were whole.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+# ----------------------------------------------------------------------------------------
+# Safe loading
+
+
+def load_image(source: str | Path | bytes, name: str | None = None,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """Decode one image file to uint8 RGB ``(H, W, 3)``.
+
+    EXIF orientation is applied; every Pillow mode is converted to 8-bit RGB (alpha is
+    composited onto white, 16-bit and float images are rescaled, not clipped). Any failure
+    raises `InputError` with one line naming the file.
+    """
+    name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
+    if isinstance(source, bytes):
+        if not source:
+            raise InputError(f"{name}: empty file")
+        fp = io.BytesIO(source)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"{name}: no such file")
+        if path.is_dir():
+            raise InputError(f"{name}: is a folder, not an image file")
+        if path.stat().st_size == 0:
+            raise InputError(f"{name}: empty file (0 bytes)")
+        fp = path
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp) as im:
+                w, h = im.size
+                if w * h > max_pixels:
+                    raise InputError(
+                        f"{name}: image too large ({w}x{h} pixels, limit {max_pixels})")
+                if w == 0 or h == 0:
+                    raise InputError(f"{name}: image has no pixels ({w}x{h})")
+                im.seek(0)  # first frame of an animation or a multi-page file
+                im.load()
+                im = ImageOps.exif_transpose(im)
+                return to_rgb(im)
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"{name}: image too large (decompression-bomb guard: {e})") from None
+    except UnidentifiedImageError:
+        raise InputError(f"{name}: not an image file (unrecognised format)") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"{name}: corrupt or truncated image ({msg})") from None
+
+
+def to_rgb(im: Image.Image) -> np.ndarray:
+    """Convert any Pillow image to uint8 RGB, scaling high bit depths instead of clipping."""
+    mode = im.mode
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(im).astype(np.float64)
+        if mode == "F":
+            top = 1.0 if a.size and np.nanmax(a) <= 1.0 else 255.0
+        elif mode.startswith("I;16"):
+            top = 65535.0
+        else:  # 32-bit integer: 16-bit PNGs open as "I" in some Pillow versions
+            top = 65535.0 if a.size and a.max() > 255 else 255.0
+        a = np.clip(np.rint(np.nan_to_num(a) / top * 255.0), 0, 255).astype(np.uint8)
+        return np.repeat(a[..., None], 3, axis=-1)
+    has_alpha = mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, rgba)
+    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
+
+
+def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
+    """Expand files and folders (recursively) into image files, sorted.
+
+    Returns ``(files, errors)``: a path that does not exist is an error line, not an
+    exception, so a batch command can go on with the rest.
+    """
+    files: list[Path] = []
+    errors: list[str] = []
+    for p in paths:
+        p = Path(p)
+        if p.is_dir():
+            files.extend(sorted(f for f in p.rglob("*")
+                                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+        elif p.is_file():
+            files.append(p)
+        else:
+            errors.append(f"{p}: no such file or folder")
+    return files, errors
+
+
+@dataclass
+class LoadReport:
+    """What a batch load skipped, one line per bad file."""
+
+    bad: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        self.bad.append(line)
+
+    def __bool__(self) -> bool:  # truthy when something was skipped
+        return bool(self.bad)
+
+
+def iter_images(paths: Iterable[str | Path], report: LoadReport,
+                ) -> Iterator[tuple[Path, np.ndarray]]:
+    """Yield ``(path, image)`` for every readable image; bad files go to ``report``."""
+    files, errors = find_images(paths)
+    for e in errors:
+        report.add(e)
+    for f in files:
+        try:
+            yield f, load_image(f)
+        except InputError as e:
+            report.add(str(e))
+
+
+# ----------------------------------------------------------------------------------------
+# Data sources
+
+
+def _pkg_file(module: str, *parts: str) -> Path:
+    import importlib
+
+    return Path(importlib.import_module(module).__file__).parent.joinpath(*parts)
+
+
+# id -> (package, relative path). Real photographs only: synthetic test patterns, grayscale
+# scans and the right half of the stereo motorcycle pair (same scene as the left) are left out.
+BUILTIN_PHOTOS: dict[str, tuple[str, str]] = {
+    "astronaut": ("skimage.data", "astronaut.png"),
+    "chelsea": ("skimage.data", "chelsea.png"),
+    "coffee": ("skimage.data", "coffee.png"),
+    "rocket": ("skimage.data", "rocket.jpg"),
+    "motorcycle": ("skimage.data", "motorcycle_left.png"),
+    "retina": ("skimage.data", "retina.jpg"),
+    "hubble": ("skimage.data", "hubble_deep_field.jpg"),
+    "immunohistochemistry": ("skimage.data", "ihc.png"),
+    "china": ("sklearn.datasets", "images/china.jpg"),
+    "flower": ("sklearn.datasets", "images/flower.jpg"),
+    "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+}
+# Held out from training, for bits/dim and detector evaluation: a portrait, an indoor
+# still life and a nature close-up, each unlike the others.
+BUILTIN_HELDOUT = ("coffee", "flower", "grace_hopper")
+
+SPLITS = ("train", "heldout", "all")
+
+
+def hash_fraction(text: str) -> float:
+    """A stable number in [0, 1) from a string (used to split photos deterministically)."""
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
+class ImageSource:
+    """Photos named by a data spec. ``ids`` are stable photo ids; ``load(id)`` decodes one.
+
+    Folders are listed lazily (no photo is decoded until asked for); bad files are found
+    when loaded, reported in ``report`` and skipped.
+    """
+
+    def __init__(self, spec: str | Path):
+        self.spec = str(spec)
+        self.report = LoadReport()
+        self._loaders: dict[str, Callable[[], np.ndarray]] = {}
+        if self.spec == "builtin":
+            for pid, (module, rel) in BUILTIN_PHOTOS.items():
+                path = _pkg_file(module, rel)
+                self._loaders[pid] = (lambda p=path, i=pid: load_image(p, name=f"builtin:{i}"))
+            self._heldout = set(BUILTIN_HELDOUT)
+            return
+        path = Path(self.spec)
+        if not path.exists():
+            raise InputError(f"{self.spec}: no such file or folder (a --data spec is "
+                             "'builtin', a folder of images or an .npz file)")
+        if path.is_dir():
+            files, _ = find_images([path])
+            for f in files:
+                pid = f.relative_to(path).as_posix()
+                self._loaders[pid] = (lambda f=f: load_image(f))
+        elif path.suffix.lower() == ".npz":
+            self._load_npz(path)
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+            self._loaders[path.name] = (lambda: load_image(path))
+        else:
+            raise InputError(f"{self.spec}: not a data source (expected 'builtin', a folder "
+                             "or an .npz file)")
+        if not self._loaders:
+            raise InputError(f"{self.spec}: no images found")
+        self._heldout = {pid for pid in self._loaders if hash_fraction(pid) < HELDOUT_FRACTION}
+
+    def _load_npz(self, path: Path) -> None:
+        try:
+            # allow_pickle=False: an .npz holding object arrays is refused, never unpickled.
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError
+            raise InputError(f"{path}: not a readable .npz of uint8 arrays ({e})") from None
+        for key, a in arrays.items():
+            if a.dtype != np.uint8:
+                raise InputError(f"{path}: array '{key}' has dtype {a.dtype}, expected uint8")
+            if a.ndim == 2:
+                a = np.repeat(a[..., None], 3, axis=-1)
+            if a.ndim == 3 and a.shape[-1] == 3:
+                self._loaders[f"{path.name}:{key}"] = (lambda a=a: a)
+            elif a.ndim == 4 and a.shape[-1] == 3:
+                for i in range(a.shape[0]):
+                    self._loaders[f"{path.name}:{key}[{i}]"] = (lambda a=a, i=i: a[i])
+            else:
+                raise InputError(f"{path}: array '{key}' has shape {a.shape}, expected "
+                                 "HxW, HxWx3 or NxHxWx3")
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._loaders)
+
+    def photo_ids(self, split: str = "all") -> list[str]:
+        if split not in SPLITS:
+            raise InputError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
+        if split == "all":
+            return self.ids
+        want = split == "heldout"
+        return [pid for pid in self._loaders if (pid in self._heldout) == want]
+
+    def load(self, photo_id: str) -> np.ndarray:
+        return self._loaders[photo_id]()
+
+    def photos(self, split: str = "all") -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(id, image)`` for every readable photo of the split; bad ones reported."""
+        for pid in self.photo_ids(split):
+            try:
+                yield pid, self.load(pid)
+            except InputError as e:
+                self.report.add(str(e))
+
+
+# ----------------------------------------------------------------------------------------
+# Patches
+
+
+@dataclass(frozen=True)
+class Crop:
+    """Where a patch came from: photo, top-left corner and side of the square crop."""
+
+    photo_id: str
+    top: int
+    left: int
+    side: int
+
+
+def plan_crop(rng: np.random.Generator, photo_id: str, shape: tuple[int, int],
+              size: int) -> Crop:
+    """A square crop at a random scale (log-uniform between ``size`` and the shorter side)."""
+    h, w = shape
+    short = min(h, w)
+    lo = min(size, short)
+    side = int(round(np.exp(rng.uniform(np.log(lo), np.log(short))))) if short > lo else short
+    top = int(rng.integers(0, h - side + 1))
+    left = int(rng.integers(0, w - side + 1))
+    return Crop(photo_id, top, left, side)
+
+
+def cut(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
+    """Cut a crop out of a photo and resample it to ``size x size`` (antialiased)."""
+    region = image[crop.top:crop.top + crop.side, crop.left:crop.left + crop.side]
+    if crop.side == size:
+        return np.ascontiguousarray(region)
+    im = Image.fromarray(region).resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return np.asarray(im, dtype=np.uint8)
+
+
+def sample_patches(source: ImageSource, n: int, size: int = 32, seed: int = 0,
+                   split: str = "train", progress: Callable[[int], None] | None = None,
+                   ) -> tuple[np.ndarray, list[Crop]]:
+    """``n`` random square patches, ``(n, size, size, 3)`` uint8, and where each came from.
+
+    Patch ``i`` depends only on ``(seed, i)`` and the good photos of the split, not on ``n``:
+    asking for more patches extends the list. Each photo is decoded once.
+    """
+    if n <= 0:
+        raise InputError(f"number of patches must be positive, got {n}")
+    if size < 2:
+        raise InputError(f"patch size must be at least 2, got {size}")
+    ids = source.photo_ids(split)
+    # Pass 1 decodes every photo once to find bad files and sizes; photos are kept while
+    # they fit in CACHE_BYTES, the rest are decoded again in pass 2 (memory stays bounded).
+    shapes: dict[str, tuple[int, int]] = {}
+    cache: dict[str, np.ndarray] = {}
+    cached = 0
+    for pid in ids:
+        try:
+            image = source.load(pid)
+        except InputError as e:
+            source.report.add(str(e))
+            continue
+        shapes[pid] = image.shape[:2]
+        if cached + image.nbytes <= CACHE_BYTES:
+            cache[pid] = image
+            cached += image.nbytes
+    good = [pid for pid in ids if pid in shapes]
+    if not good:
+        raise InputError(f"{source.spec}: no readable photos in split '{split}'")
+    crops: list[Crop] = []
+    for i in range(n):
+        rng = np.random.default_rng([seed, i])
+        pid = good[int(rng.integers(len(good)))]
+        crops.append(plan_crop(rng, pid, shapes[pid], size))
+    by_photo: dict[str, list[int]] = {}
+    for i, crop in enumerate(crops):
+        by_photo.setdefault(crop.photo_id, []).append(i)
+    out = np.empty((n, size, size, 3), dtype=np.uint8)
+    for pid, idx in by_photo.items():
+        image = cache[pid] if pid in cache else source.load(pid)
+        for i in idx:
+            out[i] = cut(image, crops[i], size)
+        if progress is not None:
+            progress(len(idx))
+    return out, crops
+
+
+def load_patches(spec: str, n: int, size: int = 32, seed: int = 0,
+                 split: str = "train") -> np.ndarray:
+    """Convenience: patches from a data spec."""
+    return sample_patches(ImageSource(spec), n, size, seed, split)[0]
+
+
+def image_sha256(image: np.ndarray) -> str:
+    """Content hash of decoded pixels (shape and bytes), independent of the file format."""
+    h = hashlib.sha256()
+    h.update(f"{image.shape}{image.dtype}".encode())
+    h.update(np.ascontiguousarray(image).tobytes())
+    return h.hexdigest()

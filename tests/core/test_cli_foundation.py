@@ -1,0 +1,65 @@
+"""The CLI skeleton through typer's CliRunner: exit codes, outputs, one-line errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from igpt_forensics.cli import app
+from igpt_forensics.palette import Palette
+
+runner = CliRunner()
+
+
+def test_help_and_module_entry_point():
+    r = runner.invoke(app, ["--help"])
+    assert r.exit_code == 0 and "palette" in r.output and "info" in r.output
+    p = subprocess.run([sys.executable, "-m", "igpt_forensics", "--help"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "info" in p.stdout
+
+
+def test_info_lists_versions_and_device():
+    r = runner.invoke(app, ["info"])
+    assert r.exit_code == 0, r.output
+    assert "torch" in r.output and "device" in r.output and "cpu_threads" in r.output
+
+
+def test_palette_fit_writes_a_palette_and_prints_psnr(tmp_path):
+    out = tmp_path / "pal.json"
+    r = runner.invoke(app, ["palette", "fit", "--colors", "16", "--size", "8", "--n", "100",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "PSNR" in r.output
+    assert Palette.load(out).n_colors == 16
+
+
+def test_data_show_writes_grid(tmp_path):
+    out = tmp_path / "grid.png"
+    r = runner.invoke(app, ["data", "show", "--n", "9", "--size", "8", "--scale", "2",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (3 * 17 + 1, 3 * 17 + 1, 3)
+
+
+def test_user_mistakes_are_one_red_line_without_traceback(tmp_path):
+    for args in (["palette", "fit", "--colors", "1000"],
+                 ["data", "show", "--data", str(tmp_path / "missing")]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1
+        assert "error:" in r.output and "Traceback" not in r.output
+        assert len([line for line in r.output.splitlines() if line.strip()]) == 1, r.output
+
+
+def test_data_show_reports_bad_files_and_keeps_good(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    Image.fromarray(np.full((20, 20, 3), 90, np.uint8)).save(d / "ok.png")
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nbroken")
+    r = runner.invoke(app, ["data", "show", "--data", str(d), "--split", "all", "--n", "4",
+                            "--size", "8", "--out", str(tmp_path / "g.png")])
+    assert r.exit_code == 0, r.output
+    assert "skipped 1 file" in r.output and "broken.png" in r.output

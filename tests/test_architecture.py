@@ -1,0 +1,58 @@
+"""The one-way flow of STYLE.md, kept true by a test: core <- generators <- detectors <- CLI.
+
+The core modules of igpt_forensics never import the CLI, the generators or the detectors;
+generators never import detectors or the CLI; detectors never import the CLI.
+"""
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imports_of(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    pkg = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg[: len(pkg) - node.level + 1]
+                mod = ".".join(base + ((node.module,) if node.module else ()))
+            else:
+                mod = node.module or ""
+            names.add(mod)
+            names.update(f"{mod}.{a.name}" for a in node.names)
+    return names
+
+
+def layer_violations(package: str, forbidden: tuple[str, ...], skip: tuple[str, ...] = ()):
+    bad = []
+    for f in sorted((ROOT / package).rglob("*.py")):
+        rel = f.relative_to(ROOT).as_posix()
+        if rel.startswith(skip) if skip else False:
+            continue
+        for name in imports_of(f):
+            if any(name == x or name.startswith(x + ".") for x in forbidden):
+                bad.append(f"{rel} imports {name}")
+    return bad
+
+
+def test_core_imports_nothing_above_it():
+    assert layer_violations("igpt_forensics", ("igpt_forensics.cli", "generators", "detectors"),
+                            skip=("igpt_forensics/cli", "igpt_forensics/__main__.py")) == []
+
+
+def test_generators_do_not_import_detectors_or_cli():
+    assert layer_violations("generators", ("detectors", "igpt_forensics.cli")) == []
+
+
+def test_detectors_do_not_import_cli():
+    assert layer_violations("detectors", ("igpt_forensics.cli",)) == []
+
+
+def test_the_walker_sees_relative_imports():
+    names = imports_of(ROOT / "igpt_forensics" / "cli" / "__init__.py")
+    assert "igpt_forensics.cli.common" in names or "igpt_forensics.cli.common.DEBUG" in names
