@@ -63,6 +63,7 @@ def _config(path: Path) -> GPTConfig:
     try:
         vocab, n_pos, n_embd = int(d["vocab_size"]), int(d["n_positions"]), int(d["n_embd"])
         n_layer, n_head = int(d["n_layer"]), int(d["n_head"])
+        eps = float(d.get("layer_norm_epsilon", NORM_EPS))
     except (KeyError, TypeError, ValueError) as e:
         raise InputError(f"{path}: missing or bad field ({e})") from None
     # Each HF option that changes the computation must be at the value PixelGPT implements.
@@ -72,8 +73,8 @@ def _config(path: Path) -> GPTConfig:
     for key, want in expected.items():
         if d.get(key, want) != want:
             raise InputError(f"{path}: {key}={d[key]!r} is not supported (PixelGPT needs {want!r})")
-    if not math.isclose(float(d.get("layer_norm_epsilon", NORM_EPS)), NORM_EPS):
-        raise InputError(f"{path}: layer_norm_epsilon={d['layer_norm_epsilon']} is not supported "
+    if not math.isclose(eps, NORM_EPS):
+        raise InputError(f"{path}: layer_norm_epsilon={eps} is not supported "
                          f"(PixelGPT uses {NORM_EPS})")
     if d.get("n_inner") not in (None, 4 * n_embd):
         raise InputError(f"{path}: n_inner={d['n_inner']} is not supported (PixelGPT uses "

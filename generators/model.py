@@ -236,8 +236,9 @@ class PixelGPT(nn.Module):
         return {k: torch.cat(v) for k, v in out.items()}
 
     @torch.inference_mode()
-    def sample(self, known: torch.Tensor, mask: torch.Tensor, seeds, temperature: float = 1.0,
-               top_k: int = 0, top_p: float = 1.0, use_cache: bool = True) -> torch.Tensor:
+    def sample(self, known: torch.Tensor, mask: torch.Tensor, seeds: torch.Tensor | Sequence[int],
+               temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+               use_cache: bool = True) -> torch.Tensor:
         """Fill the masked tokens (mask True) by sampling in raster order; keep the rest.
 
         Raster order has no notion of "after": a masked pixel is drawn from p(x_j | x_<j), so
@@ -333,7 +334,7 @@ SEED_LIMIT = 2**44  # seed * 2^20 + position must fit in 64 bits
 MAX_POSITIONS = 2**20
 
 
-def uniforms(seeds, n: int) -> np.ndarray:
+def uniforms(seeds: torch.Tensor | Sequence[int] | np.ndarray, n: int) -> np.ndarray:
     """Uniform numbers in [0, 1), float64 (B, n): entry [i, j] depends on (seeds[i], j) only.
 
     A counter-based generator (splitmix64 of seed * 2^20 + position) rather than a stateful

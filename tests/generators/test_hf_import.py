@@ -89,6 +89,10 @@ def test_import_matches_transformers_logits(checkpoint, hf_model, clusters):
     assert torch.allclose(ours, expected, atol=1e-4)
     assert np.array_equal(palette.colors, np.rint((clusters + 1) * 127.5).astype(np.uint8))
     assert palette.to_dict()["n_colors"] == COLORS
+    # imported weights are ordinary float32 parameters: fine-tuning works on them
+    assert all(p.dtype == torch.float32 and p.requires_grad for p in model.parameters())
+    model.loss(t).backward()
+    assert model.lm_head.weight.grad is not None
 
 
 def test_bits_per_dim_match_transformers(checkpoint, hf_model):
