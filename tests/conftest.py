@@ -11,3 +11,19 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+TINY_TRAIN = dict(data="builtin", size=8, colors=16, preset="tiny", steps=300, batch_size=32,
+                  train_patches=2000, eval_patches=128, eval_every=100, checkpoint_every=300,
+                  warmup=20, lr=3e-3, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A real, trained checkpoint folder: tiny preset, 8x8 images, 16 colors, 300 steps on
+    builtin training photos (about 15 s on 2 cores). Shared by the whole session."""
+    from generators.train import TrainConfig, train_generator
+
+    out = tmp_path_factory.mktemp("tiny_checkpoint")
+    train_generator(TrainConfig(**TINY_TRAIN), out)
+    return out

@@ -1,0 +1,297 @@
+"""Training a pixel-GPT on a data source: AdamW, warm-up + cosine decay, held-out bits/dim,
+atomic resumable checkpoints, and DistributedDataParallel under ``torchrun``.
+
+Exact resume: the batch of step ``s`` depends only on ``(seed, s)`` and the learning rate only
+on ``s``, so the state to restore is the weights, the optimizer moments and the step. A killed
+run resumed with ``resume=True`` ends with the same weights as one that was never killed.
+
+Bits/dim here is bits per palette token (one token per pixel), the unit iGPT reports in nats.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from safetensors.torch import load_file, save
+
+from igpt_forensics.data import ImageSource, sample_patches
+from igpt_forensics.device import pick_device
+from igpt_forensics.errors import InputError
+from igpt_forensics.files import atomic_write_bytes, atomic_write_text
+from igpt_forensics.palette import Palette
+
+from .checkpoint import save_checkpoint
+from .model import PixelGPT, create_model
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainConfig:
+    data: str = "builtin"
+    size: int = 32
+    colors: int = 512
+    preset: str = "small"
+    steps: int = 2000
+    batch_size: int = 16
+    lr: float = 2e-3
+    min_lr: float = 1e-4
+    warmup: int = 100
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    train_patches: int = 20000  # pool of training patches drawn once (seeded)
+    eval_patches: int = 256  # held-out patches for bits/dim
+    eval_every: int = 100
+    checkpoint_every: int = 100
+    flip: bool = True  # random horizontal flips
+    seed: int = 0
+    palette: str | None = None  # a palette JSON to use instead of fitting one
+    device: str = "auto"
+    overrides: dict = field(default_factory=dict)  # GPTConfig fields over the preset
+
+    def check(self) -> None:
+        if self.steps < 1:
+            raise InputError(f"--steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.size < 2:
+            raise InputError(f"--size must be >= 2, got {self.size}")
+        if not 0 < self.lr < 1:
+            raise InputError(f"--lr must be in (0, 1), got {self.lr}")
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr`` at the last step."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    progress = (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup)
+    return cfg.min_lr + 0.5 * (cfg.lr - cfg.min_lr) * (1 + math.cos(math.pi * min(progress, 1)))
+
+
+def batch_indices(step: int, cfg: TrainConfig, pool: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The global batch of ``step``: patch indices and flip flags, from (seed, step) alone."""
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    idx = torch.randint(pool, (cfg.batch_size,), generator=g)
+    flip = torch.rand(cfg.batch_size, generator=g) < 0.5
+    return idx, flip & cfg.flip
+
+
+def flip_tokens(tokens: torch.Tensor, flip: torch.Tensor, size: int) -> torch.Tensor:
+    grid = tokens.view(-1, size, size)
+    return torch.where(flip[:, None, None], grid.flip(-1), grid).reshape(len(tokens), -1)
+
+
+@torch.inference_mode()
+def bits_per_dim(model: PixelGPT, tokens: torch.Tensor, batch_size: int = 64) -> float:
+    """Mean negative log-likelihood of ``tokens`` in bits per token."""
+    return float(model.token_stats(tokens, batch_size)["nll"].double().mean() / LN2)
+
+
+def unigram_bits(train_tokens: np.ndarray, eval_tokens: np.ndarray, n_colors: int) -> float:
+    """The baseline a model must beat: palette-color frequencies (add-one smoothed)."""
+    counts = np.bincount(train_tokens.ravel(), minlength=n_colors) + 1.0
+    logp = np.log2(counts / counts.sum())
+    return float(-logp[eval_tokens.ravel()].mean())
+
+
+# ----------------------------------------------------------------------------------------
+# Run state on disk: out/state/latest names the newest complete step folder.
+
+
+def _state_dir(out: Path) -> Path:
+    return out / "state"
+
+
+def save_state(out: Path, step: int, model: PixelGPT, opt: torch.optim.Optimizer,
+               history: list) -> None:
+    """Write a complete resumable state in a fresh folder, then point ``latest`` at it."""
+    root = _state_dir(out)
+    folder = root / f"step-{step:08d}"
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(folder / "model.safetensors", save(weights))
+    tensors, layout = {}, []
+    for i, group in enumerate(opt.param_groups):
+        for j, p in enumerate(group["params"]):
+            st = opt.state.get(p, {})
+            for key, value in st.items():
+                name = f"{i}.{j}.{key}"
+                tensors[name] = torch.as_tensor(value).detach().cpu().contiguous()
+                layout.append(name)
+    atomic_write_bytes(folder / "optimizer.safetensors", save(tensors))
+    atomic_write_text(folder / "state.json", json.dumps({"step": step, "history": history}))
+    atomic_write_text(root / "latest", folder.name)  # the commit point
+    for old in root.glob("step-*"):
+        if old.name != folder.name:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_state(out: Path, model: PixelGPT, opt: torch.optim.Optimizer) -> tuple[int, list]:
+    root = _state_dir(out)
+    try:
+        folder = root / (root / "latest").read_text().strip()
+        state = json.loads((folder / "state.json").read_text())
+        model.load_state_dict(load_file(folder / "model.safetensors"))
+        tensors = load_file(folder / "optimizer.safetensors")
+    except FileNotFoundError:
+        raise InputError(f"{out}: nothing to resume (no {root / 'latest'})") from None
+    for i, group in enumerate(opt.param_groups):
+        for j, p in enumerate(group["params"]):
+            prefix = f"{i}.{j}."
+            st = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if st:
+                opt.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in st.items()}
+    return int(state["step"]), list(state["history"])
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def _dist() -> tuple[int, int]:
+    """(rank, world size); initialises the process group when launched by torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def prepare_data(cfg: TrainConfig, report: Callable[[str], None] = lambda s: None,
+                 ) -> tuple[Palette, np.ndarray, np.ndarray, list[str]]:
+    """Training and held-out tokens from the data source; the palette fitted on training."""
+    source = ImageSource(cfg.data)
+    train, _ = sample_patches(source, cfg.train_patches, cfg.size, cfg.seed, split="train")
+    held, _ = sample_patches(source, cfg.eval_patches, cfg.size, cfg.seed + 1, split="heldout")
+    if cfg.palette:
+        palette = Palette.load(cfg.palette)
+    else:
+        report(f"fitting a {cfg.colors}-color palette")
+        palette = Palette.fit(train, cfg.colors, seed=cfg.seed)
+    return palette, palette.encode(train), palette.encode(held), source.report.bad
+
+
+def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
+                    on_step: Callable[[int, float, float | None], None] | None = None,
+                    report: Callable[[str], None] = lambda s: None,
+                    stop_after: int | None = None) -> dict:
+    """Train (or resume) and write the checkpoint ``out`` (model.safetensors + config.json).
+
+    ``on_step(step, loss, bits_per_dim or None)`` is called after every step on rank 0.
+    ``stop_after`` ends the run early after that many steps of this call (tests use it to
+    simulate a kill). Returns a summary dict.
+    """
+    cfg.check()
+    out = Path(out)
+    rank, world = _dist()
+    if cfg.batch_size % world:
+        raise InputError(f"--batch-size {cfg.batch_size} must be divisible by the "
+                         f"{world} processes")
+    if world > 1 and torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    else:
+        device = pick_device(cfg.device)
+    if resume:
+        saved = json.loads((out / "train_config.json").read_text()) if (
+            out / "train_config.json").exists() else None
+        if saved is None:
+            raise InputError(f"{out}: nothing to resume (no train_config.json)")
+        if saved != asdict(cfg):
+            diff = sorted(k for k in saved if saved.get(k) != asdict(cfg).get(k))
+            raise InputError(f"{out}: --resume with different settings ({', '.join(diff)})")
+    elif (out / "state" / "latest").exists():
+        raise InputError(f"{out}: holds a run already; pass --resume to continue it or "
+                         "choose another --out")
+
+    t0 = time.perf_counter()
+    palette_path = out / "palette.json"
+    # A resumed run reuses the palette it fitted, so its tokens are exactly the same.
+    data_cfg = replace(cfg, palette=str(palette_path)) if resume else cfg
+    palette, train_tok, held_tok, bad = prepare_data(data_cfg, report)
+    if rank == 0 and not resume:
+        palette.save(palette_path)
+        atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg)))
+    train_tok = torch.from_numpy(train_tok)
+    held_tok = torch.from_numpy(held_tok)
+    unigram = unigram_bits(train_tok.numpy(), held_tok.numpy(), palette.n_colors)
+
+    torch.manual_seed(cfg.seed)
+    model = create_model(cfg.preset, vocab_size=palette.n_colors, image_size=cfg.size,
+                         **cfg.overrides).to(device)
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=cfg.lr, betas=(0.9, 0.95))
+    step, history = (load_state(out, model, opt) if resume else (0, []))
+    train_model = model
+    if world > 1:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def evaluate() -> float:
+        return bits_per_dim(model, held_tok)
+
+    last_bpd = history[-1]["heldout_bits_per_dim"] if history else None
+    done_here = 0
+    model.train()
+    while step < cfg.steps:
+        idx, flip = batch_indices(step, cfg, len(train_tok))
+        idx, flip = idx[rank::world], flip[rank::world]
+        tokens = flip_tokens(train_tok[idx], flip, cfg.size).to(device)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout, if any, replays on resume
+        loss = train_model.loss(tokens) if world == 1 else _ddp_loss(train_model, tokens)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        done_here += 1
+        bpd = None
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            bpd = last_bpd = evaluate()
+            history.append({"step": step, "loss_bits": loss.item() / LN2,
+                            "heldout_bits_per_dim": bpd, "seconds": time.perf_counter() - t0})
+        if rank == 0:
+            if on_step:
+                on_step(step, loss.item() / LN2, bpd)
+            if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+                save_state(out, step, model, opt, history)
+                _write_model(out, model, palette, cfg, step, last_bpd, unigram)
+        if stop_after is not None and done_here >= stop_after:
+            break
+    if world > 1:
+        dist.barrier()
+    return {"step": step, "heldout_bits_per_dim": last_bpd, "unigram_bits_per_dim": unigram,
+            "seconds": time.perf_counter() - t0, "params": model.num_params(),
+            "skipped": bad, "model": model}
+
+
+def _ddp_loss(ddp_model, tokens: torch.Tensor) -> torch.Tensor:
+    """DDP wraps forward(); the loss must go through it so gradients are all-reduced."""
+    inner: PixelGPT = ddp_model.module
+    start = torch.full_like(tokens[:, :1], inner.start_token)
+    logits = ddp_model(torch.cat([start, tokens[:, :-1]], dim=1))
+    return F.cross_entropy(logits.flatten(0, 1).float(), tokens.flatten())
+
+
+def _write_model(out: Path, model: PixelGPT, palette: Palette, cfg: TrainConfig, step: int,
+                 bpd: float | None, unigram: float) -> None:
+    meta = {"trained_by": "igpt-forensics train-generator", "preset": cfg.preset,
+            "step": step, "heldout_bits_per_dim": bpd, "unigram_bits_per_dim": unigram,
+            "train": asdict(cfg)}
+    save_checkpoint(model, palette, out, meta)
