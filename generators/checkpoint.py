@@ -26,13 +26,18 @@ DEFAULT_MODEL = ASSETS / "default-generator"
 
 
 def save_checkpoint(model: PixelGPT, palette: Palette, out_dir: str | Path,
-                    meta: dict | None = None) -> Path:
-    """Write ``out_dir/model.safetensors`` and ``out_dir/config.json`` (each atomically)."""
+                    meta: dict | None = None, dtype: torch.dtype | None = None) -> Path:
+    """Write ``out_dir/model.safetensors`` and ``out_dir/config.json`` (each atomically).
+
+    ``dtype=torch.float16`` halves the file (the bundled default ships so); loading always
+    gives float32 parameters.
+    """
     if palette.n_colors != model.config.vocab_size:
         raise InputError(f"palette has {palette.n_colors} colors, model expects "
                          f"{model.config.vocab_size}")
     out_dir = Path(out_dir)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: v.detach().cpu().to(dtype or v.dtype).contiguous()
+             for k, v in model.state_dict().items()}
     atomic_write_bytes(out_dir / WEIGHTS, save(state, metadata={"format": FORMAT}))
     config = {"format": FORMAT, "model": model.config.to_dict(),
               "image_size": model.config.image_size, "palette": palette.to_dict(),

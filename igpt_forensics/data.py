@@ -199,6 +199,21 @@ def hash_fraction(text: str) -> float:
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
 
 
+def derive_seed(seed: int, *keys: object) -> int:
+    """A per-item seed in [0, 2^44) from a run seed and an item's keys (e.g. its id), so an
+    item's randomness does not depend on batch, shard or resume point."""
+    text = "/".join(str(k) for k in (seed, *keys))
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") >> 20
+
+
+def fit_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Center-crop a photo to a square and resample it to ``size x size`` (Lanczos): how a
+    user's image of any shape is shown to a model trained on ``size x size`` patches."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    return cut(image, Crop("", (h - side) // 2, (w - side) // 2, side), size)
+
+
 class ImageSource:
     """Photos named by a data spec. ``ids`` are stable photo ids; ``load(id)`` decodes one.
 

@@ -39,3 +39,25 @@ def save_png(image: np.ndarray, path: str | Path) -> Path:
     path = Path(path)
     atomic_write_bytes(path, png_bytes(image))
     return path
+
+
+def masked_view(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The input as the model sees it: masked pixels shown as a gray checkerboard."""
+    out = image.copy()
+    h, w = mask.shape
+    yy, xx = np.mgrid[0:h, 0:w]
+    checker = np.where(((yy // 2 + xx // 2) % 2)[..., None] == 0, 96, 160).astype(np.uint8)
+    out[mask] = np.broadcast_to(checker, (h, w, 3))[mask]
+    return out
+
+
+def completion_grid(originals: np.ndarray, completions: np.ndarray, mask: np.ndarray,
+                    scale: int = 4) -> np.ndarray:
+    """iGPT's figure: per row the masked input, the completions, then the original."""
+    n, samples = completions.shape[:2]
+    rows = []
+    for i in range(n):
+        rows.append(masked_view(originals[i], mask[i]))
+        rows.extend(completions[i])
+        rows.append(originals[i])
+    return image_grid(np.stack(rows), ncol=samples + 2, scale=scale, pad=2)

@@ -1,0 +1,207 @@
+"""Generator commands: train-generator, complete, nll, import-hf."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from generators.checkpoint import load_checkpoint, save_checkpoint
+from generators.complete import complete as complete_images
+from generators.hf_import import import_hf as import_hf_checkpoint
+from generators.model import list_presets
+from generators.train import TrainConfig, train_generator
+
+from ..data import derive_seed, find_images, fit_square, load_image
+from ..device import pick_device
+from ..errors import InputError
+from ..files import atomic_write_text, sha256_file
+from ..masks import make_mask
+from ..viz import completion_grid, save_png
+from .common import console, err_console, fail, progress_bar, report_skipped, user_errors
+
+ModelOpt = Annotated[Path | None, typer.Option(
+    "--model", help="Checkpoint folder (model.safetensors + config.json); default: bundled.")]
+DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")]
+
+
+@user_errors
+def train_generator_cmd(
+    out: Annotated[Path, typer.Option(help="Run folder; also the checkpoint.")] = Path(
+        "runs/gen"),
+    data: Annotated[str, typer.Option(help="'builtin', a folder or an .npz.")] = "builtin",
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 32,
+    colors: Annotated[int, typer.Option(help="Palette size (k-means).")] = 512,
+    preset: Annotated[str, typer.Option(help=f"Model shape: {', '.join(list_presets())}.")
+                      ] = "small",
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 2000,
+    batch_size: Annotated[int, typer.Option(help="Images per step (all processes).")] = 16,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 100,
+    train_patches: Annotated[int, typer.Option(help="Training patch pool.")] = 20000,
+    eval_patches: Annotated[int, typer.Option(help="Held-out patches for bits/dim.")] = 256,
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 100,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+    palette: Annotated[Path | None, typer.Option(help="Use this palette JSON.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of data, init and batches.")] = 0,
+    device: DeviceOpt = "auto",
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly.")] = False,
+) -> None:
+    """Train a pixel-GPT on real photos; held-out bits/dim on held-out photos."""
+    cfg = TrainConfig(data=data, size=size, colors=colors, preset=preset, steps=steps,
+                      batch_size=batch_size, lr=lr, warmup=min(warmup, steps),
+                      train_patches=train_patches, eval_patches=eval_patches,
+                      eval_every=eval_every, checkpoint_every=checkpoint_every,
+                      palette=str(palette) if palette else None, seed=seed, device=device)
+    with progress_bar("steps", fields=("loss", "bpd")) as bar:
+        task = bar.add_task("training", total=steps, loss="", bpd="")
+
+        def on_step(step: int, loss_bits: float, bpd: float | None) -> None:
+            fields = {"loss": f"loss {loss_bits:.3f} bits"}
+            if bpd is not None:
+                fields["bpd"] = f"held-out {bpd:.3f} bits/dim"
+            bar.update(task, completed=step, **fields)
+
+        result = train_generator(cfg, out, resume=resume, on_step=on_step,
+                                 report=lambda s: bar.console.print(s))
+    table = Table(title=f"generator {out}")
+    for col in ("steps", "params", "held-out bits/dim", "unigram bits/dim", "minutes"):
+        table.add_column(col)
+    bpd = result["heldout_bits_per_dim"]
+    table.add_row(str(result["step"]), f"{result['params']:,}",
+                  f"{bpd:.3f}" if bpd is not None else "-",
+                  f"{result['unigram_bits_per_dim']:.3f}", f"{result['seconds'] / 60:.1f}")
+    console.print(table)
+    report_skipped(result["skipped"])
+
+
+def _load_inputs(paths: list[Path], size: int) -> tuple[list[Path], np.ndarray, list[str]]:
+    files, bad = find_images(paths)
+    good, images = [], []
+    for f in files:
+        try:
+            images.append(fit_square(load_image(f), size))
+            good.append(f)
+        except InputError as e:
+            bad.append(str(e))
+    return good, (np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)), bad
+
+
+@user_errors
+def complete(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    model: ModelOpt = None,
+    mask: Annotated[str, typer.Option(help="top-half, box, full, box:T,L,H,W or file:PNG.")
+                    ] = "top-half",
+    samples: Annotated[int, typer.Option(help="Completions per image.")] = 4,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus mass (1 = off).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed; each completion derives its own.")] = 0,
+    scale: Annotated[int, typer.Option(help="Upscale factor of the grid.")] = 4,
+    device: DeviceOpt = "auto",
+    out: Annotated[Path, typer.Option(help="Grid PNG: masked input, completions, original."
+                                      )] = Path("completions.png"),
+) -> None:
+    """Complete photos (center-cropped and resized to the model's size): iGPT's figure."""
+    if samples < 1:
+        raise InputError(f"--samples must be >= 1, got {samples}")
+    net, palette, cfg = load_checkpoint(model, pick_device(device))
+    size = net.config.image_size
+    files, originals, bad = _load_inputs(images, size)
+    if not files:
+        report_skipped(bad)
+        raise fail("no readable images to complete")
+    rng = np.random.default_rng(seed)
+    masks = np.stack([make_mask(mask, size, rng)[0] for _ in files])
+    seeds = np.array([[derive_seed(seed, f.name, i, j) for j in range(samples)]
+                      for i, f in enumerate(files)])
+    t0 = time.perf_counter()
+    with err_console.status(f"sampling {len(files) * samples} completions"):
+        result = complete_images(net, palette, originals, masks, seeds, temperature, top_k, top_p)
+    dt = time.perf_counter() - t0
+    save_png(completion_grid(originals, result.images, result.mask, scale=scale), out)
+    tokens = int(result.mask.sum()) * samples
+    console.print(f"wrote {out}: {len(files)} images x {samples} completions "
+                  f"({tokens:,} pixels drawn in {dt:.1f} s, {tokens / dt:,.0f} tokens/s) "
+                  f"with {cfg['path']}")
+    report_skipped(bad)
+
+
+@user_errors
+def nll(
+    images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
+    model: ModelOpt = None,
+    device: DeviceOpt = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead.")] = False,
+) -> None:
+    """Bits/dim of each image under the model (lower = likelier)."""
+    net, palette, cfg = load_checkpoint(model, pick_device(device))
+    files, batch, bad = _load_inputs(images, net.config.image_size)
+    rows = []
+    if files:
+        import torch
+
+        stats = net.token_stats(torch.from_numpy(palette.encode(batch)))
+        bpd = (stats["nll"].double().mean(1) / math.log(2)).tolist()
+        rows = [{"path": str(f), "bits_per_dim": b} for f, b in zip(files, bpd)]
+    if as_json:
+        print(json.dumps({"model": cfg["path"], "model_sha256": cfg["sha256"], "rows": rows,
+                          "skipped": bad}))
+    else:
+        table = Table(title=f"bits/dim under {cfg['path']}")
+        table.add_column("file")
+        table.add_column("bits/dim", justify="right")
+        for r in rows:
+            table.add_row(r["path"], f"{r['bits_per_dim']:.3f}")
+        console.print(table)
+        report_skipped(bad)
+    if not files:
+        raise typer.Exit(1)
+
+
+@user_errors
+def import_hf(
+    src: Annotated[Path, typer.Argument(help="Hugging Face ImageGPT checkpoint folder.")],
+    out: Annotated[Path, typer.Argument(help="Native checkpoint folder to write.")],
+) -> None:
+    """Convert a Hugging Face ImageGPT checkpoint (iGPT-S/M/L) into a native checkpoint."""
+    net, palette = import_hf_checkpoint(src)
+    save_checkpoint(net, palette, out, {"imported_from": str(src), "format": "hf-imagegpt"})
+    console.print(f"wrote {out}: {net.num_params():,} parameters, "
+                  f"{net.config.image_size}x{net.config.image_size}, {palette.n_colors} colors")
+
+
+@user_errors
+def export_model(
+    src: Annotated[Path, typer.Argument(help="Checkpoint folder (e.g. a training run).")],
+    out: Annotated[Path, typer.Argument(help="Folder to write model + config (+ SHA256SUMS).")],
+    half: Annotated[bool, typer.Option(help="Store weights as float16 (half the size).")
+                    ] = False,
+) -> None:
+    """Copy a checkpoint's model and config (no training state), optionally in float16, with
+    a SHA256SUMS file: how the bundled default is packaged."""
+    import torch
+
+    net, palette, cfg = load_checkpoint(src)
+    save_checkpoint(net, palette, out, cfg.get("meta", {}),
+                    dtype=torch.float16 if half else None)
+    sums = "".join(f"{sha256_file(out / name)}  {name}\n"
+                   for name in ("config.json", "model.safetensors"))
+    atomic_write_text(out / "SHA256SUMS", sums)
+    size = sum((out / n).stat().st_size for n in ("config.json", "model.safetensors"))
+    console.print(f"wrote {out} ({size / 1e6:.1f} MB)")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("export-model")(export_model)
+    app.command("train-generator")(train_generator_cmd)
+    app.command()(complete)
+    app.command()(nll)
+    app.command("import-hf")(import_hf)
