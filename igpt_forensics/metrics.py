@@ -1,0 +1,118 @@
+"""Detection metrics: image level (AUC, AP, EER, TPR at a fixed FPR, accuracy at a threshold,
+bootstrap intervals) and region level (pixel AUC, F1 and IoU of predicted masks).
+
+Scores follow one contract: higher = more likely synthetic; label 1 = fake, 0 = real.
+scikit-learn computes the curves; this module only assembles them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
+
+from .errors import InputError
+
+
+def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    labels = np.asarray(labels).astype(int).ravel()
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    if labels.shape != scores.shape:
+        raise InputError(f"{labels.size} labels but {scores.size} scores")
+    if not set(np.unique(labels)) <= {0, 1}:
+        raise InputError("labels must be 0 (real) or 1 (fake)")
+    if labels.min(initial=1) == labels.max(initial=0):
+        raise InputError("metrics need both real (0) and fake (1) examples")
+    if not np.all(np.isfinite(scores)):
+        raise InputError("scores contain NaN or infinity")
+    return labels, scores
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
+    """The true-positive rate at the best threshold whose false-positive rate is <= ``fpr``."""
+    labels, scores = _check(labels, scores)
+    f, t, _ = roc_curve(labels, scores)
+    ok = f <= fpr + 1e-12
+    return float(t[ok].max()) if ok.any() else 0.0
+
+
+def eer(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Equal error rate: where the false-positive and false-negative rates cross."""
+    labels, scores = _check(labels, scores)
+    f, t, _ = roc_curve(labels, scores)
+    fnr = 1.0 - t
+    i = int(np.nanargmin(np.abs(fnr - f)))
+    return float((f[i] + fnr[i]) / 2.0)
+
+
+def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, n: int = 200, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUC, resampling each class separately."""
+    labels, scores = _check(labels, scores)
+    rng = np.random.default_rng(seed)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    aucs = np.empty(n)
+    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
+    for b in range(n):
+        s = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
+        aucs[b] = roc_auc_score(y, s)
+    lo, hi = np.quantile(aucs, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None,
+                  bootstrap: int = 200, seed: int = 0) -> dict[str, float]:
+    """AUC (with a bootstrap 95% interval), AP, EER, TPR at 1% and 5% FPR, and accuracy,
+    TPR and FPR at ``threshold`` (a detector's calibrated one) when given."""
+    labels, scores = _check(labels, scores)
+    out = {
+        "n_real": int((labels == 0).sum()),
+        "n_fake": int((labels == 1).sum()),
+        "auc": float(roc_auc_score(labels, scores)),
+        "ap": float(average_precision_score(labels, scores)),
+        "eer": eer(labels, scores),
+        "tpr_at_1fpr": tpr_at_fpr(labels, scores, 0.01),
+        "tpr_at_5fpr": tpr_at_fpr(labels, scores, 0.05),
+    }
+    if bootstrap:
+        out["auc_lo"], out["auc_hi"] = bootstrap_auc(labels, scores, bootstrap, seed)
+    if threshold is not None:
+        pred = scores > threshold
+        out["threshold"] = float(threshold)
+        out["accuracy"] = float(np.mean(pred == (labels == 1)))
+        out["tpr_at_threshold"] = float(pred[labels == 1].mean())
+        out["fpr_at_threshold"] = float(pred[labels == 0].mean())
+    return out
+
+
+def pixel_metrics(true_masks: list[np.ndarray] | np.ndarray,
+                  maps: list[np.ndarray] | np.ndarray,
+                  pred_masks: list[np.ndarray] | np.ndarray | None = None,
+                  max_pixels: int = 2_000_000, seed: int = 0) -> dict[str, float]:
+    """Pixel AUC of ``maps`` against ground-truth masks (pooled over images), and the mean
+    per-image F1 and IoU of ``pred_masks`` (default: maps > 0.5).
+
+    Pixels are subsampled to ``max_pixels`` for the AUC so memory stays bounded.
+    """
+    if len(true_masks) != len(maps) or len(true_masks) == 0:
+        raise InputError(f"{len(true_masks)} masks but {len(maps)} maps")
+    if pred_masks is None:
+        pred_masks = [np.asarray(m) > 0.5 for m in maps]
+    ys, ss, f1s, ious = [], [], [], []
+    for t, m, p in zip(true_masks, maps, pred_masks):
+        t, m, p = np.asarray(t, bool), np.asarray(m, np.float64), np.asarray(p, bool)
+        if t.shape != m.shape or t.shape != p.shape:
+            raise InputError(f"mask {t.shape} and map {m.shape} differ in shape")
+        ys.append(t.ravel())
+        ss.append(m.ravel())
+        inter = float(np.logical_and(t, p).sum())
+        union = float(np.logical_or(t, p).sum())
+        denom = float(t.sum() + p.sum())
+        ious.append(inter / union if union else 1.0)
+        f1s.append(2 * inter / denom if denom else 1.0)
+    y, s = np.concatenate(ys), np.concatenate(ss)
+    if len(y) > max_pixels:
+        keep = np.random.default_rng(seed).choice(len(y), max_pixels, replace=False)
+        y, s = y[keep], s[keep]
+    auc = float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
+    return {"pixel_auc": auc, "f1": float(np.mean(f1s)), "iou": float(np.mean(ious)),
+            "n_images": len(ious)}

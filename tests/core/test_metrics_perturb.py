@@ -1,0 +1,85 @@
+"""Metrics against scikit-learn and hand-made scores; perturbations are deterministic."""
+
+import numpy as np
+import pytest
+from sklearn.metrics import average_precision_score, roc_auc_score
+
+from igpt_forensics.errors import InputError
+from igpt_forensics.metrics import eer, image_metrics, pixel_metrics, tpr_at_fpr
+from igpt_forensics.perturb import DEFAULT_GRID, parse_grid, perturb, strength
+
+
+def test_image_metrics_on_hand_made_scores():
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.1, 0.2, 0.3, 0.9, 0.4, 0.8, 0.85, 0.95])
+    m = image_metrics(labels, scores, threshold=0.5, bootstrap=50)
+    assert m["auc"] == pytest.approx(roc_auc_score(labels, scores))
+    assert m["auc"] == pytest.approx(13 / 16)  # 13 of 16 (fake, real) pairs ordered right
+    assert m["ap"] == pytest.approx(average_precision_score(labels, scores))
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    assert m["fpr_at_threshold"] == pytest.approx(0.25) and m["tpr_at_threshold"] == 0.75
+    assert m["auc_lo"] <= m["auc"] <= m["auc_hi"]
+    # at FPR 0 only the fake above every real counts
+    assert tpr_at_fpr(labels, scores, 0.0) == pytest.approx(0.25)
+
+
+def test_perfect_and_inverted_detectors():
+    labels = np.r_[np.zeros(50), np.ones(50)]
+    scores = np.r_[np.linspace(0, 1, 50), np.linspace(2, 3, 50)]
+    m = image_metrics(labels, scores, bootstrap=20)
+    assert m["auc"] == 1 and m["eer"] == 0 and m["tpr_at_1fpr"] == 1
+    assert image_metrics(labels, -scores, bootstrap=0)["auc"] == 0
+    assert eer(labels, np.r_[np.ones(50), np.ones(50)]) == pytest.approx(0.5)
+
+
+def test_metric_input_errors():
+    with pytest.raises(InputError, match="both"):
+        image_metrics(np.ones(4), np.arange(4.0))
+    with pytest.raises(InputError, match="labels but"):
+        image_metrics(np.array([0, 1]), np.arange(3.0))
+    with pytest.raises(InputError, match="NaN"):
+        image_metrics(np.array([0, 1]), np.array([0.0, np.nan]))
+
+
+def test_pixel_metrics():
+    t = np.zeros((2, 4, 4), bool)
+    t[:, 2:] = True
+    perfect = t.astype(float)
+    m = pixel_metrics(t, perfect)
+    assert m["pixel_auc"] == 1 and m["iou"] == 1 and m["f1"] == 1
+    half = np.zeros((2, 4, 4))
+    half[:, 3:] = 1  # predicts one of the two synthesized rows
+    m = pixel_metrics(t, half)
+    assert m["iou"] == pytest.approx(0.5) and m["f1"] == pytest.approx(2 / 3)
+    assert m["pixel_auc"] == pytest.approx(roc_auc_score(t.ravel(), half.ravel()))
+
+
+def test_perturbations_are_deterministic_and_keep_masks_aligned(rng):
+    image = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    mask = np.zeros((32, 32), bool)
+    mask[16:] = True
+    for spec in DEFAULT_GRID:
+        a, ma = perturb(image, spec, seed=3, mask=mask)
+        b, mb = perturb(image, spec, seed=3, mask=mask)
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(ma, mb)
+        assert a.dtype == np.uint8 and a.shape[:2] == ma.shape
+        if spec != "none":
+            assert not np.array_equal(a, image) or a.shape != image.shape, spec
+    assert perturb(image, "resize0.5")[0].shape == (16, 16, 3)
+    c1, _ = perturb(image, "noise2", seed=1)
+    c2, _ = perturb(image, "noise2", seed=2)
+    assert not np.array_equal(c1, c2)
+    crop, cm = perturb(image, "crop24", seed=5, mask=mask)
+    # the crop of the mask is where the crop of the image came from
+    top = np.argwhere(np.all(np.lib.stride_tricks.sliding_window_view(
+        image, (24, 24, 3))[..., 0, :, :, :] == crop, axis=(-3, -2, -1)))[0]
+    np.testing.assert_array_equal(cm, mask[top[0]:top[0] + 24, top[1]:top[1] + 24])
+    assert strength("jpeg50") > strength("jpeg90") > strength("none") == 0
+
+
+def test_bad_perturbation_specs():
+    for bad in ("jpeg", "jpeg101", "rotate3", "none2", "crop0", ""):
+        with pytest.raises(InputError):
+            parse_grid(bad)
+    assert parse_grid("none, jpeg75") == ["none", "jpeg75"]
