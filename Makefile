@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint clean
+.PHONY: demo test lint clean default-generator
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -29,3 +29,11 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV)
+
+# Reproduces the bundled default generator (igpt_forensics/assets/default-generator):
+# the palette step is what train-generator does itself without --palette; it is split out
+# here only so that it can be checked on its own (its sha256 is in config.json).
+default-generator: $(STAMP)
+	$(BIN)/igpt-forensics palette fit --data builtin --colors 512 --size 32 --n 20000 --seed 0 --out runs/palette-512.json
+	$(BIN)/igpt-forensics train-generator --out runs/default-gen --data builtin --size 32 --colors 512 --palette runs/palette-512.json --preset mini --steps 300 --batch-size 8 --lr 3e-3 --warmup 30 --eval-every 100 --eval-patches 128 --checkpoint-every 25 --seed 0
+	$(BIN)/igpt-forensics export-model runs/default-gen igpt_forensics/assets/default-generator --half

@@ -7,10 +7,12 @@ A *data spec* names where real photos come from; every command takes it as ``--d
 - a folder: every image below it (png, jpg, webp, bmp, tiff, gif first frame), recursively.
 - an ``.npz`` file of uint8 arrays (HxWx3, HxW, or a stack NxHxWx3).
 
-Photos are split into ``train`` and ``heldout`` *by source photo*, so no photo contributes
-patches to both sides. For ``builtin`` the held-out photos are fixed (`BUILTIN_HELDOUT`); for
-folders and ``.npz`` files a photo is held out when the hash of its id falls in the lowest
-``HELDOUT_FRACTION`` of the range, which is deterministic and stable when files are added.
+Photos are split *by source photo* into ``train``, ``val`` and ``test`` (``heldout`` is val and
+test together), so no photo contributes patches to two splits. For ``builtin`` the split is
+fixed (`BUILTIN_SPLITS`); for folders and ``.npz`` files a photo is held out when the hash of
+its id falls in the lowest ``HELDOUT_FRACTION`` of the range (val in the lower half of that,
+test in the upper), which is deterministic and stable when files are added. Generators train
+on ``train``; detectors calibrate on ``val`` and are measured on ``test``.
 
 Images are always ``uint8`` arrays of shape ``(H, W, 3)`` (a batch: ``(N, H, W, 3)``).
 """
@@ -190,13 +192,22 @@ BUILTIN_PHOTOS: dict[str, tuple[str, str]] = {
 # Held out from training, for bits/dim and detector evaluation: a portrait, an indoor
 # still life and a nature close-up, each unlike the others.
 BUILTIN_HELDOUT = ("coffee", "flower", "grace_hopper")
+BUILTIN_SPLITS = {"coffee": "val", "flower": "test", "grace_hopper": "test"}
 
-SPLITS = ("train", "heldout", "all")
+SPLITS = ("train", "val", "test", "heldout", "all")
 
 
 def hash_fraction(text: str) -> float:
     """A stable number in [0, 1) from a string (used to split photos deterministically)."""
     return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big") / 2**64
+
+
+def photo_split(photo_id: str) -> str:
+    """train / val / test of a folder or .npz photo, from the hash of its id."""
+    h = hash_fraction(photo_id)
+    if h < HELDOUT_FRACTION / 2:
+        return "val"
+    return "test" if h < HELDOUT_FRACTION else "train"
 
 
 def derive_seed(seed: int, *keys: object) -> int:
@@ -229,7 +240,7 @@ class ImageSource:
             for pid, (module, rel) in BUILTIN_PHOTOS.items():
                 path = _pkg_file(module, rel)
                 self._loaders[pid] = (lambda p=path, i=pid: load_image(p, name=f"builtin:{i}"))
-            self._heldout = set(BUILTIN_HELDOUT)
+            self._split = {pid: BUILTIN_SPLITS.get(pid, "train") for pid in self._loaders}
             return
         path = Path(self.spec)
         if not path.exists():
@@ -249,7 +260,7 @@ class ImageSource:
                              "or an .npz file)")
         if not self._loaders:
             raise InputError(f"{self.spec}: no images found")
-        self._heldout = {pid for pid in self._loaders if hash_fraction(pid) < HELDOUT_FRACTION}
+        self._split = {pid: photo_split(pid) for pid in self._loaders}
 
     def _load_npz(self, path: Path) -> None:
         try:
@@ -281,8 +292,8 @@ class ImageSource:
             raise InputError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
         if split == "all":
             return self.ids
-        want = split == "heldout"
-        return [pid for pid in self._loaders if (pid in self._heldout) == want]
+        want = ("val", "test") if split == "heldout" else (split,)
+        return [pid for pid in self._loaders if self._split[pid] in want]
 
     def load(self, photo_id: str) -> np.ndarray:
         return self._loaders[photo_id]()
@@ -331,53 +342,77 @@ def cut(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
     return np.asarray(im, dtype=np.uint8)
 
 
+class PatchSampler:
+    """The readable photos of a split, decoded once, and the patch of any item id.
+
+    Patch ``i`` is a random square crop (`plan_crop`) of a random photo, both drawn from
+    ``(seed, i)`` alone, so ``patches(items)`` cuts any subset (a batch, a shard, a resume)
+    without touching the other items. Photos are kept while they fit in ``CACHE_BYTES``; the
+    rest are decoded again for each batch that needs them, so memory is bounded by the photos,
+    never by the number of patches. Bad photos are reported in ``source.report`` and skipped.
+    """
+
+    def __init__(self, source: ImageSource, size: int = 32, seed: int = 0, split: str = "all"):
+        if size < 2:
+            raise InputError(f"patch size must be at least 2, got {size}")
+        self.source, self.size, self.seed = source, size, seed
+        self.shapes: dict[str, tuple[int, int]] = {}
+        self.sha256: dict[str, str] = {}
+        self._cache: dict[str, np.ndarray] = {}
+        cached = 0
+        for pid in source.photo_ids(split):
+            try:
+                image = source.load(pid)
+            except InputError as e:
+                source.report.add(str(e))
+                continue
+            self.shapes[pid] = image.shape[:2]
+            self.sha256[pid] = image_sha256(image)
+            if cached + image.nbytes <= CACHE_BYTES:
+                self._cache[pid] = image
+                cached += image.nbytes
+        self.good = list(self.shapes)
+        if not self.good:
+            raise InputError(f"{source.spec}: no readable photos in split '{split}'")
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of the readable photos (ids and pixels): a different folder is refused."""
+        text = "\n".join(f"{pid} {self.sha256[pid]}" for pid in self.good)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def crop(self, item: int) -> Crop:
+        rng = np.random.default_rng([self.seed, item])
+        pid = self.good[int(rng.integers(len(self.good)))]
+        return plan_crop(rng, pid, self.shapes[pid], self.size)
+
+    def patches(self, items: Iterable[int], progress: Callable[[int], None] | None = None,
+                ) -> tuple[np.ndarray, list[Crop]]:
+        crops = [self.crop(i) for i in items]
+        out = np.empty((len(crops), self.size, self.size, 3), dtype=np.uint8)
+        by_photo: dict[str, list[int]] = {}
+        for k, c in enumerate(crops):
+            by_photo.setdefault(c.photo_id, []).append(k)
+        for pid, ks in by_photo.items():
+            image = self._cache[pid] if pid in self._cache else self.source.load(pid)
+            for k in ks:
+                out[k] = cut(image, crops[k], self.size)
+            if progress is not None:
+                progress(len(ks))
+        return out, crops
+
+
 def sample_patches(source: ImageSource, n: int, size: int = 32, seed: int = 0,
                    split: str = "train", progress: Callable[[int], None] | None = None,
                    ) -> tuple[np.ndarray, list[Crop]]:
     """``n`` random square patches, ``(n, size, size, 3)`` uint8, and where each came from.
 
     Patch ``i`` depends only on ``(seed, i)`` and the good photos of the split, not on ``n``:
-    asking for more patches extends the list. Each photo is decoded once.
+    asking for more patches extends the list.
     """
     if n <= 0:
         raise InputError(f"number of patches must be positive, got {n}")
-    if size < 2:
-        raise InputError(f"patch size must be at least 2, got {size}")
-    ids = source.photo_ids(split)
-    # Pass 1 decodes every photo once to find bad files and sizes; photos are kept while
-    # they fit in CACHE_BYTES, the rest are decoded again in pass 2 (memory stays bounded).
-    shapes: dict[str, tuple[int, int]] = {}
-    cache: dict[str, np.ndarray] = {}
-    cached = 0
-    for pid in ids:
-        try:
-            image = source.load(pid)
-        except InputError as e:
-            source.report.add(str(e))
-            continue
-        shapes[pid] = image.shape[:2]
-        if cached + image.nbytes <= CACHE_BYTES:
-            cache[pid] = image
-            cached += image.nbytes
-    good = [pid for pid in ids if pid in shapes]
-    if not good:
-        raise InputError(f"{source.spec}: no readable photos in split '{split}'")
-    crops: list[Crop] = []
-    for i in range(n):
-        rng = np.random.default_rng([seed, i])
-        pid = good[int(rng.integers(len(good)))]
-        crops.append(plan_crop(rng, pid, shapes[pid], size))
-    by_photo: dict[str, list[int]] = {}
-    for i, crop in enumerate(crops):
-        by_photo.setdefault(crop.photo_id, []).append(i)
-    out = np.empty((n, size, size, 3), dtype=np.uint8)
-    for pid, idx in by_photo.items():
-        image = cache[pid] if pid in cache else source.load(pid)
-        for i in idx:
-            out[i] = cut(image, crops[i], size)
-        if progress is not None:
-            progress(len(idx))
-    return out, crops
+    return PatchSampler(source, size, seed, split).patches(range(n), progress)
 
 
 def load_patches(spec: str, n: int, size: int = 32, seed: int = 0,

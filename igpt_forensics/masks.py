@@ -82,8 +82,15 @@ def make_mask(spec: str, size: int, rng: np.random.Generator | None = None,
 
 
 def parse_kinds(text: str) -> list[str]:
-    """``"top-half,box,full"`` -> a list of mask specs, each checked."""
-    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    """``"top-half,box:1,2,3,4,full"`` -> ``["top-half", "box:1,2,3,4", "full"]``, each
+    checked: the commas inside a fixed box belong to the box, not to the list."""
+    kinds: list[str] = []
+    for part in (p.strip() for p in text.split(",")):
+        if (kinds and kinds[-1].startswith("box:") and kinds[-1].count(",") < 3
+                and part.lstrip("-").isdigit()):
+            kinds[-1] += f",{part}"
+        elif part:
+            kinds.append(part)
     if not kinds:
         raise InputError("--masks: name at least one mask kind")
     for k in kinds:

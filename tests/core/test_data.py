@@ -177,6 +177,8 @@ def test_builtin_split_is_by_photo_and_fixed():
     train, held = source.photo_ids("train"), source.photo_ids("heldout")
     assert set(held) == set(BUILTIN_HELDOUT)
     assert set(train) | set(held) == set(BUILTIN_PHOTOS) and not set(train) & set(held)
+    assert source.photo_ids("val") == ["coffee"]
+    assert set(source.photo_ids("test")) == {"flower", "grace_hopper"}
     _, crops = sample_patches(source, 40, size=16, seed=3, split="heldout")
     assert {c.photo_id for c in crops} <= set(BUILTIN_HELDOUT)
 
@@ -198,6 +200,19 @@ def test_patches_are_seeded_and_prefix_stable():
     c, _ = sample_patches(source, 30, size=16, seed=8)
     assert not np.array_equal(a, c)
     assert len({(cr.side) for cr in cb}) > 10  # random scales
+
+
+def test_folder_splits_are_disjoint_and_stable(tmp_path):
+    for i in range(40):
+        Image.fromarray(photo()).save(tmp_path / f"p{i:02d}.png")
+    source = ImageSource(tmp_path)
+    parts = {s: set(source.photo_ids(s)) for s in ("train", "val", "test")}
+    assert sum(map(len, parts.values())) == 40 and len(set.union(*parts.values())) == 40
+    assert parts["val"] | parts["test"] == set(source.photo_ids("heldout"))
+    assert 0 < len(parts["train"]) < 40
+    Image.fromarray(photo()).save(tmp_path / "zz-new.png")  # adding a file moves no other
+    again = ImageSource(tmp_path)
+    assert all(set(again.photo_ids(s)) >= parts[s] for s in parts)
 
 
 def test_npz_source(tmp_path):

@@ -1,0 +1,358 @@
+"""Build labeled synthetic datasets: real patches, their quantized twins, and completions.
+
+``n`` counts items. Item ``i`` is one square patch of a source photo (the same patch as
+``data.sample_patches(source, n, size, seed, split="all")[i]``) written three times:
+
+- ``real``: as photographed;
+- ``qreal``: round-tripped through the generator's palette, so a detector cannot win by
+  counting colors (fakes are palette images);
+- ``fake``: the generator's completion of ``qreal`` under a mask whose kind cycles through
+  ``masks`` (item ``i`` gets ``masks[i % len(masks)]``), with the mask saved beside it.
+
+Seeds come from (dataset seed, item) alone (`provenance.item_seed`) and the model draws its
+random numbers per image, so an item's bytes do not depend on the batch size, the shard or
+where a killed run resumed. Files are written atomically and a manifest row is appended (and
+fsynced) only after its files are on disk; a background thread writes one batch while the
+next is sampled. See `igpt_forensics.provenance` for the layout and the record schema.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from igpt_forensics import provenance as pv
+from igpt_forensics.data import Crop, ImageSource, PatchSampler, image_sha256
+from igpt_forensics.device import pick_device
+from igpt_forensics.errors import InputError
+from igpt_forensics.files import atomic_write_bytes
+from igpt_forensics.masks import make_mask, parse_kinds
+from igpt_forensics.viz import png_bytes
+
+from .checkpoint import DEFAULT_MODEL, load_checkpoint
+from .model import PixelGPT, list_presets, preset_config
+
+DEFAULT_MASKS = ("top-half", "box", "full")
+FORM_BITS = {form: 1 << i for i, form in enumerate(pv.FORMS)}
+ALL_FORMS = sum(FORM_BITS.values())
+
+
+def _preset_name(model: PixelGPT, config: dict) -> str:
+    meta = config.get("meta") or {}
+    if isinstance(meta.get("preset"), str):
+        return meta["preset"]
+    shape = model.config.to_dict()
+    for name in list_presets():
+        p = preset_config(name, vocab_size=shape["vocab_size"], image_size=shape["image_size"])
+        if p.to_dict() == shape:
+            return name
+    return "custom"
+
+
+def _check_sampling(temperature: float, top_k: int, top_p: float) -> None:
+    if not temperature > 0:
+        raise InputError(f"--temperature must be > 0, got {temperature}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise InputError(f"--top-k must be an integer >= 0 (0 = off), got {top_k}")
+    if not 0.0 < top_p <= 1.0:
+        raise InputError(f"--top-p must be in (0, 1] (1 = off), got {top_p}")
+
+
+@dataclass
+class _Item:
+    """One item ready to write: its three images, mask and where they came from."""
+
+    item: int
+    crop: Crop
+    kind: str
+    box: list[int] | None
+    seed: int
+    real: np.ndarray
+    qreal: np.ndarray
+    fake: np.ndarray
+    mask: np.ndarray
+    forms: tuple[str, ...]  # the rows still missing from the manifest
+
+
+class DatasetJob:
+    """A validated ``generate`` run: `prepare_dataset` builds it (no file is written until
+    `run`), `run` writes or finishes the dataset."""
+
+    def __init__(self, out: Path, settings: dict, info: dict, model: PixelGPT, palette,
+                 photos: PatchSampler, batch_size: int, resumable: bool):
+        self.out, self.settings, self.info = out, settings, info
+        self.model, self.palette, self.photos = model, palette, photos
+        self.batch_size = batch_size
+        self.resumable = resumable  # the folder already holds this dataset (maybe partly)
+        self.n, self.size = settings["n"], settings["size"]
+        self.digits = pv.id_digits(self.n)
+        self.items = pv.shard_items(self.n, tuple(settings["shard"]))
+        self.generated_items = 0
+        self.seconds = 0.0
+        g = info["generator"]
+        self._fake_fields = dict(
+            palette_sha256=g["palette_sha256"], generator_sha256=g["sha256"],
+            generator_preset=g["preset"], generator_shape=g["shape"],
+            temperature=settings["temperature"], top_k=settings["top_k"],
+            top_p=settings["top_p"])
+        self._splits = {p["id"]: p["split"] for p in info["photos"]}
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.lm_head.weight.device
+
+    # -- resume --------------------------------------------------------------------------
+    def _scan(self) -> tuple[np.ndarray, bool]:
+        """Forms already in the manifest, per item (bits), and whether rows must be dropped.
+
+        A row whose files are missing is dropped and regenerated; a duplicate row too.
+        """
+        path = self.out / pv.MANIFEST
+        done = np.zeros(self.n, dtype=np.uint8)
+        if not path.exists():
+            return done, False
+        pv.repair_manifest(path)
+        in_shard = np.zeros(self.n, dtype=bool)
+        in_shard[self.items.start::self.items.step] = True
+        drop = False
+        for r in pv.read_manifest(path):
+            item, form = r.get("item"), r.get("form")
+            if (not isinstance(item, int) or not 0 <= item < self.n or not in_shard[item]
+                    or form not in FORM_BITS or r.get("id") != pv.image_id(item, form,
+                                                                           self.digits)):
+                raise InputError(f"{path}: row {r.get('id')!r} does not belong to this "
+                                 "dataset (manifest edited?)")
+            files = [r["path"]] + ([r["mask_path"]] if r.get("mask_path") else [])
+            if done[item] & FORM_BITS[form] or not all((self.out / f).exists() for f in files):
+                drop = True
+                continue
+            done[item] |= FORM_BITS[form]
+        return done, drop
+
+    def _drop_bad_rows(self) -> None:
+        seen: set[str] = set()
+
+        def keep():
+            for r in pv.read_manifest(self.out / pv.MANIFEST):
+                files = [r["path"]] + ([r["mask_path"]] if r.get("mask_path") else [])
+                if r["id"] not in seen and all((self.out / f).exists() for f in files):
+                    seen.add(r["id"])
+                    yield r
+
+        pv.write_manifest(self.out / pv.MANIFEST, keep())
+
+    # -- generation ----------------------------------------------------------------------
+    def _make(self, items: list[int], done: np.ndarray) -> list[_Item]:
+        size, n_pix = self.size, self.size * self.size
+        real, crops = self.photos.patches(items)
+        tokens = self.palette.encode(real)
+        qreal = self.palette.decode(tokens, (size, size))
+        kinds = self.settings["masks"]
+        masks = np.empty((len(items), size, size), dtype=bool)
+        boxes, seeds, item_kinds = [], [], []
+        for k, item in enumerate(items):
+            kind = kinds[item % len(kinds)]
+            rng = np.random.default_rng(pv.item_seed(self.settings["seed"], item, "mask"))
+            masks[k], box = make_mask(kind, size, rng)
+            boxes.append(box.as_list() if box is not None else None)
+            seeds.append(pv.item_seed(self.settings["seed"], item, "sample"))
+            item_kinds.append(kind)
+        fake_tokens = tokens.copy()
+        # One sample call per mask kind: the model steps over the union of the batch's masked
+        # positions, so a top-half group costs half of a full one. Pixels do not depend on the
+        # grouping (each image draws from its own seed).
+        for kind in dict.fromkeys(item_kinds):
+            idx = [k for k, kk in enumerate(item_kinds) if kk == kind]
+            out = self.model.sample(
+                torch.from_numpy(tokens[idx]), torch.from_numpy(masks[idx].reshape(-1, n_pix)),
+                [seeds[k] for k in idx], self.settings["temperature"], self.settings["top_k"],
+                self.settings["top_p"])
+            fake_tokens[idx] = out.numpy()
+        fakes = self.palette.decode(fake_tokens, (size, size))
+        return [
+            _Item(item, crops[k], item_kinds[k], boxes[k], seeds[k], real[k], qreal[k],
+                  fakes[k], masks[k],
+                  tuple(f for f in pv.FORMS if not done[item] & FORM_BITS[f]))
+            for k, item in enumerate(items)]
+
+    def _write(self, batch: list[_Item], manifest: pv.ManifestWriter) -> int:
+        """Write the files of a batch, then append its missing rows; return rows appended."""
+        appended = 0
+        for it in batch:
+            paths = pv.item_paths(it.item, self.digits)
+            images = {"real": it.real, "qreal": it.qreal, "fake": it.fake}
+            blobs = {f: png_bytes(images[f]) for f in pv.FORMS}
+            blobs["mask"] = png_bytes(it.mask.astype(np.uint8) * 255)
+            for key, blob in blobs.items():
+                atomic_write_bytes(self.out / paths[key], blob)
+            c = it.crop
+            common = dict(item=it.item, split=self._splits[c.photo_id], size=self.size,
+                          photo_id=c.photo_id, photo_sha256=self.photos.sha256[c.photo_id],
+                          crop=[c.top, c.left, c.side])
+            for form in it.forms:
+                extra = {}
+                if form == "qreal":
+                    extra = dict(palette_sha256=self._fake_fields["palette_sha256"])
+                elif form == "fake":
+                    extra = dict(
+                        **self._fake_fields, mask_kind=it.kind, box=it.box,
+                        mask_path=paths["mask"],
+                        mask_sha256=hashlib.sha256(blobs["mask"]).hexdigest(),
+                        masked_pixels=int(it.mask.sum()), seed=it.seed)
+                manifest.append(pv.make_record(
+                    id=pv.image_id(it.item, form, self.digits), form=form,
+                    label=pv.LABEL_OF[form], path=paths[form],
+                    sha256=hashlib.sha256(blobs[form]).hexdigest(),
+                    pixels_sha256=image_sha256(images[form]), **common, **extra))
+                appended += 1
+        return appended
+
+    def run(self, progress: Callable[[int, int], None] | None = None) -> dict:
+        """Write (or finish) the dataset; return its dataset.json.
+
+        ``progress(done, total)`` is called with image counts of this shard at the start and
+        after every batch is on disk.
+        """
+        self.out.mkdir(parents=True, exist_ok=True)
+        with pv.locked(self.out):
+            manifest_path = self.out / pv.MANIFEST
+            if (self.out / pv.INFO).exists():
+                # checked again under the lock: another process may have started meanwhile
+                _refuse_other_settings(self.out, pv.read_info(self.out)["settings"],
+                                       self.settings)
+                pv.remove_temporaries(self.out)
+            else:
+                pv.write_info(self.out, self.info)
+            done, drop = self._scan()
+            if drop:
+                self._drop_bad_rows()
+            ours = np.arange(self.items.start, self.n, self.items.step)
+            todo = ours[done[ours] != ALL_FORMS]
+            total = 3 * len(ours)
+            finished = int(np.unpackbits(done[ours]).sum())  # rows already in the manifest
+            if progress is not None:
+                progress(finished, total)
+            t0 = time.perf_counter()
+            # the pool is left (waiting for the last write) before the manifest is closed
+            with pv.ManifestWriter(manifest_path) as manifest, \
+                    ThreadPoolExecutor(1, thread_name_prefix="dataset-writer") as pool:
+                inflight: deque = deque()
+                for s in range(0, len(todo), self.batch_size):
+                    items = todo[s:s + self.batch_size].tolist()
+                    batch = self._make(items, done)
+                    self.generated_items += len(items)
+                    inflight.append(pool.submit(self._write, batch, manifest))
+                    # at most one batch waits on the disk while the next one is sampled
+                    while len(inflight) > 1 or (inflight and inflight[0].done()):
+                        finished += inflight.popleft().result()
+                        if progress is not None:
+                            progress(finished, total)
+                while inflight:
+                    finished += inflight.popleft().result()
+                    if progress is not None:
+                        progress(finished, total)
+            self.seconds = time.perf_counter() - t0
+            if not pv.is_canonical(manifest_path):
+                pv.sort_manifest(manifest_path)  # only after dropped rows were regenerated
+            pv.check_complete(self.out, self.items, self.digits)
+            self.info = pv.finish_info(self.out, self.info)
+        return self.info
+
+
+def _refuse_other_settings(out: Path, existing: dict, settings: dict) -> None:
+    diff = pv.settings_diff(existing, settings)
+    if diff:
+        raise InputError(f"{out}: holds a dataset made with different settings (dataset vs "
+                         f"this command: {'; '.join(diff)}); resume it with its own settings "
+                         "or choose a new --out")
+
+
+def prepare_dataset(
+    out: str | Path,
+    n: int,
+    *,
+    model: str | Path | None = None,
+    data: str = "builtin",
+    masks: str | Sequence[str] = DEFAULT_MASKS,
+    size: int | None = None,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    batch_size: int = 64,
+    shard: str | tuple[int, int] = (0, 1),
+    device: str = "auto",
+) -> DatasetJob:
+    """Check every setting, load the generator and the photos; write nothing yet.
+
+    ``model`` is a checkpoint folder (None: the bundled default); ``size`` must equal the
+    model's image size (None: take it from the model). A folder that already holds a dataset
+    is resumed only when it was made with the same settings.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+        raise InputError(f"--n must be a positive number of items, got {n}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"--seed must be an integer >= 0, got {seed}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size must be >= 1, got {batch_size}")
+    shard = pv.parse_shard(shard) if isinstance(shard, str) else tuple(shard)
+    pv.parse_shard(f"{shard[0]}/{shard[1]}")
+    kinds = parse_kinds(masks if isinstance(masks, str) else ",".join(masks))
+    _check_sampling(temperature, top_k, top_p)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    existing = None
+    if (out / pv.INFO).exists():
+        existing = pv.read_info(out)
+    elif out.exists() and not pv.is_empty_folder(out):
+        raise InputError(f"{out}: not empty and not a dataset (no {pv.INFO}); choose a new "
+                         "--out")
+
+    if model is None and not DEFAULT_MODEL.is_dir():
+        raise InputError("no bundled default generator is installed; pass --model CHECKPOINT")
+    gen, palette, config = load_checkpoint(model, device=pick_device(device))
+    model_size = gen.config.image_size
+    if size is None:
+        size = model_size
+    if size != model_size:
+        raise InputError(f"--size {size} does not match the generator, which makes "
+                         f"{model_size}x{model_size} images")
+    for kind in kinds:
+        mask, _ = make_mask(kind, size, np.random.default_rng(0))
+        if not mask.any():
+            raise InputError(f"mask '{kind}' synthesizes no pixels")
+
+    source = ImageSource(data)
+    photos = PatchSampler(source, size, seed)
+    builtin = source.spec == "builtin"
+    photo_list = [{"id": pid, "split": pv.photo_split(pid, builtin), "sha256": photos.sha256[pid],
+                   "height": photos.shapes[pid][0], "width": photos.shapes[pid][1]}
+                  for pid in photos.good]
+    generator = {"sha256": config["sha256"], "preset": _preset_name(gen, config),
+                 "shape": gen.config.to_dict(), "palette_sha256": palette.sha256,
+                 "n_colors": palette.n_colors}
+    settings = {"n": n, "size": size, "masks": kinds, "temperature": float(temperature),
+                "top_k": int(top_k), "top_p": float(top_p), "seed": seed,
+                "shard": [shard[0], shard[1]], "generator_sha256": config["sha256"],
+                "palette_sha256": palette.sha256, "source_sha256": photos.fingerprint}
+    if existing is not None:
+        _refuse_other_settings(out, existing["settings"], settings)
+    info = pv.new_info(settings, source.spec, generator, photo_list, list(source.report.bad))
+    return DatasetJob(out, settings, info, gen, palette, photos, batch_size,
+                      resumable=existing is not None)
+
+
+def generate_dataset(out: str | Path, n: int, progress: Callable[[int, int], None] | None = None,
+                     **kwargs) -> dict:
+    """`prepare_dataset` then `DatasetJob.run`: write (or finish) a dataset, return its
+    dataset.json."""
+    return prepare_dataset(out, n, **kwargs).run(progress)

@@ -1,0 +1,441 @@
+"""The benchmark harness: detectors x datasets x perturbations -> metrics.json, metrics.csv.
+
+The harness is core: it never imports the detectors. It takes detector *objects* that honour
+the detector contract (``score(images)`` higher = more synthetic, ``localize(images)`` with
+``.maps`` and ``.masks``, ``threshold_``, ``describe()``), and optionally *factories* that
+build a fresh detector from a training split for the cross-dataset protocol. The CLI turns
+names and folders into those objects.
+
+Protocols, each over the ``test`` split of every dataset (by source photo, so no photo the
+detectors trained or calibrated on is scored):
+
+- image level: for each perturbation, real vs fake and quantized-real vs fake ("format
+  parity": both through the same palette, so counting colors cannot win), for all fakes and
+  per mask kind: AUC with a bootstrap 95% interval, AP, EER, TPR at 1% and 5% FPR, and
+  accuracy / TPR / FPR at the detector's calibrated threshold;
+- region level on partial fakes (box, top-half): pixel AUC, and F1 / IoU of the predicted mask;
+- cross-dataset: a detector trained (factory) or thresholded on dataset A's train/val split,
+  tested on dataset B's test split, as a matrix.
+
+``metrics.json`` follows `METRICS_SCHEMA` (checked by `validate`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from . import provenance as pv
+from .data import derive_seed, load_image
+from .errors import InputError
+from .files import atomic_write_text
+from .metrics import image_metrics, pixel_metrics
+from .perturb import perturb, strength
+
+PARTIAL_KINDS = ("top-half", "box")
+
+
+@dataclass
+class Split:
+    """The images of one split of one dataset, decoded (uint8 HxWx3) with ground truth."""
+
+    name: str
+    folder: Path
+    split: str
+    real: list[np.ndarray] = field(default_factory=list)
+    qreal: list[np.ndarray] = field(default_factory=list)
+    fake: list[np.ndarray] = field(default_factory=list)
+    masks: list[np.ndarray] = field(default_factory=list)  # per fake, True = synthesized
+    kinds: list[str] = field(default_factory=list)  # per fake: mask kind
+    ids: dict[str, list[str]] = field(default_factory=lambda: {"real": [], "qreal": [],
+                                                                 "fake": []})
+    info: dict = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.fake)
+
+
+def kind_family(kind: str) -> str:
+    return "box" if kind.startswith("box") else kind
+
+
+def load_split(folder: str | Path, split: str = "test", max_items: int | None = None,
+               name: str | None = None) -> Split:
+    """Read one split of a dataset made by ``generate``; unreadable files are skipped and
+    listed in ``skipped`` (an item loses only the files that are bad)."""
+    folder = Path(folder)
+    info = pv.read_info(folder)
+    out = Split(name or folder.name, folder, split, info=info)
+    items: set[int] = set()
+    for r in pv.read_manifest(folder / pv.MANIFEST):
+        if r["split"] != split:
+            continue
+        if max_items is not None and r["item"] not in items and len(items) >= max_items:
+            continue
+        items.add(r["item"])
+        try:
+            image = load_image(folder / r["path"])
+            mask = None
+            if r["form"] == "fake":
+                mask = load_image(folder / r["mask_path"])[..., 0] > 127
+        except InputError as e:
+            out.skipped.append(str(e))
+            continue
+        getattr(out, r["form"]).append(image)
+        out.ids[r["form"]].append(r["id"])
+        if mask is not None:
+            out.masks.append(mask)
+            out.kinds.append(kind_family(r["mask_kind"]))
+    if not out.fake or not out.real:
+        raise InputError(f"{folder}: the '{split}' split has no real/fake images to score")
+    return out
+
+
+def perturb_all(images: Sequence[np.ndarray], ids: Sequence[str], spec: str, seed: int,
+                masks: Sequence[np.ndarray] | None = None):
+    """Perturb every image (and mask) with a seed derived from its id: deterministic."""
+    out_i, out_m = [], []
+    for k, (image, iid) in enumerate(zip(images, ids)):
+        im, m = perturb(image, spec, derive_seed(seed, iid, spec),
+                        masks[k] if masks is not None else None)
+        out_i.append(im)
+        out_m.append(m)
+    return out_i, out_m
+
+
+def _stack_or_list(images: list[np.ndarray]) -> np.ndarray | list[np.ndarray]:
+    shapes = {im.shape for im in images}
+    return np.stack(images) if len(shapes) == 1 else images
+
+
+def evaluate(detector, det_name: str, data: Split, perturbations: Sequence[str] = ("none",),
+             seed: int = 0, bootstrap: int = 200, localize: bool = True,
+             progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
+    """Image- and region-level metrics of one detector on one split, per perturbation.
+
+    Returns (rows, scores): rows are flat metric records; scores keeps the raw scores per
+    perturbation (for plots): ``{spec: {"real": [...], "qreal": [...], "fake": [...],
+    "kinds": [...]}}``.
+    """
+    rows: list[dict] = []
+    raw: dict[str, dict] = {}
+    threshold = getattr(detector, "threshold_", None)
+    for spec in perturbations:
+        if progress:
+            progress(f"{det_name} on {data.name} [{spec}]")
+        real, _ = perturb_all(data.real, data.ids["real"], spec, seed)
+        qreal, _ = perturb_all(data.qreal, data.ids["qreal"], spec, seed)
+        fake, fmasks = perturb_all(data.fake, data.ids["fake"], spec, seed, data.masks)
+        scores = np.asarray(detector.score(_stack_or_list(real + qreal + fake)), np.float64)
+        s_real, s_qreal = scores[:len(real)], scores[len(real):len(real) + len(qreal)]
+        s_fake = scores[len(real) + len(qreal):]
+        raw[spec] = {"real": s_real.tolist(), "qreal": s_qreal.tolist(),
+                     "fake": s_fake.tolist(), "kinds": list(data.kinds)}
+        kinds = np.array(data.kinds)
+        for real_form, s_neg in (("real", s_real), ("qreal", s_qreal)):
+            if len(s_neg) == 0:
+                continue
+            for fakes in ("all", *sorted(set(data.kinds))):
+                s_pos = s_fake if fakes == "all" else s_fake[kinds == fakes]
+                labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
+                m = image_metrics(labels, np.r_[s_neg, s_pos], threshold, bootstrap, seed)
+                rows.append({"level": "image", "detector": det_name, "dataset": data.name,
+                             "perturbation": spec, "strength": strength(spec),
+                             "real_form": real_form, "fakes": fakes, **m})
+        if localize and hasattr(detector, "localize"):
+            for kind in PARTIAL_KINDS:
+                idx = [i for i, k in enumerate(data.kinds) if k == kind]
+                if not idx:
+                    continue
+                loc = detector.localize(_stack_or_list([fake[i] for i in idx]))
+                m = pixel_metrics([fmasks[i] for i in idx], list(loc.maps), list(loc.masks))
+                rows.append({"level": "region", "detector": det_name, "dataset": data.name,
+                             "perturbation": spec, "strength": strength(spec),
+                             "fakes": kind, **m})
+    return rows, raw
+
+
+def retarget(detector, real_scores: np.ndarray, target_fpr: float = 0.01):
+    """The same detector with its threshold recalibrated on other real images."""
+    from copy import copy
+
+    det = copy(detector)
+    det.threshold_ = float(np.quantile(np.asarray(real_scores, np.float64), 1 - target_fpr,
+                                       method="higher"))
+    return det
+
+
+def cross_matrix(detectors: dict[str, Any], trained: dict[tuple[str, str], Any],
+                 val: dict[str, Split], test: dict[str, Split],
+                 fit_seconds: dict[tuple[str, str], float] | None = None) -> list[dict]:
+    """Detectors trained (``trained[(kind, A)]``) or thresholded on dataset A, tested on B.
+
+    A fixed detector keeps its scores; its threshold is recalibrated to 1% FPR on A's
+    validation reals, so the matrix shows whether a threshold transfers across generators.
+    Negatives are quantized reals (format parity).
+    """
+    fit_seconds = fit_seconds or {}
+    pairs = [(name, a, retarget(det, det.score(_stack_or_list(val[a].real + val[a].qreal))))
+             for name, det in detectors.items() for a in val]
+    pairs += [(kind, a, det) for (kind, a), det in trained.items()]
+    rows = []
+    for name, a, det in pairs:
+        for b in test:
+            s_neg = det.score(_stack_or_list(test[b].qreal))
+            s_pos = det.score(_stack_or_list(test[b].fake))
+            labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
+            m = image_metrics(labels, np.r_[s_neg, s_pos], det.threshold_, bootstrap=0)
+            rows.append({"detector": name, "train": a, "test": b, "real_form": "qreal",
+                         "fit_seconds": fit_seconds.get((name, a), 0.0),
+                         **{k: m[k] for k in ("auc", "ap", "tpr_at_1fpr", "accuracy",
+                                              "tpr_at_threshold", "fpr_at_threshold")}})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------
+# metrics.json
+
+METRICS_SCHEMA: dict = {
+    "type": "object",
+    "required": ["format", "tool_version", "created", "machine", "settings", "datasets",
+                 "detectors", "image", "region", "cross"],
+    "properties": {
+        "format": {"type": "string", "enum": ["igpt-forensics-metrics-v1"]},
+        "tool_version": {"type": "string"},
+        "created": {"type": "string"},
+        "machine": {"type": "object"},
+        "settings": {"type": "object", "required": ["split", "perturbations", "seed"]},
+        "datasets": {"type": "array", "items": {
+            "type": "object", "required": ["name", "path", "generator_sha256", "settings",
+                                           "n_real", "n_fake"]}},
+        "detectors": {"type": "array", "items": {
+            "type": "object", "required": ["name", "kind", "threshold", "score"]}},
+        "image": {"type": "array", "items": {
+            "type": "object",
+            "required": ["detector", "dataset", "perturbation", "real_form", "fakes", "auc",
+                         "auc_lo", "auc_hi", "ap", "eer", "tpr_at_1fpr", "tpr_at_5fpr"],
+            "properties": {"auc": {"type": "number"}, "ap": {"type": "number"},
+                           "real_form": {"type": "string", "enum": ["real", "qreal"]}}}},
+        "region": {"type": "array", "items": {
+            "type": "object", "required": ["detector", "dataset", "perturbation", "fakes",
+                                           "pixel_auc", "f1", "iou"]}},
+        "cross": {"type": "array", "items": {
+            "type": "object", "required": ["detector", "train", "test", "auc", "accuracy"]}},
+    },
+}
+_TYPES = {"object": dict, "array": list, "string": str, "number": (int, float),
+          "integer": int, "boolean": bool}
+
+
+def validate(obj: Any, schema: dict = METRICS_SCHEMA, where: str = "metrics") -> None:
+    """Check ``obj`` against the subset of JSON Schema used here (type, required,
+    properties, items, enum); raise InputError naming the first offending path."""
+    t = schema.get("type")
+    if t and not isinstance(obj, _TYPES[t]):
+        raise InputError(f"{where}: expected {t}, got {type(obj).__name__}")
+    if "enum" in schema and obj not in schema["enum"]:
+        raise InputError(f"{where}: {obj!r} not one of {schema['enum']}")
+    if isinstance(obj, dict):
+        for key in schema.get("required", []):
+            if key not in obj:
+                raise InputError(f"{where}: missing '{key}'")
+        for key, sub in schema.get("properties", {}).items():
+            if key in obj:
+                validate(obj[key], sub, f"{where}.{key}")
+    if isinstance(obj, list) and "items" in schema:
+        for i, item in enumerate(obj):
+            validate(item, schema["items"], f"{where}[{i}]")
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN and infinity become null (JSON has neither)."""
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        return _clean(x.item())
+    return x
+
+
+def metrics_document(settings: dict, splits: dict[str, Split], detectors: dict[str, dict],
+                     image_rows: list[dict], region_rows: list[dict], cross_rows: list[dict],
+                     ) -> dict:
+    import torch
+
+    doc = {
+        "format": "igpt-forensics-metrics-v1",
+        "tool_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                    "torch": torch.__version__, "threads": torch.get_num_threads()},
+        "settings": settings,
+        "datasets": [{"name": s.name, "path": str(s.folder),
+                      "generator_sha256": s.info.get("generator", {}).get("sha256"),
+                      "palette_sha256": s.info.get("generator", {}).get("palette_sha256"),
+                      "settings": s.info.get("settings", {}),
+                      "n_real": len(s.real) + len(s.qreal), "n_fake": len(s.fake),
+                      "skipped": s.skipped} for s in splits.values()],
+        "detectors": [{"name": k, **v} for k, v in detectors.items()],
+        "image": image_rows, "region": region_rows, "cross": cross_rows,
+    }
+    doc = _clean(doc)
+    validate(doc)
+    return doc
+
+
+CSV_FIELDS = ("level", "detector", "dataset", "perturbation", "real_form", "fakes", "auc",
+              "auc_lo", "auc_hi", "ap", "eer", "tpr_at_1fpr", "tpr_at_5fpr", "accuracy",
+              "tpr_at_threshold", "fpr_at_threshold", "pixel_auc", "f1", "iou", "n_real",
+              "n_fake")
+
+
+def write_outputs(out: str | Path, doc: dict) -> tuple[Path, Path]:
+    out = Path(out)
+    atomic_write_text(out / "metrics.json", json.dumps(doc, indent=1))
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CSV_FIELDS, extrasaction="ignore")
+    w.writeheader()
+    for row in doc["image"] + doc["region"]:
+        w.writerow({"level": row.get("level", "image"), **row})
+    atomic_write_text(out / "metrics.csv", buf.getvalue())
+    return out / "metrics.json", out / "metrics.csv"
+
+
+# ----------------------------------------------------------------------------------------
+# The whole benchmark
+
+
+@dataclass
+class Study:
+    """What a benchmark runs: datasets (name -> folder), detectors (name -> spec), detector
+    kinds trained per dataset for the cross protocol, perturbations and sizes."""
+
+    datasets: dict[str, str]
+    detectors: dict[str, str] = field(default_factory=dict)
+    train: list[str] = field(default_factory=list)
+    perturbations: list[str] = field(default_factory=lambda: ["none"])
+    split: str = "test"
+    max_items: int | None = None
+    seed: int = 0
+    bootstrap: int = 200
+    out: str = "report"
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Study:
+        """A study file; relative dataset paths are relative to the file."""
+        import tomllib
+
+        path = Path(path)
+        try:
+            d = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such study file") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: not a valid TOML study file ({e})") from None
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise InputError(f"{path}: unknown keys {unknown} (known: {sorted(known)})")
+        if not d.get("datasets"):
+            raise InputError(f"{path}: a study needs [datasets] name = \"folder\"")
+        d["datasets"] = {k: str((path.parent / v).resolve()) if not Path(v).is_absolute()
+                         else v for k, v in d["datasets"].items()}
+        return cls(**d)
+
+
+def completion_examples(data: Split, n: int = 6, scale: int = 4) -> bytes | None:
+    """Rows of (masked input, fake, original) for partial fakes of a split."""
+    from .viz import completion_grid
+
+    idx = [i for i, k in enumerate(data.kinds) if k in PARTIAL_KINDS][:n]
+    if not idx:
+        return None
+    by_item = {iid.split("-")[0]: i for i, iid in enumerate(data.ids["real"])}
+    rows = [(i, by_item.get(data.ids["fake"][i].split("-")[0])) for i in idx]
+    rows = [(i, j) for i, j in rows if j is not None]
+    if not rows:
+        return None
+    originals = np.stack([data.real[j] for _, j in rows])
+    fakes = np.stack([data.fake[i] for i, _ in rows])[:, None]
+    masks = np.stack([data.masks[i] for i, _ in rows])
+    from .viz import png_bytes
+
+    return png_bytes(completion_grid(originals, fakes, masks, scale=scale))
+
+
+def run_benchmark(study: Study, detectors: dict[str, Any],
+                  factories: dict[str, Callable[[Split, Split], Any]] | None = None,
+                  progress: Callable[[str], None] | None = None) -> dict:
+    """Run every protocol of a study; write metrics.json, metrics.csv and report.html.
+
+    ``detectors`` are ready objects (name -> detector); ``factories`` build one from a
+    (train, val) pair of splits for the cross-dataset protocol. Returns the metrics document.
+    """
+    from .report import examples_strip, write_report
+
+    factories = factories or {}
+    if not detectors and not factories:
+        raise InputError("name at least one --detector")
+    test = {name: load_split(path, study.split, study.max_items, name)
+            for name, path in study.datasets.items()}
+    need_val = bool(factories) or len(test) > 1
+    val = {n: load_split(p, "val", study.max_items, n)
+           for n, p in study.datasets.items()} if need_val else {}
+    # trained kinds: one detector per (kind, dataset), fitted on that dataset's train split
+    trained: dict[tuple[str, str], Any] = {}
+    fit_seconds: dict[tuple[str, str], float] = {}
+    for kind, factory in factories.items():
+        for name, path in study.datasets.items():
+            if progress:
+                progress(f"training {kind} on {name}")
+            t0 = time.perf_counter()
+            trained[(kind, name)] = factory(load_split(path, "train", study.max_items, name),
+                                            val[name])
+            fit_seconds[(kind, name)] = time.perf_counter() - t0
+    image_rows, region_rows, raw = [], [], {}
+    examples: dict[str, bytes] = {}
+    runs = [(name, det, ds) for name, det in detectors.items() for ds in test]
+    runs += [(kind, det, ds) for (kind, ds), det in trained.items()]  # in distribution
+    for det_name, det, ds_name in runs:
+        data = test[ds_name]
+        rows, scores = evaluate(det, det_name, data, study.perturbations, study.seed,
+                                study.bootstrap, progress=progress)
+        image_rows += [r for r in rows if r["level"] == "image"]
+        region_rows += [r for r in rows if r["level"] == "region"]
+        raw.setdefault(det_name, {})[ds_name] = scores
+        idx = [i for i, k in enumerate(data.kinds) if k in PARTIAL_KINDS][:6]
+        if idx and hasattr(det, "localize"):
+            loc = det.localize(_stack_or_list([data.fake[i] for i in idx]))
+            examples[f"{det_name} on {ds_name}"] = examples_strip(
+                [data.fake[i] for i in idx], [data.masks[i] for i in idx], list(loc.maps))
+    cross_rows = cross_matrix(detectors, trained, val, test, fit_seconds) if need_val else []
+    described = {name: (det.describe() if hasattr(det, "describe") else
+                        {"kind": type(det).__name__, "threshold": getattr(det, "threshold_",
+                                                                            None),
+                         "score": "higher = more likely synthetic"})
+                 for name, det in detectors.items()}
+    for (kind, ds), det in trained.items():
+        described[f"{kind}@{ds}"] = {**det.describe(), "name_in_tables": kind,
+                                     "trained_on": ds, "fit_seconds": fit_seconds[(kind, ds)]}
+    settings = {"split": study.split, "perturbations": list(study.perturbations),
+                "seed": study.seed, "bootstrap": study.bootstrap, "max_items": study.max_items,
+                "detector_specs": study.detectors, "train": study.train}
+    doc = metrics_document(settings, test, described, image_rows, region_rows, cross_rows)
+    write_outputs(study.out, doc)
+    first = next(iter(test.values()))
+    write_report(study.out, doc, raw, examples, completion_examples(first))
+    return doc

@@ -1,0 +1,164 @@
+"""``generate`` and ``dataset merge | export | stats``: labeled synthetic datasets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from generators.dataset import prepare_dataset
+
+from .. import provenance as pv
+from .common import console, progress_bar, report_skipped, user_errors
+
+app = typer.Typer(help="Merge, export and count generated datasets.", no_args_is_help=True)
+
+
+def _counts_table(title: str, counts: dict) -> Table:
+    table = Table(title=title)
+    for col in ("split", "label", "form", "mask kind", "images"):
+        table.add_column(col, justify="right" if col == "images" else "left")
+    for r in counts["rows"]:
+        table.add_row(r["split"], r["label"], r["form"], r["mask_kind"] or "-",
+                      f"{r['images']:,}")
+    table.add_section()
+    table.add_row("all", "", "", "", f"{counts['images']:,}", style="bold")
+    return table
+
+
+class _Bar:
+    """Feeds ``progress(done, total)`` callbacks into a Rich bar (a resumed run starts the
+    bar at what is already done, so the rate counts only new images)."""
+
+    def __init__(self, bar, description: str):
+        self.bar, self.description, self.task = bar, description, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(self.description, total=total, completed=done)
+        else:
+            self.bar.update(self.task, completed=done, total=total)
+
+
+@user_errors
+def generate(
+    out: Annotated[Path, typer.Option("--out", help="Dataset folder (new, or one to resume).")],
+    n: Annotated[int, typer.Option("--n", help="Items: each is one source patch written as "
+                                   "real, quantized real and fake (3 images).")] = 1000,
+    data: Annotated[str, typer.Option(help="'builtin', a folder of images, or an .npz.")
+                    ] = "builtin",
+    model: Annotated[Path | None, typer.Option(
+        help="Generator checkpoint folder. Default: the bundled generator.")] = None,
+    masks: Annotated[str, typer.Option(help="Mask kinds, cycled over items: top-half, box, "
+                                       "full, box:T,L,H,W, file:PATH.")] = "top-half,box,full",
+    size: Annotated[int | None, typer.Option(
+        help="Image side; must equal the generator's. Default: the generator's.")] = None,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
+    top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")] = 0,
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Dataset seed: every patch, mask and pixel "
+                                      "derives from it and the item number.")] = 0,
+    batch_size: Annotated[int, typer.Option(help="Images sampled together (no effect on "
+                                            "the bytes written).")] = 64,
+    shard: Annotated[str, typer.Option(help="INDEX/COUNT: write only items with "
+                                       "item % COUNT == INDEX (join with 'dataset merge').")
+                     ] = "0/1",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")] = "auto",
+    json_out: Annotated[bool, typer.Option("--json", help="Print dataset.json's summary as "
+                                           "JSON.")] = False,
+) -> None:
+    """Write a labeled dataset of real, quantized real and generated images with a manifest.
+
+    Running the same command again after a crash continues where it stopped.
+    """
+    job = prepare_dataset(out, n, model=model, data=data, masks=masks, size=size,
+                          temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                          batch_size=batch_size, shard=shard, device=device)
+    if not json_out:
+        state = "resuming" if job.resumable else "writing"
+        g = job.info["generator"]
+        console.print(f"{state} {out}: {len(job.items):,} items x 3 images of "
+                      f"{job.size}x{job.size}; generator {g['preset']} {g['sha256'][:12]} on "
+                      f"{job.device}", soft_wrap=True)
+    with progress_bar("images") as bar:
+        info = job.run(_Bar(bar, "generate"))
+    if json_out:
+        typer.echo(json.dumps({"dataset": str(out), "settings": info["settings"],
+                               "counts": info["counts"], "generated_items": job.generated_items,
+                               "seconds": round(job.seconds, 3)}, indent=1))
+    else:
+        console.print(_counts_table(f"dataset {out}", info["counts"]))
+        rate = job.generated_items / job.seconds if job.seconds > 0 else 0.0
+        console.print(f"generated {job.generated_items:,} items in {job.seconds:.1f} s "
+                      f"({rate:,.1f} fakes/s, {3 * rate:,.1f} images/s)")
+    report_skipped(info["skipped"])
+
+
+@app.command("merge")
+@user_errors
+def merge(
+    shards: Annotated[list[Path], typer.Argument(help="Shard folders (written with --shard).")],
+    out: Annotated[Path, typer.Option("--out", help="New folder for the merged dataset.")],
+) -> None:
+    """Join shards into the dataset one run would have made (every file's hash checked)."""
+    with progress_bar("images") as bar:
+        task = bar.add_task("merge", total=None)
+        info = pv.merge_datasets(shards, out, progress=lambda k: bar.advance(task, k))
+    console.print(_counts_table(f"merged {len(shards)} shards into {out}", info["counts"]))
+
+
+@app.command("export")
+@user_errors
+def export(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    out: Annotated[Path, typer.Argument(help="New folder for the export.")],
+    layout: Annotated[str, typer.Option(help="folders: OUT/<split>/0_real and 1_fake "
+                                        "(CNNDetection style).")] = "folders",
+    real: Annotated[str, typer.Option(help="Real images to export: both, real (as "
+                                      "photographed) or qreal (through the palette).")
+                    ] = "both",
+    json_out: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
+) -> None:
+    """Write the dataset in a layout other detection repositories read."""
+    if layout not in pv.EXPORT_LAYOUTS:
+        raise ValueError(f"--layout must be one of {', '.join(pv.EXPORT_LAYOUTS)}, "
+                         f"got '{layout}'")
+    with progress_bar("images") as bar:
+        task = bar.add_task("export", total=None)
+        counts = pv.export_folders(dataset, out, real=real,
+                                   progress=lambda k: bar.advance(task, k))
+    if json_out:
+        typer.echo(json.dumps(counts, indent=1))
+        return
+    table = Table(title=f"exported {dataset} to {out} ({layout})")
+    for col in ("split", "0_real", "1_fake"):
+        table.add_column(col, justify="left" if col == "split" else "right")
+    for split, c in counts.items():
+        table.add_row(split, f"{c.get('0_real', 0):,}", f"{c.get('1_fake', 0):,}")
+    console.print(table)
+
+
+@app.command("stats")
+@user_errors
+def stats(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
+    json_out: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
+) -> None:
+    """Count images per split, label, form and mask kind (from the manifest)."""
+    s = pv.dataset_stats(dataset)
+    if json_out:
+        typer.echo(json.dumps(s, indent=1))
+        return
+    shard = "" if s["shard"] == [0, 1] else f", shard {s['shard'][0]}/{s['shard'][1]}"
+    state = "complete" if s["complete"] else "[yellow]incomplete[/]"
+    console.print(_counts_table(f"{dataset}: n={s['n']:,}{shard}, {state}", s))
+    kinds = ", ".join(f"{k} {v:,}" for k, v in s["fakes_by_mask_kind"].items())
+    console.print(f"fakes by mask kind: {kinds or '-'}")
+
+
+def register(root: typer.Typer) -> None:
+    root.command("generate")(generate)
+    root.add_typer(app, name="dataset")

@@ -1,0 +1,40 @@
+"""The bundled default generator: the shipped files match their recorded hashes, and the
+model loads (without --model) and samples."""
+
+import numpy as np
+import torch
+from typer.testing import CliRunner
+
+from generators.checkpoint import DEFAULT_MODEL, load_checkpoint
+from igpt_forensics.cli import app
+from igpt_forensics.files import sha256_file
+
+
+def test_shipped_files_match_recorded_hashes():
+    lines = (DEFAULT_MODEL / "SHA256SUMS").read_text().splitlines()
+    assert {line.split()[1] for line in lines} == {"config.json", "model.safetensors"}
+    for line in lines:
+        digest, name = line.split()
+        assert sha256_file(DEFAULT_MODEL / name) == digest, name
+
+
+def test_default_loads_and_samples():
+    model, palette, cfg = load_checkpoint(None)
+    meta = cfg["meta"]
+    assert model.config.image_size == 32 and palette.n_colors == 512
+    assert meta["trained_by"] == "igpt-forensics train-generator"
+    assert meta["heldout_bits_per_dim"] < meta["unigram_bits_per_dim"] - 1.0
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    n = model.config.n_positions
+    known = torch.zeros(2, n, dtype=torch.long)
+    mask = torch.zeros(2, n, dtype=torch.bool)
+    mask[:, -64:] = True  # the last two rows: quick, but a real KV-cached completion
+    out = model.sample(known, mask, seeds=[1, 2])
+    assert torch.equal(out[:, :-64], known[:, :-64])
+    assert not torch.equal(out[0, -64:], out[1, -64:])
+
+
+def test_info_lists_the_bundled_default():
+    r = CliRunner().invoke(app, ["info"])
+    assert r.exit_code == 0 and "default-generator" in r.output
+    assert np.isfinite(load_checkpoint(None)[2]["meta"]["heldout_bits_per_dim"])
