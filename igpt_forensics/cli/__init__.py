@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from . import bench_cmds, core_cmds, data_cmds, dataset_cmds, generator_cmds, palette_cmds
+from . import (
+    bench_cmds,
+    core_cmds,
+    data_cmds,
+    dataset_cmds,
+    generator_cmds,
+    palette_cmds,
+    score_cmds,
+    train_detector_cmds,
+)
 from .common import DEBUG
 
 app = typer.Typer(
@@ -28,7 +37,9 @@ def _root(debug: Annotated[bool, typer.Option(
 core_cmds.register(app)
 generator_cmds.register(app)
 dataset_cmds.register(app)
+score_cmds.register(app)
 bench_cmds.register(app)
+train_detector_cmds.register(app)
 app.add_typer(palette_cmds.app, name="palette")
 app.add_typer(data_cmds.app, name="data")
 

@@ -1,0 +1,438 @@
+"""The ``cnn`` detector: a timm network with an image head and a dense (per-pixel) head.
+
+Architecture (`DenseDetectorNet`): a timm backbone (``arch``, default ``resnet10t``) created
+with ``features_only=True`` and cut after ``stages`` stages (at 32x32 the deep stages of an
+ImageNet network are 1x1 and cost most of the parameters), a full-resolution *pixel branch*
+(two 3x3 convolutions at stride 1: the traces of sampling are per pixel, and every backbone
+downsamples at its stem), and a small FPN-like decoder: each stage is projected to ``width``
+channels, upsampled (bilinear) to the image and added to the pixel branch. Two heads read the
+fused features: a 1x1 convolution gives a logit per pixel (the map), and a linear layer on
+pooled features (the last stage's mean, the fused features' mean and max) gives the image
+logit. Fully convolutional: any image size at least the training size works; a smaller image
+is upscaled first (its map is resampled back to it).
+
+Training (``fit``): binary cross-entropy on the image label (classes balanced) plus
+``pixel_weight`` times a per-pixel cross-entropy against the ground-truth masks (real images:
+all zero; synthesized and given pixels balanced). AdamW with a cosine schedule; augmentation
+as in CNN-generated-image detection work (Wang et al. 2020), the same for both classes, scaled
+to small images: horizontal flips, and each with probability ``augment``: Gaussian blur
+(sigma 0-1), JPEG re-compression (quality 60-100), down-and-up resizing (factor 0.5-1) and a
+random crop resized back (side 75-100%). Vertical flips and rotations are left out on purpose:
+raster order makes rows and columns different, and that difference is evidence. Early
+stopping keeps the weights with the lowest validation loss; ``patience`` epochs without
+improvement stop training. Runs on the GPU when there is one (``device="auto"``).
+
+Outputs: ``score`` is the image logit (higher = more likely synthetic); maps are the per-pixel
+probabilities; the region score is the strongest 3x3-averaged pixel logit. Thresholds on the
+validation split's real images: ``threshold_`` and ``region_threshold_`` to ``target_fpr``;
+``map_threshold_`` lets at most ``map_fpr`` of real pixels into masks (and is at least 0.5).
+
+Saved as ``arrays.safetensors`` (the weights) + ``detector.json``; ``--pretrained PATH``
+starts the backbone from timm weights in a local file (safetensors), nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from torch import nn
+from torch.nn import functional as F
+
+from igpt_forensics.errors import InputError
+
+from .base import (
+    DEFAULT_TARGET_FPR,
+    Images,
+    Localization,
+    as_input_kind,
+    calibrate_threshold,
+    check_images,
+    register_detector,
+)
+from .trained import (
+    Progress,
+    TrainedDetector,
+    group_by_shape,
+    prepare_fit,
+    resize_map,
+    upscale_to,
+)
+
+DEFAULT_ARCH = "resnet10t"
+NET_PREFIX = "net."
+
+
+# -- the network -------------------------------------------------------------------------------
+
+def _conv_bn(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                         nn.ReLU(inplace=True))
+
+
+def create_backbone(arch: str, stages: int, pretrained: str | None = None) -> nn.Module:
+    """A timm ``features_only`` backbone with its first ``stages`` stages, from scratch or
+    from timm weights in a local file (``pretrained``)."""
+    import timm
+
+    if not timm.is_model(arch):
+        raise InputError(f"unknown timm architecture '{arch}' (see timm.list_models(); e.g. "
+                         "resnet10t, resnet18, efficientnet_b0)")
+    kwargs: dict[str, Any] = {"features_only": True, "out_indices": tuple(range(stages))}
+    if pretrained is not None:
+        path = Path(pretrained)
+        if not path.is_file():
+            raise InputError(f"--pretrained {path}: no such weights file")
+        kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    try:
+        return timm.create_model(arch, **kwargs)
+    except (RuntimeError, KeyError, ValueError, OSError) as e:
+        if isinstance(e, InputError):
+            raise
+        what = f"weights {pretrained}" if pretrained else f"architecture {arch}"
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(f"cannot build {arch} with {stages} stages from {what} ({msg})") from None
+
+
+class DenseDetectorNet(nn.Module):
+    """Backbone + full-resolution pixel branch + FPN-like decoder; image and pixel logits."""
+
+    def __init__(self, arch: str = DEFAULT_ARCH, stages: int = 3, width: int = 32,
+                 pretrained: str | None = None):
+        super().__init__()
+        self.backbone = create_backbone(arch, stages, pretrained)
+        chans = self.backbone.feature_info.channels()
+        cfg = getattr(self.backbone, "pretrained_cfg", None) or {}
+        mean = cfg.get("mean", (0.485, 0.456, 0.406))
+        std = cfg.get("std", (0.229, 0.224, 0.225))
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1) * 255.0,
+                             persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1) * 255.0,
+                             persistent=False)
+        # fixed high-pass residuals (second differences along rows, along columns, and a
+        # Laplacian, per color channel) feed the pixel branch next to the colors: flat
+        # palette areas, step edges and row-vs-column differences are visible at once
+        k = torch.zeros(3, 1, 3, 3)
+        k[0, 0, 1] = torch.tensor([1.0, -2.0, 1.0])
+        k[1, 0, :, 1] = torch.tensor([1.0, -2.0, 1.0])
+        k[2, 0] = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
+        self.register_buffer("highpass", k.repeat(3, 1, 1, 1) / 64.0, persistent=False)
+        self.pixel = nn.Sequential(_conv_bn(3 + 9, width), _conv_bn(width, width))
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in chans)
+        self.fuse = _conv_bn(width, width)
+        self.pixel_head = nn.Conv2d(width, 1, 1)
+        self.image_head = nn.Linear(chans[-1] + 2 * width + 2, 1)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """uint8-valued (N, 3, H, W) float -> image logits (N,), pixel logits (N, H, W)."""
+        x = (images - self.mean) / self.std
+        feats = self.backbone(x)
+        h, w = x.shape[-2:]
+        residual = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), self.highpass,
+                            groups=3)
+        f = self.pixel(torch.cat([x, residual], dim=1))
+        for lateral, feat in zip(self.lateral, feats):
+            f = f + F.interpolate(lateral(feat), size=(h, w), mode="bilinear",
+                                  align_corners=False)
+        f = self.fuse(f)
+        pix = self.pixel_head(f)
+        pooled = torch.cat([feats[-1].mean((2, 3)), f.mean((2, 3)), f.amax((2, 3)),
+                            pix.mean((2, 3)), pix.amax((2, 3))], dim=1)
+        return self.image_head(pooled)[:, 0], pix[:, 0]
+
+
+# -- augmentation ------------------------------------------------------------------------------
+
+def augment_batch(images: np.ndarray, masks: np.ndarray, rng: np.random.Generator,
+                  p: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flip, blur, JPEG, resize and crop a batch (N, S, S, 3) uint8 and its masks (N, S, S)
+    bool; photometric changes leave masks as they are, geometric ones move them along."""
+    out_i, out_m = images.copy(), masks.copy()
+    n, h, w = masks.shape
+    for i in range(n):
+        im, m = out_i[i], out_m[i]
+        if rng.random() < 0.5:
+            im, m = im[:, ::-1], m[:, ::-1]
+        if p <= 0:
+            out_i[i], out_m[i] = im, m
+            continue
+        pil = Image.fromarray(np.ascontiguousarray(im))
+        if rng.random() < p:  # crop 75-100% of the side, resized back
+            side = int(rng.integers(max(2, round(0.75 * min(h, w))), min(h, w) + 1))
+            top, left = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+            box = (left, top, left + side, top + side)
+            pil = pil.crop(box).resize((w, h), Image.Resampling.BILINEAR)
+            mm = Image.fromarray(np.ascontiguousarray(m).astype(np.uint8) * 255).crop(box)
+            m = np.asarray(mm.resize((w, h), Image.Resampling.NEAREST)) > 127
+        if rng.random() < p:  # down by 0.5-1, back up
+            f = float(rng.uniform(0.5, 1.0))
+            small = (max(1, round(w * f)), max(1, round(h * f)))
+            pil = pil.resize(small, Image.Resampling.BILINEAR).resize(
+                (w, h), Image.Resampling.BILINEAR)
+        if rng.random() < p:
+            pil = pil.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.0, 1.0))))
+        if rng.random() < p:
+            buf = io.BytesIO()
+            pil.save(buf, format="JPEG", quality=int(rng.integers(60, 101)))
+            pil = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        out_i[i], out_m[i] = np.asarray(pil), m
+    return out_i, out_m
+
+
+def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
+
+
+# -- the detector ------------------------------------------------------------------------------
+
+@register_detector("cnn")
+class CNNDetector(TrainedDetector):
+    """A timm network with image and per-pixel outputs (see the module docstring).
+
+    Parameters: ``arch`` a timm model name, ``stages`` backbone stages kept, ``width`` decoder
+    channels, ``pretrained`` a local timm weights file (None: from scratch); ``epochs``,
+    ``patience``, ``batch_size``, ``lr``, ``weight_decay``, ``pixel_weight`` (the dense loss'
+    weight), ``augment`` (probability of each augmentation; 0: flips only); ``target_fpr``,
+    ``map_fpr``; ``seed``; ``device`` (auto, cpu, cuda, mps).
+    """
+
+    def __init__(self, arch: str = DEFAULT_ARCH, stages: int = 3, width: int = 32,
+                 pretrained: str | None = None, epochs: int = 30, patience: int = 5,
+                 batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
+                 pixel_weight: float = 1.0, augment: float = 0.1,
+                 target_fpr: float = DEFAULT_TARGET_FPR, map_fpr: float = 0.05, seed: int = 0,
+                 device: str = "auto"):
+        self.arch = arch
+        self.stages = stages
+        self.width = width
+        self.pretrained = pretrained
+        self.epochs = epochs
+        self.patience = patience
+        self.batch_size = batch_size
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.pixel_weight = pixel_weight
+        self.augment = augment
+        self.target_fpr = target_fpr
+        self.map_fpr = map_fpr
+        self.seed = seed
+        self.device = device
+
+    def _check_params(self) -> None:
+        for name in ("stages", "width", "epochs", "batch_size"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise InputError(f"{name} must be a positive integer, got {v!r}")
+        if self.batch_size < 2:
+            raise InputError("batch_size must be >= 2 (batch normalization)")
+        if not isinstance(self.patience, int) or self.patience < 1:
+            raise InputError(f"patience must be a positive integer, got {self.patience!r}")
+        for name in ("target_fpr", "map_fpr"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if not 0.0 <= self.augment <= 1.0:
+            raise InputError(f"augment must be a probability in [0, 1], got {self.augment}")
+        if self.lr <= 0 or self.weight_decay < 0 or self.pixel_weight < 0:
+            raise InputError("lr must be > 0, weight_decay and pixel_weight >= 0")
+
+    def _device(self) -> torch.device:
+        from igpt_forensics.device import pick_device
+
+        return pick_device(self.device)
+
+    # -- training
+    def fit(self, real_images: Images, fake_images: Images | None = None,
+            fake_masks: Any = None, val: Sequence | None = None,
+            progress: Progress | None = None) -> CNNDetector:
+        """Train on real and fake images (masks: True = synthesized; None = whole image),
+        stop early on the validation loss, calibrate thresholds on the validation reals."""
+        from sklearn.metrics import roc_auc_score
+
+        self._check_params()
+        data = prepare_fit(real_images, fake_images, fake_masks, val, self.seed)
+        S = min(data.size)
+        self.threshold_ = None
+        device = self._device()
+        torch.manual_seed(self.seed)
+        net = DenseDetectorNet(self.arch, self.stages, self.width, self.pretrained).to(device)
+
+        images = np.concatenate([data.real, data.fake])
+        masks = np.concatenate([np.zeros(data.real.shape[:3], bool), data.fake_masks])
+        labels = np.r_[np.zeros(len(data.real)), np.ones(len(data.fake))]
+        val_images = np.concatenate([data.val_real, data.val_fake])
+        val_masks = np.concatenate([np.zeros(data.val_real.shape[:3], bool), data.val_masks])
+        val_labels = np.r_[np.zeros(len(data.val_real)), np.ones(len(data.val_fake))]
+        # balanced losses: each class of images, and of pixels, weighs the same
+        pos_weight = torch.tensor(len(data.real) / len(data.fake), device=device)
+        n_pos = float(masks.sum())
+        pix_pos_weight = torch.tensor(min(100.0, (masks.size - n_pos) / max(n_pos, 1.0)),
+                                      device=device)
+
+        def loss_of(img_logit, pix_logit, y, m):
+            li = F.binary_cross_entropy_with_logits(img_logit, y, pos_weight=pos_weight)
+            lp = F.binary_cross_entropy_with_logits(pix_logit, m, pos_weight=pix_pos_weight)
+            return li + self.pixel_weight * lp, li, lp
+
+        steps_per_epoch = max(1, len(images) // self.batch_size)
+        opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(
+            opt, max_lr=self.lr, total_steps=self.epochs * steps_per_epoch,
+            pct_start=min(0.3, 1.0 / self.epochs + 0.05))
+        total = self.epochs * (steps_per_epoch * self.batch_size + len(val_images))
+        best = (np.inf, None, -1)  # val loss, weights, epoch
+        history = []
+        t0 = time.perf_counter()
+        for epoch in range(self.epochs):
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(len(images))
+            net.train()
+            losses = []
+            for s in range(steps_per_epoch):
+                idx = order[s * self.batch_size:(s + 1) * self.batch_size]
+                if s == steps_per_epoch - 1:
+                    idx = order[s * self.batch_size:]  # the rest joins the last batch
+                xb, mb = augment_batch(images[idx], masks[idx], rng, self.augment)
+                il, pl = net(_to_tensor(xb, device))
+                loss, _, _ = loss_of(il, pl, torch.from_numpy(labels[idx]).float().to(device),
+                                     torch.from_numpy(mb).float().to(device))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                losses.append(float(loss.detach()))
+                if progress is not None:
+                    progress(len(idx), total, stage=f"epoch {epoch + 1}/{self.epochs}",
+                             loss=float(np.mean(losses)))
+            v_img, v_pix = self._forward_all(net, val_images, device)
+            with torch.no_grad():
+                vloss, vli, vlp = loss_of(torch.from_numpy(v_img).to(device),
+                                          torch.from_numpy(v_pix).to(device),
+                                          torch.from_numpy(val_labels).float().to(device),
+                                          torch.from_numpy(val_masks).float().to(device))
+            vauc = float(roc_auc_score(val_labels, v_img))
+            history.append({"epoch": epoch + 1, "train_loss": float(np.mean(losses)),
+                            "val_loss": float(vloss), "val_image_loss": float(vli),
+                            "val_pixel_loss": float(vlp), "val_auc": vauc,
+                            "seconds": time.perf_counter() - t0})
+            if float(vloss) < best[0]:
+                best = (float(vloss), {k: v.detach().clone() for k, v in
+                                       net.state_dict().items()}, epoch + 1)
+            if progress is not None:
+                progress(len(val_images), total, stage=f"epoch {epoch + 1}/{self.epochs}",
+                         loss=float(np.mean(losses)), val_loss=float(vloss), val_auc=vauc)
+            if epoch + 1 - best[2] >= self.patience:
+                break
+        net.load_state_dict(best[1])
+        net.eval()
+        self._net = net
+        self.image_size_ = int(S)
+
+        # thresholds from the validation reals, through the same code score() runs
+        real_scores, real_loc = self._score_and_localize_arrays(list(data.val_real))
+        self.threshold_ = calibrate_threshold(real_scores, self.target_fpr)
+        self.region_threshold_ = calibrate_threshold(real_loc[2], self.target_fpr)
+        pixels = np.concatenate([m.ravel() for m in real_loc[0]])
+        self.map_threshold_ = max(0.5, float(np.quantile(pixels, 1.0 - self.map_fpr,
+                                                         method="higher")))
+        fake_scores = self._score_and_localize_arrays(list(data.val_fake))[0]
+        self.fit_info_ = {
+            "train_real": len(data.real), "train_fake": len(data.fake),
+            "val_real": len(data.val_real), "val_fake": len(data.val_fake),
+            "val_given": data.val_given, "epochs_run": len(history), "best_epoch": best[2],
+            "best_val_loss": best[0],
+            "val_auc": float(roc_auc_score(np.r_[np.zeros(len(real_scores)),
+                                                 np.ones(len(fake_scores))],
+                                           np.r_[real_scores, fake_scores])),
+            "val_tpr_at_threshold": float(np.mean(fake_scores > self.threshold_)),
+            "train_seconds": time.perf_counter() - t0, "device": str(device),
+            "parameters": int(sum(p.numel() for p in net.parameters())),
+            "history": history,
+        }
+        return self
+
+    @torch.no_grad()
+    def _forward_all(self, net: nn.Module, images: np.ndarray, device: torch.device,
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """Image and pixel logits of a same-size batch, in chunks (eval mode)."""
+        was = net.training
+        net.eval()
+        img, pix = [], []
+        for s in range(0, len(images), max(self.batch_size, 64)):
+            il, pl = net(_to_tensor(images[s:s + max(self.batch_size, 64)], device))
+            img.append(il.double().cpu().numpy())
+            pix.append(pl.float().cpu().numpy())
+        net.train(was)
+        return np.concatenate(img), np.concatenate(pix)
+
+    # -- scoring
+    def _score_and_localize_arrays(self, items: list[np.ndarray]):
+        """-> scores (N,), and (maps list, masks list, region scores (N,)) at each image's
+        own size."""
+        net, device = self._net, next(self._net.parameters()).device
+        n = len(items)
+        scores = np.zeros(n)
+        region = np.zeros(n)
+        maps: list[np.ndarray | None] = [None] * n
+        work = [upscale_to(im, self.image_size_) for im in items]
+        for _, idx in group_by_shape(work).items():
+            img, pix = self._forward_all(net, np.stack([work[i] for i in idx]), device)
+            smooth = F.avg_pool2d(torch.from_numpy(pix)[:, None], 3, stride=1, padding=1,
+                                  count_include_pad=False)[:, 0].numpy()
+            prob = 1.0 / (1.0 + np.exp(-pix.astype(np.float64)))
+            for j, i in enumerate(idx):
+                scores[i] = img[j]
+                region[i] = float(smooth[j].max())
+                maps[i] = resize_map(prob[j].astype(np.float32), *items[i].shape[:2])
+        masks = [m > getattr(self, "map_threshold_", 0.5) for m in maps]
+        return scores, (maps, masks, region)
+
+    def score(self, images: Images) -> np.ndarray:
+        """The image logit (higher = more likely synthetic)."""
+        return self.score_and_localize(images)[0]
+
+    def localize(self, images: Images) -> Localization:
+        return self.score_and_localize(images)[1]
+
+    def score_and_localize(self, images: Images) -> tuple[np.ndarray, Localization]:
+        items = check_images(images)
+        self._check_fitted()
+        scores, (maps, masks, region) = self._score_and_localize_arrays(items)
+        loc = Localization(maps=as_input_kind(maps, images), masks=as_input_kind(masks, images),
+                           region_scores=region, region_flags=region > self.region_threshold_)
+        return scores, loc
+
+    # -- persistence
+    def _learned_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state = {k: getattr(self, k) for k in ("threshold_", "region_threshold_",
+                                                "map_threshold_", "image_size_", "fit_info_")}
+        arrays = {NET_PREFIX + k: v.detach().cpu().numpy()
+                  for k, v in self._net.state_dict().items()}
+        return state, arrays
+
+    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
+                 ) -> None:
+        net = DenseDetectorNet(self.arch, self.stages, self.width, pretrained=None)
+        weights = {k[len(NET_PREFIX):]: torch.from_numpy(np.ascontiguousarray(v))
+                   for k, v in arrays.items() if k.startswith(NET_PREFIX)}
+        try:
+            net.load_state_dict(weights, strict=True)
+        except RuntimeError as e:
+            first = str(e).splitlines()[0]
+            raise InputError(f"{path}: weights do not fit {self.arch} with {self.stages} "
+                             f"stages and width {self.width} ({first})") from None
+        net.eval()
+        self._net = net.to(self._device())
+        for k in ("threshold_", "region_threshold_", "map_threshold_"):
+            setattr(self, k, float(state[k]))
+        self.image_size_ = int(state["image_size_"])
+        self.fit_info_ = dict(state.get("fit_info_") or {})
+
+
+__all__ = ["DEFAULT_ARCH", "CNNDetector", "DenseDetectorNet", "augment_batch",
+           "create_backbone"]

@@ -1,0 +1,273 @@
+"""The ``fusion`` detector: a calibrated combination of other detectors' scores.
+
+``members`` names the detectors to combine, as ``score --detector`` does: saved detector
+folders (a calibrated ``likelihood`` detector, trained ``cnn`` and ``features`` detectors)
+or a registered name (its shipped calibration). ``fit`` stacks a logistic regression
+(standardized member scores, balanced classes, scikit-learn) on the images it is given, so
+these must be *held out* from every member's training (``train-detector --kind fusion`` uses
+the dataset's validation split while the members learned on its train split): the
+regression then learns how far each member's score can be trusted on unseen images, and its
+output is a calibrated log-odds. The threshold is calibrated on real images the regression
+did not see: ``val``'s real images when given, otherwise out-of-fold scores (``folds``-fold
+cross-fitting) of the real images fitted on.
+
+Maps: the members' maps averaged with weights proportional to the regression's positive
+(standardized) coefficients, so a member the regression ignores does not paint the map;
+members without dense maps (``features``: one value per tile) are left out of the map. The
+region score is the fused map's maximum.
+
+Saved self-contained: every member is saved again under ``members/`` of the fusion folder,
+and the sha256 of each of their files is recorded with the fusion's own state, so an edited
+member is refused as well.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from igpt_forensics.errors import InputError
+from igpt_forensics.files import sha256_file
+
+from .base import (
+    DEFAULT_TARGET_FPR,
+    Detector,
+    Images,
+    Localization,
+    as_input_kind,
+    calibrate_threshold,
+    check_images,
+    load_detector,
+    open_detector,
+    register_detector,
+)
+from .likelihood import LinearModel
+from .trained import Progress, TrainedDetector
+
+MEMBERS_DIR = "members"
+SCORE_CLIP = 1e6  # member scores are finite log-odds; this only guards the scaler
+
+
+def _member_files(folder: Path) -> dict[str, str]:
+    """sha256 of every file under ``folder/members``, keyed by POSIX path relative to it."""
+    root = folder / MEMBERS_DIR
+    return {p.relative_to(folder).as_posix(): sha256_file(p)
+            for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+
+
+@register_detector("fusion")
+class FusionDetector(TrainedDetector):
+    """Logistic regression stacked on member detectors' scores (see the module docstring).
+
+    Parameters: ``members`` detector folders or names; ``C`` the regression's inverse
+    regularization; ``folds`` for out-of-fold threshold calibration; ``target_fpr``,
+    ``map_fpr``; ``seed``; ``device`` passed to members that run models (None: as saved).
+    """
+
+    def __init__(self, members: Sequence[str] = ("likelihood",), C: float = 1.0,
+                 folds: int = 5, target_fpr: float = DEFAULT_TARGET_FPR,
+                 map_fpr: float = 0.05, seed: int = 0, device: str | None = None):
+        self.members = members
+        self.C = C
+        self.folds = folds
+        self.target_fpr = target_fpr
+        self.map_fpr = map_fpr
+        self.seed = seed
+        self.device = device
+
+    def _open_members(self) -> list[Detector]:
+        specs = [str(m) for m in self.members]
+        if not specs:
+            raise InputError("fusion needs at least one member detector")
+        out = [open_detector(s, device=self.device) for s in specs]
+        for s, m in zip(specs, out):
+            if isinstance(m, FusionDetector):
+                raise InputError(f"member {s}: a fusion detector cannot be a member")
+        return out
+
+    def member_outputs(self, images: list[np.ndarray], maps: bool,
+                       progress: Progress | None = None, total: int = 0):
+        """(N, M) member scores, and the members' maps (per member, a list) when ``maps``."""
+        cols, all_maps = [], []
+        for m in self.members_:
+            if maps:
+                s, loc = m.score_and_localize(images)
+                all_maps.append([np.asarray(a, np.float32) for a in loc.maps])
+            else:
+                s = m.score(images)
+            s = np.asarray(s, np.float64)
+            if not np.all(np.isfinite(s)):
+                raise InputError(f"member {m.name} gave non-finite scores")
+            cols.append(np.clip(s, -SCORE_CLIP, SCORE_CLIP))
+            if progress is not None:
+                progress(len(images), total, stage="scoring with members")
+        return np.stack(cols, axis=1), all_maps
+
+    def _names(self) -> list[str]:
+        return [f"{i}:{m.name}" for i, m in enumerate(self.members_)]
+
+    # -- the contract
+    def fit(self, real_images: Images, fake_images: Images | None = None,
+            fake_masks: Any = None, val: Sequence | None = None,
+            progress: Progress | None = None) -> FusionDetector:
+        """Stack on held-out images (see the module docstring); ``fake_masks`` is unused (the
+        members' maps are combined as they are)."""
+        from sklearn.metrics import roc_auc_score
+        from sklearn.model_selection import StratifiedKFold
+
+        if fake_images is None:
+            raise InputError("fusion needs fake images: fit(real_images, fake_images)")
+        real = check_images(real_images, "real_images")
+        fake = check_images(fake_images, "fake_images")
+        for name in ("target_fpr", "map_fpr"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise InputError(f"folds must be an integer >= 2, got {self.folds!r}")
+        if val is not None and (not isinstance(val, (tuple, list)) or len(val) not in (2, 3)):
+            raise InputError("val must be a (real_images, fake_images) pair")
+        if min(len(real), len(fake)) < self.folds:
+            raise InputError(f"fusion needs at least {self.folds} real and {self.folds} fake "
+                             f"images, got {len(real)} and {len(fake)}")
+        self.threshold_ = None
+        self.members_ = self._open_members()
+        vreal = check_images(val[0], "val real images") if val is not None else []
+        vfake = check_images(val[1], "val fake images") if val is not None else []
+        total = len(self.members_) * (len(real) + len(fake) + len(vreal) + len(vfake))
+        xr, real_maps = self.member_outputs(real, maps=val is None, progress=progress,
+                                            total=total)
+        xf, _ = self.member_outputs(fake, maps=False, progress=progress, total=total)
+        x, y = np.concatenate([xr, xf]), np.r_[np.zeros(len(xr)), np.ones(len(xf))]
+        names = self._names()
+        self.model_ = LinearModel.fit(x, y, names, self.C, self.seed)
+        if val is None:  # out-of-fold decisions of the real images calibrate the threshold
+            oof = np.zeros(len(x))
+            kfold = StratifiedKFold(self.folds, shuffle=True, random_state=self.seed)
+            for tr, te in kfold.split(x, y):
+                oof[te] = LinearModel.fit(x[tr], y[tr], names, self.C, self.seed).decision(x[te])
+            cal_scores, cal_fake, cal_maps = oof[: len(xr)], oof[len(xr):], real_maps
+            how = f"out-of-fold ({self.folds} folds)"
+        else:
+            vxr, cal_maps = self.member_outputs(vreal, maps=True, progress=progress,
+                                                total=total)
+            vxf, _ = self.member_outputs(vfake, maps=False, progress=progress, total=total)
+            cal_scores, cal_fake = self.model_.decision(vxr), self.model_.decision(vxf)
+            how = "validation images"
+        self.threshold_ = calibrate_threshold(cal_scores, self.target_fpr)
+        self.map_weights_ = self._map_weights()
+        fused = [self._fuse([mm[i] for mm in cal_maps]) for i in range(len(cal_scores))]
+        self.region_threshold_ = calibrate_threshold(np.array([f.max() for f in fused]),
+                                                     self.target_fpr)
+        pixels = np.concatenate([f.ravel() for f in fused])
+        self.map_threshold_ = max(0.5, float(np.quantile(pixels, 1.0 - self.map_fpr,
+                                                         method="higher")))
+        cal_y = np.r_[np.zeros(len(cal_scores)), np.ones(len(cal_fake))]
+        member_auc = {n: float(roc_auc_score(y, x[:, j])) for j, n in enumerate(names)}
+        self.fit_info_ = {
+            "real": len(real), "fake": len(fake), "threshold_from": how,
+            "members": [{"name": n, "spec": str(s), "coef": float(c), "map_weight": float(w)}
+                        for n, s, c, w in zip(names, self.members, self.model_.coef,
+                                              self.map_weights_)],
+            "member_auc_on_fit_images": member_auc,
+            "heldout_auc": float(roc_auc_score(cal_y, np.r_[cal_scores, cal_fake])),
+            "heldout_tpr_at_threshold": float(np.mean(cal_fake > self.threshold_)),
+        }
+        self._member_hashes = None
+        return self
+
+    def _map_weights(self) -> list[float]:
+        """Positive coefficients, among members whose maps are dense (a member with
+        ``dense_maps = False``, like ``features``, paints whole tiles with its image
+        probability: it would only blur the map); uniform if none is positive."""
+        dense = np.array([getattr(m, "dense_maps", True) for m in self.members_])
+        if not dense.any():
+            dense[:] = True
+        w = np.where(dense, np.maximum(self.model_.coef, 0.0), 0.0)
+        w = w / w.sum() if w.sum() > 0 else dense / dense.sum()
+        return [float(v) for v in w]
+
+    def _fuse(self, maps: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros(maps[0].shape, np.float64)
+        for w, m in zip(self.map_weights_, maps):
+            out += w * m
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+    def score(self, images: Images) -> np.ndarray:
+        """The regression's log-odds (higher = more likely synthetic)."""
+        items = check_images(images)
+        self._check_fitted()
+        return self.model_.decision(self.member_outputs(items, maps=False)[0])
+
+    def localize(self, images: Images) -> Localization:
+        return self.score_and_localize(images)[1]
+
+    def score_and_localize(self, images: Images) -> tuple[np.ndarray, Localization]:
+        items = check_images(images)
+        self._check_fitted()
+        x, member_maps = self.member_outputs(items, maps=True)
+        fused = [self._fuse([mm[i] for mm in member_maps]) for i in range(len(items))]
+        region = np.array([float(f.max()) for f in fused])
+        loc = Localization(maps=as_input_kind(fused, images),
+                           masks=as_input_kind([f > self.map_threshold_ for f in fused], images),
+                           region_scores=region, region_flags=region > self.region_threshold_)
+        return self.model_.decision(x), loc
+
+    # -- persistence
+    def save(self, out_dir: str | Path) -> Path:
+        """Save every member under ``members/``, then the fusion itself (with their hashes)."""
+        self._check_fitted()
+        out_dir = Path(out_dir)
+        self._member_dirs = []
+        for i, m in enumerate(self.members_):
+            rel = f"{MEMBERS_DIR}/{i}-{m.name}"
+            m.save(out_dir / rel)
+            self._member_dirs.append(rel)
+        self._member_hashes = _member_files(out_dir)
+        return super().save(out_dir)
+
+    def _learned_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        if getattr(self, "_member_hashes", None) is None:
+            raise InputError("save the fusion detector with its save(DIR) method")
+        state = {"threshold_": self.threshold_, "region_threshold_": self.region_threshold_,
+                 "map_threshold_": self.map_threshold_, "model_": self.model_.to_dict(),
+                 "map_weights_": self.map_weights_, "member_dirs": self._member_dirs,
+                 "member_files": self._member_hashes, "fit_info_": self.fit_info_}
+        return state, {}
+
+    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
+                 ) -> None:
+        recorded = dict(state["member_files"])
+        found = _member_files(path)
+        if found != recorded:
+            changed = sorted(set(found) ^ set(recorded)
+                             | {k for k in found if k in recorded and found[k] != recorded[k]})
+            raise InputError(f"{path}: member files differ from the ones saved with this fusion "
+                             f"detector ({', '.join(changed[:3])}): refusing to load it")
+        dirs = [str(d) for d in state["member_dirs"]]
+        if len(dirs) != len(list(self.members)):
+            raise InputError(f"{path}: {len(dirs)} saved members for {len(self.members)} "
+                             "member specs")
+        self.members_ = [load_detector(path / d, **({"device": self.device}
+                                                    if self.device else {})) for d in dirs]
+        names = [f"{i}:{m.name}" for i, m in enumerate(self.members_)]
+        self.model_ = LinearModel.from_dict(state["model_"], names)
+        self.map_weights_ = [float(w) for w in state["map_weights_"]]
+        if len(self.map_weights_) != len(names):
+            raise InputError(f"{path}: wrong number of map weights")
+        for k in ("threshold_", "region_threshold_", "map_threshold_"):
+            setattr(self, k, float(state[k]))
+        self.fit_info_ = dict(state.get("fit_info_") or {})
+        self._member_dirs, self._member_hashes = dirs, recorded
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        if self.is_fitted:
+            out["members"] = [m.describe() for m in self.members_]
+            out["weights"] = dict(zip(self._names(), self.model_.coef.tolist()))
+        return out
+
+
+__all__ = ["FusionDetector"]

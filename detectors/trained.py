@@ -1,0 +1,420 @@
+"""What the trained detectors (``cnn``, ``features``, ``fusion``) share.
+
+- `TrainedDetector`: the base class. ``fit(real_images, fake_images, fake_masks=None,
+  val=None, progress=None)``: real and fake uint8 batches, ``fake_masks`` bool ``(N, H, W)``
+  (True = synthesized; None = wholly synthetic), ``val`` an optional ``(real, fake)`` pair (or
+  ``(real, fake, fake_masks)``) held out from training, for early stopping and for the
+  threshold, which is always calibrated on *real* images only (`calibrate_threshold`, to
+  ``target_fpr``). Without ``val`` a fifth of the training images is held back for it.
+- Integrity: a saved trained detector records the sha256 of everything it was saved with
+  (parameters, learned state, every array); loading recomputes it and refuses a folder whose
+  JSON or arrays were edited. Nothing is ever unpickled: networks are safetensors, scikit-learn
+  models are stored as their numbers (coefficients, tree arrays) and evaluated by hand.
+- `load_split`: the images of one split of a dataset written by ``generate``
+  (``igpt_forensics.provenance``), each file checked against the manifest's sha256.
+- Tiles and resizing for images whose size differs from the training size.
+
+``progress(advance, total, **info)``: ``advance`` units of work just done out of ``total``;
+``info`` carries live fields (``stage``, ``loss``, ``val_auc``...) a progress bar may show.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from igpt_forensics import provenance as pv
+from igpt_forensics.data import load_image
+from igpt_forensics.errors import InputError
+
+from .base import (
+    DEFAULT_TARGET_FPR,
+    META_FILE,
+    Detector,
+    Images,
+    check_images,
+)
+
+Progress = Callable[..., None]  # progress(advance, total, **info)
+DIGEST_KEY = "sha256"
+VAL_FRACTION = 0.2
+
+
+# -- inputs of fit -----------------------------------------------------------------------------
+
+@dataclass
+class FitData:
+    """Checked training inputs: equal-size uint8 batches and boolean masks."""
+
+    real: np.ndarray  # (Nr, S, S, 3) uint8
+    fake: np.ndarray  # (Nf, S, S, 3) uint8
+    fake_masks: np.ndarray  # (Nf, S, S) bool, True = synthesized
+    val_real: np.ndarray
+    val_fake: np.ndarray
+    val_masks: np.ndarray
+    val_given: bool  # False: val was split off the training images
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.real.shape[1], self.real.shape[2]
+
+
+def _stack(images: Images, name: str) -> np.ndarray:
+    items = check_images(images, name)
+    shapes = {im.shape for im in items}
+    if len(shapes) > 1:
+        raise InputError(f"{name}: trained detectors fit on images of one size, got "
+                         f"{len(shapes)} sizes ({', '.join(str(s[:2]) for s in sorted(shapes))}"
+                         "); crop or resize them first")
+    return np.stack(items)
+
+
+def _masks(masks: Any, fake: np.ndarray, name: str) -> np.ndarray:
+    if masks is None:
+        return np.ones(fake.shape[:3], bool)
+    masks = np.asarray(masks)
+    if masks.shape != fake.shape[:3]:
+        raise InputError(f"{name} must have shape {fake.shape[:3]} (one mask per fake image), "
+                         f"got {masks.shape}")
+    if masks.dtype != bool:
+        raise InputError(f"{name} must be bool (True = synthesized), got {masks.dtype}")
+    return masks
+
+
+def prepare_fit(real_images: Images, fake_images: Images | None, fake_masks: Any = None,
+                val: Sequence | None = None, seed: int = 0, min_each: int = 2) -> FitData:
+    """Validate ``fit``'s inputs once; split off a validation part when ``val`` is None."""
+    if fake_images is None:
+        raise InputError("trained detectors need fake images: fit(real_images, fake_images)")
+    real = _stack(real_images, "real_images")
+    fake = _stack(fake_images, "fake_images")
+    if real.shape[1:] != fake.shape[1:]:
+        raise InputError(f"real images are {real.shape[1:3]} but fakes are {fake.shape[1:3]}")
+    masks = _masks(fake_masks, fake, "fake_masks")
+    if val is not None:
+        if not isinstance(val, (tuple, list)) or len(val) not in (2, 3):
+            raise InputError("val must be a (real_images, fake_images) or (real_images, "
+                             "fake_images, fake_masks) pair")
+        vr, vf = _stack(val[0], "val real images"), _stack(val[1], "val fake images")
+        if vr.shape[1:] != real.shape[1:] or vf.shape[1:] != real.shape[1:]:
+            raise InputError(f"validation images must be {real.shape[1:3]} like the training "
+                             "images")
+        vm = _masks(val[2] if len(val) == 3 else None, vf, "val fake_masks")
+        data = FitData(real, fake, masks, vr, vf, vm, True)
+    else:
+        rng = np.random.default_rng([seed, 7])
+        hr = rng.permutation(len(real)) < max(1, round(VAL_FRACTION * len(real)))
+        hf = rng.permutation(len(fake)) < max(1, round(VAL_FRACTION * len(fake)))
+        data = FitData(real[~hr], fake[~hf], masks[~hf], real[hr], fake[hf], masks[hf], False)
+    for what, n in (("real", len(data.real)), ("fake", len(data.fake)),
+                    ("validation real", len(data.val_real)),
+                    ("validation fake", len(data.val_fake))):
+        if n < min_each:
+            raise InputError(f"need at least {min_each} {what} images to fit, got {n}")
+    return data
+
+
+# -- images of other sizes ---------------------------------------------------------------------
+
+def resize_image(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    if image.shape[:2] == (h, w):
+        return image
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.LANCZOS),
+                      dtype=np.uint8)
+
+
+def resize_map(m: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A float map to (h, w): box filter when shrinking, bilinear when growing, in [0, 1]."""
+    if m.shape == (h, w):
+        return m.astype(np.float32)
+    shrink = h < m.shape[0] or w < m.shape[1]
+    method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    out = np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((w, h), method))
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def upscale_to(image: np.ndarray, size: int) -> np.ndarray:
+    """Upscale (Lanczos) so that the shorter side is at least ``size``; larger images as is."""
+    h, w = image.shape[:2]
+    f = size / min(h, w)
+    if f <= 1.0:
+        return image
+    return resize_image(image, max(size, round(h * f)), max(size, round(w * f)))
+
+
+def group_by_shape(items: list[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for i, im in enumerate(items):
+        groups.setdefault(im.shape, []).append(i)
+    return groups
+
+
+# -- integrity ---------------------------------------------------------------------------------
+
+def _canonical(obj: Any) -> Any:
+    """What JSON gives back (tuples -> lists, ...), so a digest is the same before and after."""
+    return json.loads(json.dumps(obj))
+
+
+def state_digest(params: dict, state: dict, arrays: dict[str, np.ndarray]) -> str:
+    """sha256 over the parameters, the learned state (without its digest) and every array
+    (name, dtype, shape and bytes), in a fixed order."""
+    h = hashlib.sha256(b"igpt-forensics-trained-detector-v1\n")
+    body = {k: v for k, v in state.items() if k != DIGEST_KEY}
+    h.update(json.dumps(_canonical({"params": params, "state": body}), sort_keys=True,
+                        separators=(",", ":")).encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(f"\n{name}:{a.dtype.str}:{a.shape}\n".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class TrainedDetector(Detector):
+    """Base of the trained detectors: sealed save/load, ``fit_info_``, ``describe``.
+
+    Subclasses implement ``_learned_state()`` -> (JSON dict, arrays) and
+    ``_restore(state, arrays, path)``; this class adds and checks the digest.
+    """
+
+    target_fpr: float = DEFAULT_TARGET_FPR
+
+    @abstractmethod
+    def _learned_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Learned state: a JSON-able dict and named arrays (sealed by ``_get_state``)."""
+
+    @abstractmethod
+    def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
+                 ) -> None:
+        """Restore what ``_learned_state`` returned, after its digest was checked."""
+
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        state, arrays = self._learned_state()
+        state = _canonical(state)
+        state[DIGEST_KEY] = state_digest(self.get_params(), state, arrays)
+        return state, arrays
+
+    def _set_state(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
+                   ) -> None:
+        try:
+            saved_params = json.loads((Path(path) / META_FILE).read_text())["params"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise InputError(f"{path}: unreadable {META_FILE} ({e})") from None
+        want = state.get(DIGEST_KEY)
+        if not isinstance(want, str):
+            raise InputError(f"{path}: no recorded sha256 in {META_FILE}: refusing a trained "
+                             "detector that cannot be checked")
+        got = state_digest(saved_params, state, arrays)
+        if got != want:
+            raise InputError(f"{path}: sha256 of the saved detector does not match the one "
+                             "recorded when it was saved (files edited or corrupted): refusing "
+                             "to load it")
+        self._restore(state, arrays, Path(path))
+
+    def describe(self) -> dict[str, Any]:
+        out = super().describe()
+        out.update({k: getattr(self, k, None) for k in ("region_threshold_", "map_threshold_",
+                                                        "fit_info_")})
+        return out
+
+
+def float_list(values: Any, path: Path, name: str) -> list[float]:
+    out = [float(v) for v in values]
+    if not out:
+        raise InputError(f"{path}: empty {name}")
+    return out
+
+
+# -- datasets ----------------------------------------------------------------------------------
+
+@dataclass
+class SplitData:
+    """The images of one split of a generated dataset."""
+
+    real: np.ndarray  # (Nr, S, S, 3) uint8, the forms asked for
+    fake: np.ndarray  # (Nf, S, S, 3) uint8
+    fake_masks: np.ndarray  # (Nf, S, S) bool
+    real_forms: list[str] = field(default_factory=list)  # form of each real image
+    fake_kinds: list[str] = field(default_factory=list)  # mask kind of each fake
+    real_ids: list[str] = field(default_factory=list)
+    fake_ids: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.real) + len(self.fake)
+
+
+REAL_FORMS = ("real", "qreal")
+
+
+def parse_real_forms(text: str | Sequence[str]) -> tuple[str, ...]:
+    forms = [f.strip() for f in (text.split(",") if isinstance(text, str) else text)
+             if f.strip()]
+    if not forms or any(f not in REAL_FORMS for f in forms):
+        raise InputError(f"real forms must be among {', '.join(REAL_FORMS)}, got {text!r}")
+    return tuple(dict.fromkeys(forms))
+
+
+def _mask_kind(record: dict) -> str:
+    kind = str(record.get("mask_kind") or "full")
+    return "box" if kind.startswith("box") else kind
+
+
+def load_split(dataset: str | Path, split: str, real_forms: Sequence[str] = REAL_FORMS,
+               max_items: int | None = None, mask_kinds: Sequence[str] | None = None,
+               progress: Progress | None = None) -> SplitData:
+    """Images of ``split`` (train, val or test) of a dataset written by ``generate``.
+
+    ``real_forms``: which real images (``real`` as photographed, ``qreal`` through the
+    generator's palette, or both); ``max_items``: at most this many items (the first ones);
+    ``mask_kinds``: only fakes of these kinds (``box`` covers every box). Each file's sha256
+    is checked against the manifest, so an altered dataset is refused, not learned from.
+    """
+    folder = Path(dataset)
+    info = pv.read_info(folder)
+    if not info.get("complete"):
+        raise InputError(f"{folder}: incomplete dataset (finish it with its generate command)")
+    if split not in pv.SPLITS:
+        raise InputError(f"split must be one of {', '.join(pv.SPLITS)}, got '{split}'")
+    forms = parse_real_forms(real_forms)
+    records = [r for r in pv.read_manifest(folder / pv.MANIFEST) if r.get("split") == split]
+    if max_items is not None:
+        keep = sorted({r["item"] for r in records})[:max_items]
+        keep_set = set(keep)
+        records = [r for r in records if r["item"] in keep_set]
+    records = [r for r in records
+               if (r["form"] in forms) or (r["form"] == "fake" and (
+                   mask_kinds is None or _mask_kind(r) in mask_kinds))]
+    if not records:
+        raise InputError(f"{folder}: no images in split '{split}'")
+
+    def read(rel: str, sha: str) -> np.ndarray:
+        p = folder / rel
+        try:
+            data = p.read_bytes()
+        except OSError:
+            raise InputError(f"{p}: missing (listed in the manifest)") from None
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise InputError(f"{p}: sha256 does not match the manifest (file altered?)")
+        return load_image(data, name=str(p))
+
+    real, fake, masks = [], [], []
+    out = SplitData(np.zeros(0), np.zeros(0), np.zeros(0))
+    for r in records:
+        image = read(r["path"], r["sha256"])
+        if r["form"] == "fake":
+            fake.append(image)
+            masks.append(read(r["mask_path"], r["mask_sha256"]).max(-1) > 127)
+            out.fake_kinds.append(_mask_kind(r))
+            out.fake_ids.append(r["id"])
+        else:
+            real.append(image)
+            out.real_forms.append(r["form"])
+            out.real_ids.append(r["id"])
+        if progress is not None:
+            progress(1, len(records))
+    if not real or not fake:
+        raise InputError(f"{folder}: split '{split}' needs both real and fake images (has "
+                         f"{len(real)} real, {len(fake)} fake)")
+    out.real = _stack(real, f"{folder} real images")
+    out.fake = _stack(fake, f"{folder} fake images")
+    out.fake_masks = np.stack(masks)
+    return out
+
+
+def split_counts(folder: str | Path) -> dict[str, int]:
+    """Items per split of a dataset, from its manifest."""
+    counts = {s: 0 for s in pv.SPLITS}
+    for r in pv.read_manifest(Path(folder) / pv.MANIFEST):
+        if r["form"] == "fake":
+            counts[r["split"]] = counts.get(r["split"], 0) + 1
+    return counts
+
+
+TRAINED_KINDS = ("cnn", "features", "fusion")
+
+
+def train_on_dataset(dataset: str | Path, kind: str, params: dict[str, Any] | None = None,
+                     real_forms: Sequence[str] = REAL_FORMS, max_items: int | None = None,
+                     progress: Progress | None = None) -> Detector:
+    """Train a ``kind`` detector on a generated dataset; what ``train-detector`` runs.
+
+    ``cnn`` and ``features`` learn on the train split and stop early / calibrate on the
+    validation split. ``fusion`` stacks its members on the validation split (held out from
+    the members, which learned on train) and calibrates its threshold out of fold.
+    """
+    from . import cnn, features, fusion  # noqa: F401  (register the trained kinds)
+    from .base import detector_class
+
+    if kind not in TRAINED_KINDS:
+        raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
+    det = detector_class(kind)(**(params or {}))
+    def load(split: str) -> SplitData:
+        report = ((lambda n, total: progress(n, total, stage=f"loading {split}"))
+                  if progress else None)
+        return load_split(dataset, split, real_forms, max_items, progress=report)
+
+    val = load("val")
+    if kind == "fusion":
+        return det.fit(val.real, val.fake, val.fake_masks, progress=progress)
+    train = load("train")
+    return det.fit(train.real, train.fake, train.fake_masks,
+                   val=(val.real, val.fake, val.fake_masks), progress=progress)
+
+
+def evaluate_split(det: Detector, data: SplitData, pixels: bool = False) -> dict[str, Any]:
+    """Image metrics of ``det`` on a split (AUC, AP, TPR at 1% FPR, accuracy at the
+    calibrated threshold), per real form as well; with ``pixels``, pixel AUC / F1 / IoU of
+    its maps on the fakes of each mask kind (partial fakes only: box, top-half)."""
+    from igpt_forensics.metrics import image_metrics, pixel_metrics
+
+    images = list(data.real) + list(data.fake)
+    if pixels:
+        scores, loc = det.score_and_localize(images)
+    else:
+        scores, loc = det.score(images), None
+    n_real = len(data.real)
+    labels = np.r_[np.zeros(n_real), np.ones(len(data.fake))]
+    out: dict[str, Any] = {"all": image_metrics(labels, scores, det.threshold_, bootstrap=0)}
+    forms = np.asarray(data.real_forms)
+    for form in sorted(set(data.real_forms)):
+        sel = np.r_[forms == form, np.ones(len(data.fake), bool)]
+        out[f"{form}_vs_fake"] = image_metrics(labels[sel], scores[sel], det.threshold_,
+                                               bootstrap=0)
+    if loc is not None:
+        kinds = np.asarray(data.fake_kinds)
+        for kind in ("box", "top-half"):
+            idx = np.flatnonzero(kinds == kind)
+            if len(idx):
+                out[f"pixels_{kind}"] = pixel_metrics(
+                    [data.fake_masks[i] for i in idx], [loc.maps[n_real + i] for i in idx],
+                    [loc.masks[n_real + i] for i in idx])
+    return out
+
+
+__all__ = [
+    "FitData",
+    "Progress",
+    "REAL_FORMS",
+    "SplitData",
+    "TRAINED_KINDS",
+    "TrainedDetector",
+    "evaluate_split",
+    "group_by_shape",
+    "load_split",
+    "parse_real_forms",
+    "prepare_fit",
+    "resize_image",
+    "resize_map",
+    "split_counts",
+    "state_digest",
+    "train_on_dataset",
+    "upscale_to",
+]

@@ -1,0 +1,228 @@
+"""``score`` (judge images: scores, verdicts, maps) and ``calibrate`` (fit a zero-shot detector
+for a scoring model). Scores: higher = more likely synthetic, everywhere."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich.table import Table
+
+# submodules, not the package: registering happens on import of each detector's module
+from detectors.base import list_detectors, open_detector
+from detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
+
+from ..data import find_images, load_image
+from ..errors import InputError
+from ..files import atomic_write_bytes, atomic_write_text, sha256_file
+from ..viz import png_bytes
+from .common import console, err_console, fail, progress_bar, report_skipped, user_errors
+
+CHUNK = 16  # images loaded and scored together
+PROGRESS_FROM = 5  # show a progress bar from this many images on
+
+DetectorOpt = Annotated[str, typer.Option(
+    "--detector", help="A detector name (" + ", ".join(list_detectors())
+    + ") or a saved detector folder.")]
+ModelOpt = Annotated[Path | None, typer.Option(
+    "--model", help="Scoring model checkpoint folder; default: the bundled default model. "
+    "With a detector name, the detector is calibrated for it first.")]
+DeviceOpt = Annotated[str | None, typer.Option(
+    help="auto, cpu, cuda, mps (default: as the detector was saved).")]
+
+
+def _verdict(score: float, region_flag: bool, threshold: float) -> str:
+    if score > threshold:
+        return "synthetic"
+    return "region" if region_flag else "real"
+
+
+def _overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The image in gray under the map in a heat colormap (half and half)."""
+    from matplotlib import colormaps
+
+    gray = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    colors = colormaps["inferno"](heat)[..., :3] * 255.0
+    return np.clip(0.5 * gray[..., None] + 0.5 * colors, 0, 255).astype(np.uint8)
+
+
+def _map_png16(heat: np.ndarray) -> bytes:
+    """The raw map as a 16-bit grayscale PNG: value / 65535 is the map."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(heat * 65535.0).astype(np.uint16)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _unique_stem(path: Path, used: set[str]) -> str:
+    stem, i = path.stem, 1
+    while stem in used:
+        i += 1
+        stem = f"{path.stem}-{i}"
+    used.add(stem)
+    return stem
+
+
+def _calibration_bar(bar, what: str):
+    """A progress callback ``(done, total)`` whose bar appears on its first call."""
+    task: list = []
+
+    def advance(n: int, total: int) -> None:
+        if not task:
+            task.append(bar.add_task(what, total=total))
+        bar.update(task[0], advance=n, total=total)
+
+    return advance
+
+
+@user_errors
+def score(
+    paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursed).")],
+    detector: DetectorOpt = "likelihood",
+    model: ModelOpt = None,
+    maps: Annotated[Path | None, typer.Option(
+        help="Folder for per-image maps: NAME.overlay.png and NAME.map.png (16-bit, "
+        "value/65535 = map), at each image's size.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Write rows as CSV.")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write rows as JSON.")] = None,
+    device: DeviceOpt = None,
+) -> None:
+    """Score images (higher = more likely synthetic) with a verdict at the calibrated
+    threshold and the fraction of pixels in the suspected region."""
+    if csv_out is not None and json_out is not None:
+        raise InputError("choose one of --csv and --json")
+    files, bad = find_images(paths)
+    if not files:
+        report_skipped(bad)
+        raise fail("no image files to score")
+    with progress_bar("images") as bar:
+        det = open_detector(detector, model=model, device=device,
+                            progress=_calibration_bar(bar, "calibrating") if model else None)
+        task = bar.add_task("scoring", total=len(files), visible=len(files) >= PROGRESS_FROM)
+        rows, used = [], set()
+        t0 = time.perf_counter()
+        for s in range(0, len(files), CHUNK):
+            chunk, images = [], []
+            for f in files[s:s + CHUNK]:
+                try:
+                    images.append(load_image(f))
+                    chunk.append(f)
+                except InputError as e:
+                    bad.append(str(e))
+            if images:
+                scores, loc = det.score_and_localize(images)
+                fractions = loc.region_fractions()
+                for i, f in enumerate(chunk):
+                    row = {"path": str(f), "score": float(scores[i]),
+                           "verdict": _verdict(scores[i], loc.region_flags[i], det.threshold_),
+                           "region_score": float(loc.region_scores[i]),
+                           "region_fraction": float(fractions[i])}
+                    if maps is not None:
+                        stem = _unique_stem(f, used)
+                        heat = np.asarray(loc.maps[i])
+                        overlay, raw = maps / f"{stem}.overlay.png", maps / f"{stem}.map.png"
+                        atomic_write_bytes(overlay, png_bytes(_overlay(images[i], heat)))
+                        atomic_write_bytes(raw, _map_png16(heat))
+                        row.update(map=str(raw), overlay=str(overlay))
+                    rows.append(row)
+            bar.update(task, advance=len(files[s:s + CHUNK]))
+        seconds = time.perf_counter() - t0
+    if not rows:
+        report_skipped(bad)
+        raise fail("no readable images to score")
+    info = det.describe()
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(
+            {"detector": info, "score": "higher = more likely synthetic",
+             "threshold": det.threshold_, "rows": rows, "skipped": bad}, indent=1))
+    if csv_out is not None:
+        buf = io.StringIO()
+        fields = ["path", "score", "verdict", "region_score", "region_fraction"]
+        fields += ["map", "overlay"] if maps is not None else []
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        atomic_write_text(csv_out, buf.getvalue())
+    table = Table(title=f"{info['kind']} detector: score = log-odds synthetic (higher = more "
+                        f"likely synthetic), threshold {det.threshold_:.3f} "
+                        f"at {getattr(det, 'target_fpr', 0.01):.0%} false positives on real "
+                        "images")
+    table.add_column("file", overflow="fold")
+    for col in ("score", "verdict", "region"):
+        table.add_column(col, justify="left" if col == "verdict" else "right", no_wrap=True)
+    style = {"synthetic": "bold red", "region": "yellow", "real": "green"}
+    for r in rows:
+        table.add_row(r["path"], f"{r['score']:.3f}",
+                      f"[{style[r['verdict']]}]{r['verdict']}[/]",
+                      f"{r['region_fraction']:.0%}")
+    console.print(table)
+    err_console.print(f"{len(rows)} images in {seconds:.1f} s "
+                      f"({len(rows) / max(seconds, 1e-9):.1f} images/s)")
+    report_skipped(bad)
+
+
+@user_errors
+def calibrate(
+    out: Annotated[Path, typer.Option(help="Folder to write the fitted detector to.")],
+    detector: Annotated[str, typer.Option(help="Zero-shot detector to fit.")] = "likelihood",
+    model: Annotated[Path | None, typer.Option(
+        help="Scoring model checkpoint folder; default: the bundled default model.")] = None,
+    data: Annotated[str, typer.Option(help="Real photos: 'builtin', a folder or an .npz."
+                                      )] = "builtin",
+    split: Annotated[str, typer.Option(
+        help="Photos of the data to use: train, val, test, heldout (val + test) or all. "
+        "Keep the photos you benchmark on (test) out.")] = "val",
+    n: Annotated[int, typer.Option("--n", help="Real patches.")] = 512,
+    samples: Annotated[int, typer.Option(help="Samples the scoring model draws itself."
+                                         )] = 128,
+    sampling: Annotated[list[str] | None, typer.Option(
+        help="Sampling settings of the self-drawn samples (repeat): temperature=T, top_k=K, "
+        "top_p=P, or several joined by commas. Default: " + ", ".join(DEFAULT_SAMPLING)
+        + ".")] = None,
+    tiling: Annotated[str, typer.Option(help=f"{' or '.join(TILINGS)}: how images larger "
+                                        "than the model are scored.")] = "tile",
+    window: Annotated[int, typer.Option(help="Side of the map's windows in pixels.")] = 4,
+    target_fpr: Annotated[float, typer.Option(help="False-positive rate on real images.")
+                          ] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed of patches and samples.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "cpu",
+) -> None:
+    """Fit a zero-shot detector on real photos and the scoring model's own samples; write it
+    with a SHA256SUMS file. The shipped calibration is this command with its defaults."""
+    if detector != LikelihoodDetector.name:
+        raise InputError(f"calibrate fits zero-shot detectors: {LikelihoodDetector.name} "
+                         f"(got '{detector}')")
+    t0 = time.perf_counter()
+    with progress_bar("images") as bar:
+        det = LikelihoodDetector.calibrated(
+            model=str(model) if model is not None else None, data=data, split=split,
+            n_real=n, progress=_calibration_bar(bar, "scoring + sampling"), tiling=tiling,
+            window=window, target_fpr=target_fpr, n_samples=samples,
+            sampling=tuple(sampling) if sampling else DEFAULT_SAMPLING, seed=seed,
+            device=device)
+    det.save(out)
+    sums = "".join(f"{sha256_file(f)}  {f.name}\n" for f in sorted(out.iterdir())
+                   if f.is_file() and f.name != "SHA256SUMS" and not f.name.startswith("."))
+    atomic_write_text(out / "SHA256SUMS", sums)
+    fi = det.fit_info_
+    table = Table(title=f"{detector} detector {out}")
+    for col in ("real", "self-drawn", "threshold", "held-back AUC", "TPR at threshold",
+                "model sha256", "seconds"):
+        table.add_column(col)
+    table.add_row(str(fi["real_images"]), str(fi["self_drawn"]), f"{det.threshold_:.3f}",
+                  f"{fi['held_back_auc']:.3f}", f"{fi['held_back_tpr_at_threshold']:.1%}",
+                  det.model_sha256_[:12], f"{time.perf_counter() - t0:.0f}")
+    console.print(table)
+    report_skipped(fi.get("skipped_files", []))
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(score)
+    app.command()(calibrate)

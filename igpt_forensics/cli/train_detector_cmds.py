@@ -1,0 +1,182 @@
+"""``train-detector``: train a ``cnn``, ``features`` or ``fusion`` detector on a generated
+dataset, save it (usable as ``score --detector DIR``) and report how it does on the test
+split. Scores: higher = more likely synthetic."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from detectors.cnn import DEFAULT_ARCH
+from detectors.features import CLASSIFIERS
+from detectors.trained import (
+    REAL_FORMS,
+    TRAINED_KINDS,
+    evaluate_split,
+    load_split,
+    parse_real_forms,
+    train_on_dataset,
+)
+
+from ..errors import InputError
+from ..files import atomic_write_text
+from .common import console, err_console, progress_bar, user_errors
+
+SHOWN_FIELDS = ("loss", "val_loss", "val_auc")
+
+
+class _Bar:
+    """``progress(advance, total, **info)`` -> one Rich task per stage, live loss fields."""
+
+    def __init__(self, bar):
+        self.bar, self.tasks, self.current = bar, {}, None
+
+    def __call__(self, advance: int, total: int, stage: str = "training", **info) -> None:
+        key = "training" if stage.startswith("epoch") else stage
+        if key not in self.tasks:
+            self.tasks[key] = self.bar.add_task(key, total=total, info="")
+        text = " ".join(f"{k} {v:.4f}" for k, v in info.items() if k in SHOWN_FIELDS)
+        desc = stage if key == "training" else key
+        self.bar.update(self.tasks[key], advance=advance, total=total, description=desc,
+                        info=text)
+
+
+def _params(kind: str, arch: str, epochs: int, pretrained: Path | None, model: Path | None,
+            likelihood: bool, classifier: str, members: list[str] | None, target_fpr: float,
+            seed: int, device: str) -> dict:
+    if kind == "cnn":
+        return {"arch": arch, "epochs": epochs, "target_fpr": target_fpr, "seed": seed,
+                "device": device,
+                "pretrained": str(pretrained) if pretrained is not None else None}
+    if kind == "features":
+        return {"likelihood_model": str(model) if model is not None else None,
+                "use_likelihood": likelihood, "classifier": classifier,
+                "target_fpr": target_fpr, "seed": seed,
+                "device": "cpu" if device == "auto" else device}
+    if not members:
+        raise InputError("--kind fusion needs --member DIR (repeat) naming the detectors to "
+                         "combine: saved detector folders, or 'likelihood' for its shipped "
+                         "calibration")
+    return {"members": list(members), "target_fpr": target_fpr, "seed": seed,
+            "device": None if device == "auto" else device}
+
+
+@user_errors
+def train_detector(
+    dataset: Annotated[Path, typer.Option(help="Dataset folder written by 'generate'.")],
+    kind: Annotated[str, typer.Option(help=f"{', '.join(TRAINED_KINDS)}.")],
+    out: Annotated[Path, typer.Option(help="Folder to save the detector to.")],
+    arch: Annotated[str, typer.Option(help="cnn: timm architecture.")] = DEFAULT_ARCH,
+    epochs: Annotated[int, typer.Option(help="cnn: most epochs (early stopping on the "
+                                        "validation split).")] = 30,
+    pretrained: Annotated[Path | None, typer.Option(
+        help="cnn: timm weights file (safetensors) to start the backbone from.")] = None,
+    model: Annotated[Path | None, typer.Option(
+        help="features: scoring checkpoint for the likelihood statistics (default: the "
+        "bundled default generator).")] = None,
+    likelihood: Annotated[bool, typer.Option(
+        help="features: include the likelihood statistics.")] = True,
+    classifier: Annotated[str, typer.Option(
+        help=f"features: {', '.join(CLASSIFIERS)} (auto: best validation AUC).")] = "auto",
+    member: Annotated[list[str] | None, typer.Option(
+        help="fusion: a member detector (saved folder or name); repeat.")] = None,
+    real_forms: Annotated[str, typer.Option(
+        help="Real images to learn from: real, qreal or both (comma-separated).")
+    ] = ",".join(REAL_FORMS),
+    max_items: Annotated[int | None, typer.Option(
+        help="At most this many items per split.")] = None,
+    target_fpr: Annotated[float, typer.Option(
+        help="False-positive rate on real validation images the threshold aims at.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Seed of initialization, batches and splits.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
+    test: Annotated[bool, typer.Option(help="Report metrics on the test split.")] = True,
+    json_out: Annotated[Path | None, typer.Option(
+        "--json", help="Also write the summary as JSON.")] = None,
+) -> None:
+    """Train a detector on a generated dataset (train split; the validation split for early
+    stopping and the threshold), save it, and report test metrics."""
+    if kind not in TRAINED_KINDS:
+        raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
+    if max_items is not None and max_items < 1:
+        raise InputError(f"--max-items must be >= 1, got {max_items}")
+    forms = parse_real_forms(real_forms)
+    params = _params(kind, arch, epochs, pretrained, model, likelihood, classifier, member,
+                     target_fpr, seed, device)
+    t0 = time.perf_counter()
+    with progress_bar("images", fields=("info",)) as bar:
+        det = train_on_dataset(dataset, kind, params, forms, max_items, progress=_Bar(bar))
+    seconds = time.perf_counter() - t0
+    det.save(out)
+    summary = {"detector": str(out), "kind": kind, "train_seconds": seconds,
+               "threshold": det.threshold_, "target_fpr": target_fpr,
+               "score": "higher = more likely synthetic", "fit_info": det.fit_info_}
+    if test:
+        data = load_split(dataset, "test", forms, max_items)
+        summary["test"] = evaluate_split(det, data, pixels=kind == "cnn")
+
+    fi = det.fit_info_
+    table = Table(title=f"{kind} detector {out} (score: higher = more likely synthetic)")
+    for col in ("threshold", "validation AUC", "test AUC", "test AP", "test TPR@1%FPR",
+                "test FPR at threshold", "seconds"):
+        table.add_column(col, justify="right")
+    val_auc = fi.get("val_auc", fi.get("heldout_auc"))
+    if isinstance(val_auc, dict):
+        val_auc = val_auc[fi["classifier"]]
+    t = summary.get("test", {}).get("all", {})
+    table.add_row(f"{det.threshold_:.3f}", f"{val_auc:.3f}",
+                  *(f"{t[k]:.3f}" if k in t else "-" for k in ("auc", "ap", "tpr_at_1fpr",
+                                                               "fpr_at_threshold")),
+                  f"{seconds:.1f}")
+    console.print(table)
+    if "test" in summary:
+        _print_test(summary["test"])
+    if kind == "features":
+        imp = det.feature_importances()
+        summary["feature_importances"] = dict(imp)
+        t2 = Table(title=f"feature importances ({fi['classifier']}; top 12)")
+        t2.add_column("feature")
+        t2.add_column("importance", justify="right")
+        for name, v in imp[:12]:
+            t2.add_row(name, f"{v:.3f}")
+        console.print(t2)
+    if kind == "fusion":
+        t3 = Table(title="members (standardized coefficient; map weight)")
+        for col in ("member", "coefficient", "map weight"):
+            t3.add_column(col)
+        for m in fi["members"]:
+            t3.add_row(f"{m['name']} {m['spec']}", f"{m['coef']:.3f}", f"{m['map_weight']:.2f}")
+        console.print(t3)
+    if json_out is not None:
+        atomic_write_text(json_out, json.dumps(summary, indent=1))
+    err_console.print(f"saved to {out} in {seconds:.1f} s; use: igpt-forensics score "
+                      f"--detector {out} IMAGES")
+
+
+def _print_test(test: dict) -> None:
+    table = Table(title="test split")
+    for col in ("real images", "AUC", "AP", "TPR@1%FPR", "accuracy at threshold"):
+        table.add_column(col, justify="right")
+    for key, m in test.items():
+        if key.startswith("pixels_"):
+            continue
+        table.add_row(key.replace("_vs_fake", " vs fake"), f"{m['auc']:.3f}", f"{m['ap']:.3f}",
+                      f"{m['tpr_at_1fpr']:.3f}", f"{m['accuracy']:.3f}")
+    console.print(table)
+    pix = {k[len("pixels_"):]: v for k, v in test.items() if k.startswith("pixels_")}
+    if pix:
+        t = Table(title="maps on partial fakes (test)")
+        for col in ("mask kind", "fakes", "pixel AUC", "F1", "IoU"):
+            t.add_column(col, justify="right")
+        for k, v in pix.items():
+            t.add_row(k, str(v["n_images"]), f"{v['pixel_auc']:.3f}", f"{v['f1']:.3f}",
+                      f"{v['iou']:.3f}")
+        console.print(t)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train-detector")(train_detector)

@@ -1,0 +1,117 @@
+"""``igpt-forensics calibrate`` and ``score`` through typer's CliRunner."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from igpt_forensics.cli import app
+from igpt_forensics.data import load_patches
+from igpt_forensics.files import sha256_file
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def calibrated(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "det"
+    r = runner.invoke(app, ["calibrate", "--model", str(tiny_checkpoint), "--n", "120",
+                            "--samples", "64", "--sampling", "temperature=1",
+                            "--sampling", "top_k=4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "AUC" in r.output and "threshold" in r.output
+    return out
+
+
+@pytest.fixture
+def folder(tmp_path):
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    patches = load_patches("builtin", 3, size=20, seed=3, split="heldout")
+    Image.fromarray(patches[0]).save(d / "a.png")
+    Image.fromarray(patches[1][:13]).save(d / "sub" / "b.png")  # 13x20, recursed into
+    Image.fromarray(patches[2][:6, :5]).save(d / "c.jpg")  # smaller than the model
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    return d
+
+
+def test_calibrate_writes_a_detector_with_checkable_hashes(calibrated):
+    lines = (calibrated / "SHA256SUMS").read_text().splitlines()
+    assert [line.split("  ")[1] for line in lines] == ["detector.json"]
+    for line in lines:
+        digest, name = line.split("  ")
+        assert sha256_file(calibrated / name) == digest
+    meta = json.loads((calibrated / "detector.json").read_text())
+    assert meta["kind"] == "likelihood" and meta["state"]["fit_info_"]["self_drawn"] == 64
+
+
+def test_score_table_json_and_maps(calibrated, folder, tmp_path):
+    out, maps = tmp_path / "scores.json", tmp_path / "maps"
+    r = runner.invoke(app, ["score", str(folder), "--detector", str(calibrated),
+                            "--json", str(out), "--maps", str(maps)])
+    assert r.exit_code == 0, r.output
+    assert "a.png" in r.output and "b.png" in r.output and "higher = more likely" in r.output
+    assert "skipped 1 file" in r.output and "broken.png" in r.output  # reported, not dropped
+    doc = json.loads(out.read_text())
+    rows = {row["path"].rsplit("/", 1)[1]: row for row in doc["rows"]}
+    assert set(rows) == {"a.png", "b.png", "c.jpg"}
+    assert all(isinstance(row["score"], float) for row in rows.values())
+    assert all(row["verdict"] in ("synthetic", "region", "real") for row in rows.values())
+    assert doc["score"] == "higher = more likely synthetic" and len(doc["skipped"]) == 1
+    for name, (h, w) in {"a": (20, 20), "b": (13, 20), "c": (6, 5)}.items():
+        raw = Image.open(maps / f"{name}.map.png")
+        assert raw.size == (w, h) and raw.mode.startswith("I")  # 16-bit grayscale
+        heat = np.asarray(raw, dtype=np.float64) / 65535.0
+        assert 0.0 <= heat.min() and heat.max() <= 1.0
+        frac = rows[f"{name}.{'jpg' if name == 'c' else 'png'}"]["region_fraction"]
+        assert 0.0 <= frac <= 1.0
+        overlay = np.asarray(Image.open(maps / f"{name}.overlay.png"))
+        assert overlay.shape == (h, w, 3) and overlay.dtype == np.uint8
+
+
+def test_score_csv_and_the_same_scores_as_json(calibrated, folder, tmp_path):
+    r1 = runner.invoke(app, ["score", str(folder / "a.png"), str(folder / "sub"),
+                             "--detector", str(calibrated), "--csv", str(tmp_path / "s.csv")])
+    r2 = runner.invoke(app, ["score", str(folder / "a.png"), str(folder / "sub"),
+                             "--detector", str(calibrated), "--json", str(tmp_path / "s.json")])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    with open(tmp_path / "s.csv") as f:
+        rows = list(csv.DictReader(f))
+    js = json.loads((tmp_path / "s.json").read_text())["rows"]
+    assert [r["path"] for r in rows] == [r["path"] for r in js]
+    assert [float(r["score"]) for r in rows] == [r["score"] for r in js]
+
+
+def test_score_with_a_model_calibrates_for_it_first(tiny_checkpoint, folder):
+    r = runner.invoke(app, ["score", str(folder / "a.png"), "--model", str(tiny_checkpoint)])
+    assert r.exit_code == 0, r.output
+    assert "a.png" in r.output
+
+
+def test_score_user_mistakes_are_one_red_line(calibrated, folder, tmp_path):
+    cases = [
+        ["score", str(folder / "broken.png"), "--detector", str(calibrated)],  # nothing left
+        ["score", str(tmp_path / "nowhere"), "--detector", str(calibrated)],
+        ["score", str(folder), "--detector", "crystal-ball"],
+        ["score", str(folder), "--detector", str(calibrated), "--csv", "x.csv", "--json",
+         "x.json"],
+        ["calibrate", "--detector", "crystal-ball", "--out", str(tmp_path / "x")],
+    ]
+    for args in cases:
+        r = runner.invoke(app, args)
+        assert r.exit_code == 1, (args, r.output)
+        assert "Traceback" not in r.output
+        errors = [line for line in r.output.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, (args, r.output)

@@ -1,0 +1,378 @@
+"""The trained detectors (cnn, features, fusion) on a tiny generated dataset: 8x8 images, a
+16-color pixel-GPT (the session's ``tiny_checkpoint``), about a hundred items."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.numpy import load_file, save_file
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from detectors.base import (
+    ARRAYS_FILE,
+    META_FILE,
+    calibrate_threshold,
+    list_detectors,
+    load_detector,
+)
+from detectors.cnn import CNNDetector, DenseDetectorNet, augment_batch
+from detectors.features import (
+    HAND_FEATURES,
+    FeaturesDetector,
+    TreeEnsemble,
+    hand_features,
+)
+from detectors.fusion import FusionDetector
+from detectors.likelihood import LikelihoodDetector
+from detectors.trained import evaluate_split, load_split
+from generators.checkpoint import load_checkpoint, save_checkpoint
+from generators.dataset import generate_dataset
+from generators.model import create_model
+from igpt_forensics.cli import app
+from igpt_forensics.errors import InputError
+
+S = 8
+runner = CliRunner()
+# AUC bounds on the test split (real + quantized real vs fake, held-out photos; chance is
+# 0.5). Measured over 2 dataset seeds x 2 detector seeds: features 0.86-0.88, cnn 0.78-0.84,
+# fusion 0.90-0.91 (the likelihood detector alone: 0.51-0.60); the bounds sit below the worst
+# run so that they catch a broken detector, not noise.
+AUC_BOUND = {"features": 0.78, "cnn": 0.70, "fusion": 0.82}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def dataset(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("trained") / "ds"
+    generate_dataset(out, 120, model=str(tiny_checkpoint), device="cpu")
+    return out
+
+
+@pytest.fixture(scope="module")
+def splits(dataset):
+    return {s: load_split(dataset, s) for s in ("train", "val", "test")}
+
+
+def fit_args(splits):
+    tr, va = splits["train"], splits["val"]
+    return (tr.real, tr.fake, tr.fake_masks), {"val": (va.real, va.fake, va.fake_masks)}
+
+
+@pytest.fixture(scope="module")
+def features_det(splits, tiny_checkpoint):
+    args, kw = fit_args(splits)
+    det = FeaturesDetector(likelihood_model=str(tiny_checkpoint), n_estimators=60)
+    assert det.fit(*args, **kw) is det
+    return det
+
+
+@pytest.fixture(scope="module")
+def cnn_det(splits):
+    args, kw = fit_args(splits)
+    det = CNNDetector(epochs=12, patience=6, batch_size=32, lr=5e-3, device="cpu")
+    assert det.fit(*args, **kw) is det
+    return det
+
+
+@pytest.fixture(scope="module")
+def saved_members(tmp_path_factory, features_det, cnn_det, tiny_checkpoint, splits):
+    root = tmp_path_factory.mktemp("members")
+    lik = LikelihoodDetector(model=str(tiny_checkpoint), sampling=("temperature=1", "top_k=4"),
+                             n_samples=48, batch_size=256)
+    lik.fit(splits["train"].real[:90])
+    return [str(d.save(root / name)) for name, d in
+            (("lik", lik), ("cnn", cnn_det), ("features", features_det))]
+
+
+@pytest.fixture(scope="module")
+def fusion_det(saved_members, splits):
+    va = splits["val"]
+    det = FusionDetector(members=saved_members, folds=3)
+    assert det.fit(va.real, va.fake) is det
+    return det
+
+
+@pytest.fixture
+def detectors(request):
+    return {"features": request.getfixturevalue("features_det"),
+            "cnn": request.getfixturevalue("cnn_det"),
+            "fusion": request.getfixturevalue("fusion_det")}
+
+
+def test_the_trained_kinds_are_registered():
+    assert {"cnn", "features", "fusion"} <= set(list_detectors())
+
+
+# -- each kind learns --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["features", "cnn", "fusion"])
+def test_each_kind_beats_chance_on_held_out_photos(kind, request, splits):
+    det = request.getfixturevalue(f"{kind}_det")
+    te = splits["test"]
+    scores = det.score(np.concatenate([te.real, te.fake]))
+    labels = np.r_[np.zeros(len(te.real)), np.ones(len(te.fake))]
+    auc = roc_auc_score(labels, scores)
+    assert auc > AUC_BOUND[kind], (kind, auc)
+    assert np.all(np.isfinite(scores))
+
+
+@pytest.mark.parametrize("kind", ["features", "cnn"])
+def test_threshold_is_calibrated_on_the_validation_reals(kind, request, splits):
+    det = request.getfixturevalue(f"{kind}_det")
+    real = det.score(splits["val"].real)
+    assert det.threshold_ == calibrate_threshold(real, 0.01)
+    assert np.mean(real > det.threshold_) <= 0.01
+
+
+def test_features_importances_name_every_feature_and_sum_to_one(features_det):
+    for model in ("logistic", "boosting"):
+        imp = features_det.feature_importances(model)
+        names = [n for n, _ in imp]
+        assert sorted(names) == sorted(features_det.feature_names)
+        assert sum(v for _, v in imp) == pytest.approx(1.0)
+        assert [v for _, v in imp] == sorted((v for _, v in imp), reverse=True)
+    assert "lik_z" in features_det.feature_names  # the zero-shot statistics are features
+    assert features_det.fit_info_["classifier"] in ("logistic", "boosting")
+
+
+def test_features_see_the_palette_and_row_streaks():
+    rng = np.random.default_rng(0)
+    palette = np.array([[0, 0, 0], [255, 255, 255]], np.uint8)
+    on = palette[rng.integers(0, 2, (2, S, S))]
+    off = rng.integers(1, 254, (2, S, S, 3)).astype(np.uint8)
+    rows = np.repeat(rng.integers(0, 256, (1, S, 1, 3)), S, axis=2).astype(np.uint8)  # streaks
+    cols = np.ascontiguousarray(rows.transpose(0, 2, 1, 3))
+    f = hand_features(np.concatenate([on, off, rows, cols]), palette)
+    col = {n: f[:, i] for i, n in enumerate(HAND_FEATURES)}
+    np.testing.assert_allclose(col["palette_frac"][:2], 1.0)
+    assert col["palette_frac"][2:4].max() < 0.1 and col["palette_dist"][:2].max() == 0.0
+    assert col["equal_row_frac"][4] == 1.0 and col["equal_col_frac"][5] == 1.0
+    assert col["log_row_col_energy"][4] < 0 < col["log_row_col_energy"][5]
+    assert np.all(np.isfinite(f))
+
+
+def test_boosted_trees_evaluated_by_hand_equal_scikit_learn():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(300, 6))
+    x[:, 2] = np.round(x[:, 2], 1)  # ties at thresholds
+    y = (x[:, 0] + x[:, 1] * x[:, 2] + 0.3 * rng.normal(size=300) > 0).astype(int)
+    gb = GradientBoostingClassifier(n_estimators=40, max_depth=3, random_state=0).fit(
+        x, y, sample_weight=np.where(y == 1, 2.0, 1.0))
+    trees = TreeEnsemble.from_sklearn(gb)
+    xt = rng.normal(size=(500, 6))
+    np.testing.assert_allclose(trees.decision(xt), gb.decision_function(xt), rtol=1e-10,
+                               atol=1e-10)
+    p = 1 / (1 + np.exp(-trees.decision(xt)))
+    np.testing.assert_allclose(p, gb.predict_proba(xt)[:, 1], rtol=1e-9)
+
+
+def test_cnn_maps_follow_the_ground_truth_masks(cnn_det, splits):
+    te = splits["test"]
+    scores, loc = cnn_det.score_and_localize(te.fake)
+    assert loc.maps.shape == te.fake_masks.shape and loc.maps.dtype == np.float32
+    assert 0.0 <= loc.maps.min() and loc.maps.max() <= 1.0
+    assert loc.masks.dtype == bool and loc.region_scores.shape == (len(te.fake),)
+    partial = np.array([k != "full" for k in te.fake_kinds])
+    y = te.fake_masks[partial].ravel()
+    pixel_auc = roc_auc_score(y, loc.maps[partial].ravel())
+    assert pixel_auc > 0.65, pixel_auc  # measured 0.72-0.83
+    np.testing.assert_allclose(scores, cnn_det.score(te.fake))
+
+
+def test_cnn_scores_images_of_other_sizes_with_maps_at_their_size(cnn_det, splits):
+    im = splits["test"].real[0]
+    big = np.asarray(Image.fromarray(im).resize((13, 11)))
+    small = im[:5, :6].copy()
+    scores, loc = cnn_det.score_and_localize([big, small])
+    assert [m.shape for m in loc.maps] == [(11, 13), (5, 6)]
+    assert np.all(np.isfinite(scores))
+
+
+def test_fusion_weights_members_and_calibrates_out_of_fold(fusion_det):
+    fi = fusion_det.fit_info_
+    assert [m["name"].split(":")[1] for m in fi["members"]] == ["likelihood", "cnn", "features"]
+    assert fi["threshold_from"].startswith("out-of-fold")
+    assert sum(fusion_det.map_weights_) == pytest.approx(1.0)
+    assert fusion_det.map_weights_[2] == 0.0  # features' maps are per tile, not dense
+
+
+def test_evaluate_split_reports_each_real_form_and_pixel_metrics(cnn_det, splits):
+    out = evaluate_split(cnn_det, splits["test"], pixels=True)
+    assert {"all", "real_vs_fake", "qreal_vs_fake", "pixels_box", "pixels_top-half"} <= set(out)
+    assert 0.0 <= out["pixels_box"]["iou"] <= 1.0
+    assert out["all"]["n_fake"] == len(splits["test"].fake)
+
+
+# -- persistence -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["features", "cnn", "fusion"])
+def test_save_load_round_trip_gives_identical_scores_and_maps(kind, detectors, splits,
+                                                              tmp_path):
+    det = detectors[kind]
+    images = np.concatenate([splits["test"].real[:6], splits["test"].fake[:6]])
+    det.save(tmp_path / "det")
+    back = load_detector(tmp_path / "det")
+    assert type(back) is type(det) and back.threshold_ == det.threshold_
+    s1, l1 = det.score_and_localize(images)
+    s2, l2 = back.score_and_localize(images)
+    np.testing.assert_array_equal(s1, s2)
+    np.testing.assert_array_equal(l1.maps, l2.maps)
+    np.testing.assert_array_equal(l1.region_flags, l2.region_flags)
+    assert not any(p.suffix in (".pkl", ".pickle", ".joblib") for p in tmp_path.rglob("*"))
+
+
+def _edit_json(folder):
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["state"]["threshold_"] = meta["state"]["threshold_"] - 1.0
+    (folder / META_FILE).write_text(json.dumps(meta))
+
+
+def _edit_params(folder):
+    meta = json.loads((folder / META_FILE).read_text())
+    meta["params"]["target_fpr"] = 0.5
+    (folder / META_FILE).write_text(json.dumps(meta))
+
+
+def _edit_arrays(folder):
+    arrays = load_file(folder / ARRAYS_FILE)
+    name = sorted(k for k in arrays if arrays[k].dtype.kind == "f")[0]
+    arrays[name] = arrays[name] + np.asarray(1e-3, arrays[name].dtype)
+    save_file(arrays, folder / ARRAYS_FILE)
+
+
+def _edit_member(folder):
+    member = next((folder / "members").glob("*-cnn"))
+    _edit_arrays(member)
+
+
+TAMPERING = [("features", _edit_json), ("features", _edit_params), ("features", _edit_arrays),
+             ("cnn", _edit_json), ("cnn", _edit_arrays), ("fusion", _edit_json),
+             ("fusion", _edit_member)]
+
+
+@pytest.mark.parametrize("kind,edit", TAMPERING, ids=[f"{k}-{e.__name__[1:]}"
+                                                      for k, e in TAMPERING])
+def test_a_tampered_saved_detector_is_refused(kind, edit, detectors, tmp_path):
+    folder = detectors[kind].save(tmp_path / "det")
+    load_detector(folder)  # intact: loads
+    edit(folder)
+    with pytest.raises(InputError, match="sha256|differ"):
+        load_detector(folder)
+
+
+def test_features_refuse_another_likelihood_model(features_det, tiny_checkpoint, tmp_path,
+                                                  splits):
+    features_det.save(tmp_path / "det")
+    _, palette, _ = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(create_model("tiny", vocab_size=16, image_size=S), palette, tmp_path / "o")
+    det = load_detector(tmp_path / "det", likelihood_model=str(tmp_path / "o"))
+    with pytest.raises(InputError, match="not the one this features detector was fitted"):
+        det.score(splits["test"].real[:2])
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+def test_fit_inputs_are_checked_once_with_clear_messages(splits):
+    tr = splits["train"]
+    det = CNNDetector(epochs=1)
+    with pytest.raises(InputError, match="fake_masks must have shape"):
+        det.fit(tr.real, tr.fake, tr.fake_masks[:, :4])
+    with pytest.raises(InputError, match="need fake images"):
+        FeaturesDetector(use_likelihood=False).fit(tr.real)
+    with pytest.raises(InputError, match="one size"):
+        det.fit([tr.real[0], tr.real[1][:4]], tr.fake)
+    with pytest.raises(InputError, match="not fitted"):
+        CNNDetector().score(tr.real[:2])
+    with pytest.raises(InputError, match="unknown timm architecture"):
+        CNNDetector(arch="no_such_net", epochs=1).fit(tr.real, tr.fake, tr.fake_masks)
+
+
+def test_load_split_checks_every_file_against_the_manifest(dataset, tmp_path):
+    import shutil
+
+    copy = tmp_path / "ds"
+    shutil.copytree(dataset, copy)
+    data = load_split(copy, "test", real_forms="qreal")
+    assert set(data.real_forms) == {"qreal"} and len(data.real) == len(data.fake)
+    assert data.fake_masks.dtype == bool and data.fake_masks.any()
+    victim = next(copy.rglob("*-fake.png"))
+    Image.fromarray(np.zeros((S, S, 3), np.uint8)).save(victim)
+    with pytest.raises(InputError, match="sha256 does not match"):
+        for s in ("train", "val", "test"):
+            load_split(copy, s)
+
+
+def test_augmentation_moves_masks_with_the_pixels():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, S, S, 3)).astype(np.uint8)
+    masks = np.zeros((64, S, S), bool)
+    masks[:, :, : S // 2] = True  # left half synthesized
+    images[masks] = 0
+    out, m = augment_batch(images, masks, np.random.default_rng(1), p=0.0)
+    flipped = m[:, 0, -1]
+    assert 10 < flipped.sum() < 54  # about half flipped
+    assert np.array_equal(out[m], np.zeros((m.sum(), 3), np.uint8))  # pixels moved with masks
+    out, m = augment_batch(images, masks, np.random.default_rng(2), p=1.0)
+    assert out.shape == images.shape and m.shape == masks.shape and m.dtype == bool
+    assert m.any(axis=(1, 2)).all()  # crops of 75%+ always keep part of the half
+
+
+def test_pretrained_weights_come_from_a_local_timm_file(tmp_path):
+    import timm
+
+    ref = timm.create_model("resnet10t", pretrained=False, num_classes=7)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.5)
+    file = tmp_path / "w.safetensors"
+    save_file({k: v.numpy() for k, v in ref.state_dict().items()}, file)
+    net = DenseDetectorNet("resnet10t", stages=2, pretrained=str(file))
+    got = net.backbone.state_dict()
+    want = ref.state_dict()
+    shared = [k for k in got if k in want]
+    assert "layer1.0.conv1.weight" in shared and len(shared) > 20
+    for k in shared:
+        torch.testing.assert_close(got[k], want[k])
+    with pytest.raises(InputError, match="no such weights file"):
+        DenseDetectorNet("resnet10t", pretrained=str(tmp_path / "missing.safetensors"))
+
+
+# -- the command -------------------------------------------------------------------------------
+
+def test_train_detector_command_trains_saves_and_scores(dataset, tmp_path):
+    out = tmp_path / "det"
+    r = runner.invoke(app, ["train-detector", "--dataset", str(dataset), "--kind", "features",
+                            "--no-likelihood", "--out", str(out), "--json",
+                            str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    assert "feature importances" in r.output and "test split" in r.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["kind"] == "features" and summary["test"]["all"]["auc"] > 0.6
+    assert set(summary["feature_importances"]) == set(HAND_FEATURES)
+    img = tmp_path / "x.png"
+    Image.fromarray(load_split(dataset, "test").fake[0]).save(img)
+    r = runner.invoke(app, ["score", "--detector", str(out), str(img)])
+    assert r.exit_code == 0, r.output
+    assert "features detector" in r.output
+
+
+def test_train_detector_command_errors_in_one_line(tmp_path):
+    r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
+                            "cnn", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1
+    assert "error:" in r.output and "Traceback" not in r.output
+    assert len([line for line in r.output.splitlines() if line.strip()]) == 1
+    r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path), "--kind", "svm",
+                            "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "--kind must be one of" in r.output
