@@ -5,7 +5,7 @@ the calibration shipped for the bundled default generator; ``load_detector(DIR)`
 saved detector. Scores: higher = more likely synthetic.
 """
 
-from . import cnn, features, fusion, likelihood  # noqa: F401  (register the detectors)
+from . import baselines, cnn, features, fusion, likelihood  # noqa: F401  (register the detectors)
 from .base import (
     Detector,
     Localization,
