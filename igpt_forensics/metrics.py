@@ -44,17 +44,42 @@ def eer(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((f[i] + fnr[i]) / 2.0)
 
 
-def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, n: int = 200, seed: int = 0,
-                  level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap interval of the AUC, resampling each class separately."""
+def bootstrap_aucs(labels: np.ndarray, scores: np.ndarray, n: int = 200,
+                   seed: int = 0) -> np.ndarray:
+    """AUCs of ``n`` bootstrap resamples, each class resampled separately (with replacement).
+
+    Resample b takes ``rng.integers`` indices of the fakes (n, P) and then of the reals
+    (n, N). Its AUC is Mann-Whitney's statistic with the resample's counts as weights, so all
+    resamples cost a few array operations over the distinct scores instead of ``n`` calls to
+    roc_auc_score (which made the bootstrap most of a benchmark's time); a test checks the
+    result against roc_auc_score on the same resamples.
+    """
     labels, scores = _check(labels, scores)
     rng = np.random.default_rng(seed)
     pos, neg = scores[labels == 1], scores[labels == 0]
+    values, inv = np.unique(np.r_[pos, neg], return_inverse=True)
+    inv_pos, inv_neg = inv[: len(pos)], inv[len(pos):]
+    U = len(values)
+    pos_idx = rng.integers(0, len(pos), (n, len(pos)))
+    neg_idx = rng.integers(0, len(neg), (n, len(neg)))
     aucs = np.empty(n)
-    y = np.r_[np.ones(len(pos)), np.zeros(len(neg))]
-    for b in range(n):
-        s = np.r_[rng.choice(pos, len(pos)), rng.choice(neg, len(neg))]
-        aucs[b] = roc_auc_score(y, s)
+    step = max(1, 4_000_000 // max(U, len(pos), len(neg)))  # bounded memory for any size
+    for b0 in range(0, n, step):
+        rows = np.arange(b0, min(n, b0 + step))
+        offset = (rows - b0)[:, None] * U
+        wp = np.bincount((inv_pos[pos_idx[rows]] + offset).ravel(),
+                         minlength=len(rows) * U).reshape(len(rows), U)
+        wn = np.bincount((inv_neg[neg_idx[rows]] + offset).ravel(),
+                         minlength=len(rows) * U).reshape(len(rows), U).astype(np.float64)
+        below = np.cumsum(wn, axis=1) - wn  # reals strictly below each distinct score
+        aucs[rows] = (wp * (below + 0.5 * wn)).sum(1) / (len(pos) * len(neg))
+    return aucs
+
+
+def bootstrap_auc(labels: np.ndarray, scores: np.ndarray, n: int = 200, seed: int = 0,
+                  level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the AUC, resampling each class separately."""
+    aucs = bootstrap_aucs(labels, scores, n, seed)
     lo, hi = np.quantile(aucs, [(1 - level) / 2, 1 - (1 - level) / 2])
     return float(lo), float(hi)
 

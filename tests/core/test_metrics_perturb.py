@@ -5,7 +5,13 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from igpt_forensics.errors import InputError
-from igpt_forensics.metrics import eer, image_metrics, pixel_metrics, tpr_at_fpr
+from igpt_forensics.metrics import (
+    bootstrap_aucs,
+    eer,
+    image_metrics,
+    pixel_metrics,
+    tpr_at_fpr,
+)
 from igpt_forensics.perturb import DEFAULT_GRID, parse_grid, perturb, strength
 
 
@@ -21,6 +27,20 @@ def test_image_metrics_on_hand_made_scores():
     assert m["auc_lo"] <= m["auc"] <= m["auc_hi"]
     # at FPR 0 only the fake above every real counts
     assert tpr_at_fpr(labels, scores, 0.0) == pytest.approx(0.25)
+
+
+def test_bootstrap_aucs_equal_roc_auc_score_on_the_same_resamples():
+    rng = np.random.default_rng(5)
+    labels = np.r_[np.zeros(37), np.ones(23)].astype(int)
+    scores = np.round(rng.normal(labels * 0.8, 1.0), 1)  # rounded: many ties
+    aucs = bootstrap_aucs(labels, scores, n=30, seed=9)
+    draw = np.random.default_rng(9)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pos_idx, neg_idx = draw.integers(0, 23, (30, 23)), draw.integers(0, 37, (30, 37))
+    y = np.r_[np.ones(23), np.zeros(37)]
+    want = [roc_auc_score(y, np.r_[pos[p], neg[q]]) for p, q in zip(pos_idx, neg_idx)]
+    np.testing.assert_allclose(aucs, want, rtol=0, atol=1e-12)
+    assert aucs.std() > 0.01  # resamples differ
 
 
 def test_perfect_and_inverted_detectors():
