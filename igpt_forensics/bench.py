@@ -319,6 +319,9 @@ def write_outputs(out: str | Path, doc: dict) -> tuple[Path, Path]:
 # The whole benchmark
 
 
+GENERATE_KEYS = ("model", "data", "n", "masks", "temperature", "top_k", "top_p", "seed")
+
+
 @dataclass
 class Study:
     """What a benchmark runs: datasets (name -> folder), detectors (name -> spec), detector
@@ -326,6 +329,9 @@ class Study:
 
     datasets: dict[str, str]
     detectors: dict[str, str] = field(default_factory=dict)
+    # name -> settings of `generate` that make the dataset when its folder is not complete
+    # (model, n, masks, temperature, top_k, top_p, seed, data); a dataset made elsewhere has none
+    generate: dict[str, dict] = field(default_factory=dict)
     train: list[str] = field(default_factory=list)
     perturbations: list[str] = field(default_factory=lambda: ["none"])
     split: str = "test"
@@ -336,7 +342,12 @@ class Study:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Study:
-        """A study file; relative dataset paths are relative to the file."""
+        """A study file; relative paths (datasets, models, out) are relative to the file.
+
+        A dataset is a folder (``name = "folder"``) or a recipe that ``bench`` makes first,
+        resuming if it was interrupted: ``[datasets.name]`` with ``path`` and any of
+        GENERATE_KEYS (the options of ``igpt-forensics generate``).
+        """
         import tomllib
 
         path = Path(path)
@@ -352,8 +363,33 @@ class Study:
             raise InputError(f"{path}: unknown keys {unknown} (known: {sorted(known)})")
         if not d.get("datasets"):
             raise InputError(f"{path}: a study needs [datasets] name = \"folder\"")
-        d["datasets"] = {k: str((path.parent / v).resolve()) if not Path(v).is_absolute()
-                         else v for k, v in d["datasets"].items()}
+        if "generate" in d:
+            raise InputError(f"{path}: give generation settings inside [datasets.NAME]")
+
+        def here(v: str) -> str:
+            return v if Path(v).is_absolute() else str((path.parent / v).resolve())
+
+        datasets, generate = {}, {}
+        for name, v in d["datasets"].items():
+            if isinstance(v, str):
+                datasets[name] = here(v)
+                continue
+            if not isinstance(v, dict) or not isinstance(v.get("path"), str):
+                raise InputError(f"{path}: dataset '{name}' needs a folder: name = \"folder\" "
+                                 "or [datasets.NAME] with path = \"folder\"")
+            bad = sorted(set(v) - {"path", *GENERATE_KEYS})
+            if bad:
+                raise InputError(f"{path}: dataset '{name}': unknown keys {bad} (known: path, "
+                                 f"{', '.join(GENERATE_KEYS)})")
+            if not isinstance(v.get("n"), int) or isinstance(v["n"], bool):
+                raise InputError(f"{path}: dataset '{name}': a recipe needs n = ITEMS")
+            datasets[name] = here(v["path"])
+            generate[name] = {k: v[k] for k in GENERATE_KEYS if k in v}
+            if "model" in generate[name]:
+                generate[name]["model"] = here(generate[name]["model"])
+        d["datasets"], d["generate"] = datasets, generate
+        if "out" in d:
+            d["out"] = here(d["out"])
         return cls(**d)
 
 

@@ -19,11 +19,10 @@ from typer.testing import CliRunner
 
 from generators.checkpoint import DEFAULT_MODEL, load_checkpoint
 from generators.dataset import generate_dataset
-from igpt_forensics.data import PatchSampler
 from igpt_forensics import __version__
 from igpt_forensics import provenance as pv
 from igpt_forensics.cli import app
-from igpt_forensics.data import ImageSource, image_sha256, sample_patches
+from igpt_forensics.data import ImageSource, PatchSampler, image_sha256, sample_patches
 from igpt_forensics.files import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
