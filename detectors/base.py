@@ -37,6 +37,7 @@ import numpy as np
 
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import atomic_write_bytes, atomic_write_text
+from igpt_forensics.metrics import calibrate_threshold  # noqa: F401  (part of this interface)
 
 FORMAT = "igpt-forensics-detector-v1"
 META_FILE, ARRAYS_FILE = "detector.json", "arrays.safetensors"
@@ -98,18 +99,6 @@ class Localization:
 def as_input_kind(items: list[np.ndarray], like: Any) -> np.ndarray | list[np.ndarray]:
     """Stack per-image results when the images came as one array; keep a list otherwise."""
     return np.stack(items) if isinstance(like, np.ndarray) else items
-
-
-def calibrate_threshold(real_scores: np.ndarray, target_fpr: float) -> float:
-    """The smallest threshold with at most ``target_fpr`` of real scores strictly above it."""
-    real_scores = np.asarray(real_scores, dtype=np.float64)
-    if real_scores.size == 0:
-        raise InputError("no real images to calibrate the threshold on")
-    if not 0.0 <= target_fpr < 1.0:
-        raise InputError(f"target_fpr must be in [0, 1), got {target_fpr}")
-    ordered = np.sort(real_scores)
-    allowed = int(np.floor(target_fpr * len(ordered) + 1e-9))  # real scores allowed above
-    return float(ordered[len(ordered) - 1 - allowed])
 
 
 # -- the interface ----------------------------------------------------------------------------

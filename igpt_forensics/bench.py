@@ -39,7 +39,7 @@ from . import provenance as pv
 from .data import derive_seed, load_image
 from .errors import InputError
 from .files import atomic_write_text
-from .metrics import image_metrics, pixel_metrics
+from .metrics import calibrate_threshold, image_metrics, pixel_metrics
 from .perturb import perturb, strength
 
 PARTIAL_KINDS = ("top-half", "box")
@@ -171,8 +171,7 @@ def retarget(detector, real_scores: np.ndarray, target_fpr: float = 0.01):
     from copy import copy
 
     det = copy(detector)
-    det.threshold_ = float(np.quantile(np.asarray(real_scores, np.float64), 1 - target_fpr,
-                                       method="higher"))
+    det.threshold_ = calibrate_threshold(real_scores, target_fpr)
     return det
 
 

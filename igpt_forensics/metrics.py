@@ -27,6 +27,18 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return labels, scores
 
 
+def calibrate_threshold(real_scores: np.ndarray, target_fpr: float) -> float:
+    """The smallest threshold with at most ``target_fpr`` of real scores strictly above it."""
+    real_scores = np.asarray(real_scores, dtype=np.float64)
+    if real_scores.size == 0:
+        raise InputError("no real images to calibrate the threshold on")
+    if not 0.0 <= target_fpr < 1.0:
+        raise InputError(f"target_fpr must be in [0, 1), got {target_fpr}")
+    ordered = np.sort(real_scores)
+    allowed = int(np.floor(target_fpr * len(ordered) + 1e-9))  # real scores allowed above
+    return float(ordered[len(ordered) - 1 - allowed])
+
+
 def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
     """The true-positive rate at the best threshold whose false-positive rate is <= ``fpr``."""
     labels, scores = _check(labels, scores)
