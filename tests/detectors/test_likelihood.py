@@ -37,15 +37,6 @@ S = 8
 SAMPLING = ("temperature=1", "temperature=0.9", "top_k=4", "top_p=0.9")  # 16 colors: k=4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models gain nothing from threads; on a busy 2-core machine they only slow down
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def scorer(tiny_checkpoint):
     model, palette, _ = load_checkpoint(tiny_checkpoint)

@@ -44,14 +44,6 @@ runner = CliRunner()
 AUC_BOUND = {"features": 0.78, "cnn": 0.70, "fusion": 0.82}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def dataset(tiny_checkpoint, tmp_path_factory):
     out = tmp_path_factory.mktemp("trained") / "ds"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -30,20 +29,9 @@ N = 60  # items: 180 images, 20 fakes of each mask kind
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # A tiny model gains nothing from threads; on a busy 2-core machine they cost 20x.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def ckpt(request, one_thread):
-    # Requested here, not as an argument, so that a first build of the session's checkpoint
-    # also runs on one thread (a session fixture named as an argument is set up first).
-    return Path(request.getfixturevalue("tiny_checkpoint"))
+def ckpt(tiny_checkpoint):
+    return Path(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")

@@ -17,14 +17,6 @@ transformers = pytest.importorskip("transformers")
 COLORS, SIDE, N = 16, 8, 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models: threads only add contention on 2 cores
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def hf_model():
     config = transformers.ImageGPTConfig(vocab_size=COLORS + 1, n_positions=N, n_embd=32,

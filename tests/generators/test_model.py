@@ -20,16 +20,6 @@ from igpt_forensics.errors import InputError
 V, SIDE, N = 16, 8, 64  # 16 colors, 8x8 images: 64 tokens
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models gain nothing from threads, and on a busy 2-core machine spinning OpenMP
-    # workers make them 20x slower.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(seed: int = 0, peaky: bool = True) -> PixelGPT:
     """A random tiny model; peaky scales the head so predictions are far from uniform."""
     torch.manual_seed(seed)

@@ -1,6 +1,5 @@
 """The fast paths in generators/model.py give what the plain computation gives."""
 
-import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -9,14 +8,6 @@ import generators.model as model_module
 from generators.model import MLP, GPTConfig, RMSNorm, _draw, create_model
 
 V, SIDE, N = 16, 8, 64
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(seed: int = 0):
