@@ -29,10 +29,11 @@ class Completion:
 @torch.inference_mode()
 def complete(model: PixelGPT, palette: Palette, images: np.ndarray, mask: np.ndarray,
              seeds: np.ndarray, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-             batch_size: int = 64) -> Completion:
+             batch_size: int = 64, watermark=None) -> Completion:
     """Complete ``images`` (N, S, S, 3) where ``mask`` ((S, S) or (N, S, S)) is True.
 
     ``seeds`` (N, samples): one completion per seed; each depends only on its own seed.
+    ``watermark``: a `igpt_forensics.watermark.WatermarkKey` for this palette, or None.
     """
     images = np.asarray(images)
     size = model.config.image_size
@@ -52,7 +53,8 @@ def complete(model: PixelGPT, palette: Palette, images: np.ndarray, mask: np.nda
     out = []
     for s in range(0, len(known), batch_size):
         out.append(model.sample(known[s:s + batch_size], flat_mask[s:s + batch_size],
-                                flat_seeds[s:s + batch_size], temperature, top_k, top_p))
+                                flat_seeds[s:s + batch_size], temperature, top_k, top_p,
+                                watermark=watermark))
     drawn = torch.cat(out).numpy()
     return Completion(images=palette.decode(drawn).reshape(n, samples, size, size, 3),
                       mask=np.array(mask), quantized=palette.decode(tokens), seeds=seeds)

@@ -35,7 +35,9 @@ from igpt_forensics.device import pick_device
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import atomic_write_bytes
 from igpt_forensics.masks import make_mask, parse_kinds
+from igpt_forensics.stamp import stamped_png
 from igpt_forensics.viz import png_bytes
+from igpt_forensics.watermark import DEFAULT_DELTA, DEFAULT_GAMMA, WatermarkKey
 
 from .checkpoint import DEFAULT_MODEL, load_checkpoint
 from .model import PixelGPT, list_presets, preset_config
@@ -87,9 +89,11 @@ class DatasetJob:
     `run`), `run` writes or finishes the dataset."""
 
     def __init__(self, out: Path, settings: dict, info: dict, model: PixelGPT, palette,
-                 photos: PatchSampler, batch_size: int, resumable: bool):
+                 photos: PatchSampler, batch_size: int, resumable: bool,
+                 watermark: WatermarkKey | None = None):
         self.out, self.settings, self.info = out, settings, info
         self.model, self.palette, self.photos = model, palette, photos
+        self.watermark = watermark
         self.batch_size = batch_size
         self.resumable = resumable  # the folder already holds this dataset (maybe partly)
         self.n, self.size = settings["n"], settings["size"]
@@ -102,7 +106,7 @@ class DatasetJob:
             palette_sha256=g["palette_sha256"], generator_sha256=g["sha256"],
             generator_preset=g["preset"], generator_shape=g["shape"],
             temperature=settings["temperature"], top_k=settings["top_k"],
-            top_p=settings["top_p"])
+            top_p=settings["top_p"], watermark=watermark.describe() if watermark else None)
         self._splits = {p["id"]: p["split"] for p in info["photos"]}
 
     @property
@@ -174,7 +178,7 @@ class DatasetJob:
             out = self.model.sample(
                 torch.from_numpy(tokens[idx]), torch.from_numpy(masks[idx].reshape(-1, n_pix)),
                 [seeds[k] for k in idx], self.settings["temperature"], self.settings["top_k"],
-                self.settings["top_p"])
+                self.settings["top_p"], watermark=self.watermark)
             fake_tokens[idx] = out.numpy()
         fakes = self.palette.decode(fake_tokens, (size, size))
         return [
@@ -184,20 +188,22 @@ class DatasetJob:
             for k, item in enumerate(items)]
 
     def _write(self, batch: list[_Item], manifest: pv.ManifestWriter) -> int:
-        """Write the files of a batch, then append its missing rows; return rows appended."""
+        """Write the files of a batch, then append its missing rows; return rows appended.
+
+        Each image's PNG carries its own record as a stamp (`igpt_forensics.stamp`), with the
+        file hash left null there: the manifest row adds it.
+        """
         appended = 0
         for it in batch:
             paths = pv.item_paths(it.item, self.digits)
             images = {"real": it.real, "qreal": it.qreal, "fake": it.fake}
-            blobs = {f: png_bytes(images[f]) for f in pv.FORMS}
-            blobs["mask"] = png_bytes(it.mask.astype(np.uint8) * 255)
-            for key, blob in blobs.items():
-                atomic_write_bytes(self.out / paths[key], blob)
+            mask_blob = png_bytes(it.mask.astype(np.uint8) * 255)
             c = it.crop
             common = dict(item=it.item, split=self._splits[c.photo_id], size=self.size,
                           photo_id=c.photo_id, photo_sha256=self.photos.sha256[c.photo_id],
                           crop=[c.top, c.left, c.side])
-            for form in it.forms:
+            records, blobs = {}, {"mask": mask_blob}
+            for form in pv.FORMS:
                 extra = {}
                 if form == "qreal":
                     extra = dict(palette_sha256=self._fake_fields["palette_sha256"])
@@ -205,13 +211,18 @@ class DatasetJob:
                     extra = dict(
                         **self._fake_fields, mask_kind=it.kind, box=it.box,
                         mask_path=paths["mask"],
-                        mask_sha256=hashlib.sha256(blobs["mask"]).hexdigest(),
+                        mask_sha256=hashlib.sha256(mask_blob).hexdigest(),
                         masked_pixels=int(it.mask.sum()), seed=it.seed)
-                manifest.append(pv.make_record(
+                records[form] = pv.make_record(
                     id=pv.image_id(it.item, form, self.digits), form=form,
                     label=pv.LABEL_OF[form], path=paths[form],
-                    sha256=hashlib.sha256(blobs[form]).hexdigest(),
-                    pixels_sha256=image_sha256(images[form]), **common, **extra))
+                    pixels_sha256=image_sha256(images[form]), **common, **extra)
+                blobs[form] = stamped_png(images[form], records[form])
+            for key, blob in blobs.items():
+                atomic_write_bytes(self.out / paths[key], blob)
+            for form in it.forms:
+                records[form]["sha256"] = hashlib.sha256(blobs[form]).hexdigest()
+                manifest.append(records[form])
                 appended += 1
         return appended
 
@@ -290,12 +301,17 @@ def prepare_dataset(
     batch_size: int = 64,
     shard: str | tuple[int, int] = (0, 1),
     device: str = "auto",
+    watermark_key: bytes | None = None,
+    watermark_gamma: float = DEFAULT_GAMMA,
+    watermark_delta: float = DEFAULT_DELTA,
 ) -> DatasetJob:
     """Check every setting, load the generator and the photos; write nothing yet.
 
     ``model`` is a checkpoint folder (None: the bundled default); ``size`` must equal the
     model's image size (None: take it from the model). A folder that already holds a dataset
-    is resumed only when it was made with the same settings.
+    is resumed only when it was made with the same settings. ``watermark_key``: bytes of a
+    secret key; the fakes then carry the keyed watermark of `igpt_forensics.watermark` (the
+    settings and records hold its fingerprint, never the key).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise InputError(f"--n must be a positive number of items, got {n}")
@@ -320,6 +336,9 @@ def prepare_dataset(
     if model is None and not DEFAULT_MODEL.is_dir():
         raise InputError("no bundled default generator is installed; pass --model CHECKPOINT")
     gen, palette, config = load_checkpoint(model, device=pick_device(device))
+    mark = None
+    if watermark_key is not None:
+        mark = WatermarkKey(watermark_key, palette, watermark_gamma, watermark_delta)
     model_size = gen.config.image_size
     if size is None:
         size = model_size
@@ -344,11 +363,13 @@ def prepare_dataset(
                 "top_k": int(top_k), "top_p": float(top_p), "seed": seed,
                 "shard": [shard[0], shard[1]], "generator_sha256": config["sha256"],
                 "palette_sha256": palette.sha256, "source_sha256": photos.fingerprint}
+    if mark is not None:  # only then: datasets made before watermarks existed still resume
+        settings["watermark"] = mark.describe()
     if existing is not None:
         _refuse_other_settings(out, existing["settings"], settings)
     info = pv.new_info(settings, source.spec, generator, photo_list, list(source.report.bad))
     return DatasetJob(out, settings, info, gen, palette, photos, batch_size,
-                      resumable=existing is not None)
+                      resumable=existing is not None, watermark=mark)
 
 
 def generate_dataset(out: str | Path, n: int, progress: Callable[[int, int], None] | None = None,

@@ -274,7 +274,7 @@ class PixelGPT(nn.Module):
     @torch.inference_mode()
     def sample(self, known: torch.Tensor, mask: torch.Tensor, seeds: torch.Tensor | Sequence[int],
                temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-               use_cache: bool = True) -> torch.Tensor:
+               use_cache: bool = True, watermark=None) -> torch.Tensor:
         """Fill the masked tokens (mask True) by sampling in raster order; keep the rest.
 
         Raster order has no notion of "after": a masked pixel is drawn from p(x_j | x_<j), so
@@ -284,6 +284,10 @@ class PixelGPT(nn.Module):
 
         Each image draws its own random numbers from (seed, position) alone, so an image gets
         the same tokens whatever else is in the batch, on any device and batch size.
+
+        ``watermark``: an object with ``logit_bias(tokens, position) -> (B, V)`` (e.g.
+        `igpt_forensics.watermark.WatermarkKey`), added to the logits of every drawn pixel;
+        it sees the tokens drawn so far. None: no bias, the same tokens as without it.
         """
         self._check_tokens(known, "known")
         B, N = known.shape
@@ -319,6 +323,8 @@ class PixelGPT(nn.Module):
                     h = self._trunk(inputs[:, p : j + 1], cache, p)[:, -1]
                     p = j + 1
                 logits = self.lm_head(self.transformer.ln_f(h))  # the last position's only
+                if watermark is not None:
+                    logits = logits.float() + watermark.logit_bias(tokens, j)
                 drawn = _draw(logits, u[:, j], temperature, top_k, top_p)
                 tokens[:, j] = torch.where(mask[:, j], drawn, tokens[:, j])
                 if j + 1 < N:

@@ -57,7 +57,7 @@ RECORD_FIELDS = (
     "label",             # real | fake (qreal is real)
     "split",             # train | val | test, by source photo
     "path",              # image PNG, relative to the dataset folder
-    "sha256",            # of the PNG file's bytes
+    "sha256",            # of the PNG file's bytes (null in the PNG's own stamp, see stamp.py)
     "pixels_sha256",     # data.image_sha256 of the decoded pixels (format-independent)
     "size",              # image side in pixels
     "photo_id",          # source photo (data spec id)
@@ -74,6 +74,7 @@ RECORD_FIELDS = (
     "generator_shape",   # fake: the model's GPTConfig
     "temperature", "top_k", "top_p",  # fake: sampling parameters
     "seed",              # fake: the per-image sampling seed, item_seed(seed, item, "sample")
+    "watermark",         # fake: WatermarkKey.describe() (key fingerprint, never the key) or null
 )
 
 

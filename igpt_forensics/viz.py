@@ -29,9 +29,17 @@ def image_grid(images: np.ndarray, ncol: int | None = None, scale: int = 1, pad:
     return grid
 
 
-def png_bytes(image: np.ndarray) -> bytes:
+def png_bytes(image: np.ndarray, text: dict[str, str] | None = None) -> bytes:
+    """PNG bytes of an image; ``text``: keyword -> value text chunks (see `stamp`)."""
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(image)).save(buf, format="PNG")
+    info = None
+    if text:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        for k, v in text.items():
+            info.add_text(k, v)
+    Image.fromarray(np.asarray(image)).save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
 
 

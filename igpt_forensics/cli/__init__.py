@@ -16,6 +16,7 @@ from . import (
     palette_cmds,
     score_cmds,
     train_detector_cmds,
+    verify_cmds,
 )
 from .common import DEBUG
 
@@ -29,9 +30,18 @@ app = typer.Typer(
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option(
-        "--debug", help="Show full tracebacks instead of one-line errors.")] = False) -> None:
+def _root(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+    threads: Annotated[int | None, typer.Option(
+        "--threads", min=1, help="CPU threads for torch (default: torch's choice). Use 1 on a "
+        "machine shared with other jobs, where threads wait on each other.")] = None,
+) -> None:
     DEBUG["on"] = debug
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 core_cmds.register(app)
@@ -40,6 +50,7 @@ dataset_cmds.register(app)
 score_cmds.register(app)
 bench_cmds.register(app)
 train_detector_cmds.register(app)
+verify_cmds.register(app)
 app.add_typer(palette_cmds.app, name="palette")
 app.add_typer(data_cmds.app, name="data")
 

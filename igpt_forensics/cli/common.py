@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TypeVar
+from pathlib import Path
+from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -91,3 +92,23 @@ def report_skipped(lines: list[str], what: str = "file") -> None:
     err_console.print(f"[yellow]skipped {len(lines)} {what}{'s' if len(lines) != 1 else ''}:[/]")
     for line in lines:
         err_console.print(f"  [yellow]-[/] {escape(line)}", soft_wrap=True)
+
+
+# -- watermark options, shared by generate and complete -------------------------------------
+
+WatermarkKeyOpt = Annotated[Path | None, typer.Option(
+    "--watermark-key-file", help="Secret key file (any bytes): embed the keyed green-list "
+    "watermark in every synthesized pixel. Records keep its sha256, never the key.")]
+WatermarkGammaOpt = Annotated[float, typer.Option(
+    "--watermark-gamma", help="Green fraction of the colors in each context.")]
+WatermarkDeltaOpt = Annotated[float, typer.Option(
+    "--watermark-delta", help="Logit bias added to green colors (before temperature).")]
+
+
+def watermark_key(path: Path | None, palette, gamma: float, delta: float):
+    """The `WatermarkKey` of a key file for this palette, or None without a file."""
+    if path is None:
+        return None
+    from ..watermark import WatermarkKey, read_key
+
+    return WatermarkKey(read_key(path), palette, gamma, delta)

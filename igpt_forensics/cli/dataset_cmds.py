@@ -12,7 +12,16 @@ from rich.table import Table
 from generators.dataset import prepare_dataset
 
 from .. import provenance as pv
-from .common import console, progress_bar, report_skipped, user_errors
+from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA, read_key
+from .common import (
+    WatermarkDeltaOpt,
+    WatermarkGammaOpt,
+    WatermarkKeyOpt,
+    console,
+    progress_bar,
+    report_skipped,
+    user_errors,
+)
 
 app = typer.Typer(help="Merge, export and count generated datasets.", no_args_is_help=True)
 
@@ -67,22 +76,33 @@ def generate(
                                        "item % COUNT == INDEX (join with 'dataset merge').")
                      ] = "0/1",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, mps.")] = "auto",
+    watermark_key_file: WatermarkKeyOpt = None,
+    watermark_gamma: WatermarkGammaOpt = DEFAULT_GAMMA,
+    watermark_delta: WatermarkDeltaOpt = DEFAULT_DELTA,
     json_out: Annotated[bool, typer.Option("--json", help="Print dataset.json's summary as "
                                            "JSON.")] = False,
 ) -> None:
     """Write a labeled dataset of real, quantized real and generated images with a manifest.
 
-    Running the same command again after a crash continues where it stopped.
+    Every image PNG carries its manifest record in a text chunk (see `verify`). Running the same
+    command again after a crash continues where it stopped.
     """
+    key = read_key(watermark_key_file) if watermark_key_file is not None else None
     job = prepare_dataset(out, n, model=model, data=data, masks=masks, size=size,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                          batch_size=batch_size, shard=shard, device=device)
+                          batch_size=batch_size, shard=shard, device=device,
+                          watermark_key=key, watermark_gamma=watermark_gamma,
+                          watermark_delta=watermark_delta)
     if not json_out:
         state = "resuming" if job.resumable else "writing"
         g = job.info["generator"]
         console.print(f"{state} {out}: {len(job.items):,} items x 3 images of "
                       f"{job.size}x{job.size}; generator {g['preset']} {g['sha256'][:12]} on "
                       f"{job.device}", soft_wrap=True)
+        if job.watermark is not None:
+            w = job.watermark
+            console.print(f"watermark: key {w.fingerprint[:12]}, gamma {w.gamma}, delta "
+                          f"{w.delta}", soft_wrap=True)
     with progress_bar("images") as bar:
         info = job.run(_Bar(bar, "generate"))
     if json_out:

@@ -18,13 +18,27 @@ from generators.hf_import import import_hf as import_hf_checkpoint
 from generators.model import list_presets
 from generators.train import TrainConfig, train_generator
 
-from ..data import derive_seed, find_images, fit_square, load_image
+from .. import __version__
+from ..data import derive_seed, find_images, fit_square, image_sha256, load_image
 from ..device import pick_device
 from ..errors import InputError
-from ..files import atomic_write_text, sha256_file
+from ..files import atomic_write_bytes, atomic_write_text, sha256_file
 from ..masks import make_mask
-from ..viz import completion_grid, save_png
-from .common import console, err_console, fail, progress_bar, report_skipped, user_errors
+from ..stamp import completion_record, pack_mask, stamped_png
+from ..viz import completion_grid
+from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA
+from .common import (
+    WatermarkDeltaOpt,
+    WatermarkGammaOpt,
+    WatermarkKeyOpt,
+    console,
+    err_console,
+    fail,
+    progress_bar,
+    report_skipped,
+    user_errors,
+    watermark_key,
+)
 
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Checkpoint folder (model.safetensors + config.json); default: bundled.")]
@@ -108,11 +122,21 @@ def complete(
     device: DeviceOpt = "auto",
     out: Annotated[Path, typer.Option(help="Grid PNG: masked input, completions, original."
                                       )] = Path("completions.png"),
+    save_dir: Annotated[Path | None, typer.Option(
+        help="Also write each completion at model size: DIR/<n>-<name>-<sample>.png.")
+                        ] = None,
+    watermark_key_file: WatermarkKeyOpt = None,
+    watermark_gamma: WatermarkGammaOpt = DEFAULT_GAMMA,
+    watermark_delta: WatermarkDeltaOpt = DEFAULT_DELTA,
 ) -> None:
-    """Complete photos (center-cropped and resized to the model's size): iGPT's figure."""
+    """Complete photos (center-cropped and resized to the model's size): iGPT's figure.
+
+    Every PNG written carries a provenance record in a text chunk (see `verify`).
+    """
     if samples < 1:
         raise InputError(f"--samples must be >= 1, got {samples}")
     net, palette, cfg = load_checkpoint(model, pick_device(device))
+    mark = watermark_key(watermark_key_file, palette, watermark_gamma, watermark_delta)
     size = net.config.image_size
     files, originals, bad = _load_inputs(images, size)
     if not files:
@@ -124,13 +148,37 @@ def complete(
                       for i, f in enumerate(files)])
     t0 = time.perf_counter()
     with err_console.status(f"sampling {len(files) * samples} completions"):
-        result = complete_images(net, palette, originals, masks, seeds, temperature, top_k, top_p)
+        result = complete_images(net, palette, originals, masks, seeds, temperature, top_k, top_p,
+                                 watermark=mark)
     dt = time.perf_counter() - t0
-    save_png(completion_grid(originals, result.images, result.mask, scale=scale), out)
+    settings = dict(generator_sha256=cfg["sha256"], palette_sha256=palette.sha256,
+                    temperature=temperature, top_k=top_k, top_p=top_p,
+                    watermark=mark.describe() if mark else None)
+    if save_dir is not None:
+        for i, f in enumerate(files):
+            for j in range(samples):
+                image = result.images[i, j]
+                record = completion_record(
+                    source=f.name, source_pixels_sha256=image_sha256(originals[i]), size=size,
+                    mask_spec=mask, mask_bits=pack_mask(result.mask[i]), seed=int(seeds[i, j]),
+                    pixels_sha256=image_sha256(image), **settings)
+                atomic_write_bytes(save_dir / f"{i:04d}-{f.stem}-{j}.png",
+                                   stamped_png(image, record))
+    grid = completion_grid(originals, result.images, result.mask, scale=scale)
+    grid_record = {"format": "igpt-forensics-completion-grid-v1", "tool_version": __version__,
+                   "sources": [f.name for f in files], "mask_spec": mask, "samples": samples,
+                   "seed": seed, "scale": scale, **settings, "size": list(grid.shape[:2]),
+                   "pixels_sha256": image_sha256(grid)}
+    atomic_write_bytes(out, stamped_png(grid, grid_record))
     tokens = int(result.mask.sum()) * samples
     console.print(f"wrote {out}: {len(files)} images x {samples} completions "
                   f"({tokens:,} pixels drawn in {dt:.1f} s, {tokens / dt:,.0f} tokens/s) "
-                  f"with {cfg['path']}")
+                  f"with {cfg['path']}", soft_wrap=True)
+    if save_dir is not None:
+        console.print(f"wrote {len(files) * samples} completions to {save_dir}", soft_wrap=True)
+    if mark is not None:
+        console.print(f"watermark: key {mark.fingerprint[:12]}, gamma {mark.gamma}, delta "
+                      f"{mark.delta}", soft_wrap=True)
     report_skipped(bad)
 
 

@@ -63,3 +63,17 @@ def test_data_show_reports_bad_files_and_keeps_good(tmp_path):
                             "--size", "8", "--out", str(tmp_path / "g.png")])
     assert r.exit_code == 0, r.output
     assert "skipped 1 file" in r.output and "broken.png" in r.output
+
+
+def test_threads_option_sets_torch_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        r = runner.invoke(app, ["--threads", "1", "info"])
+        assert r.exit_code == 0, r.output
+        assert torch.get_num_threads() == 1
+        r = runner.invoke(app, ["--threads", "0", "info"])
+        assert r.exit_code != 0 and "--threads" in r.output
+    finally:
+        torch.set_num_threads(before)

@@ -1,0 +1,101 @@
+"""``verify``: is a file what its stamp says, and does it carry our keyed watermark?
+
+Needs the key (for the watermark) and the palette, never the model. The watermark scheme's
+settings (gamma, color groups, period) come from the file's stamp when it records them, else
+from the defaults; a ``gamma`` given by the caller wins over both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import stamp
+from . import watermark as wm
+from .data import load_image
+from .errors import InputError
+from .palette import Palette
+
+
+@dataclass
+class FileReport:
+    path: str
+    shape: tuple[int, int]
+    stamp: stamp.Check
+    verdict: wm.Verdict | None  # None without a key
+    scheme: dict | None
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "height": self.shape[0], "width": self.shape[1],
+                "metadata": self.stamp.to_dict(),
+                "watermark": None if self.verdict is None else self.verdict.to_dict(),
+                "scheme": self.scheme, "notes": self.notes}
+
+
+class Verifier:
+    """Checks files one by one with one key and one palette (schemes built once each)."""
+
+    def __init__(self, palette: Palette, key: bytes | None = None, gamma: float | None = None,
+                 alpha: float = wm.ALPHA):
+        self.palette, self.key, self.gamma, self.alpha = palette, key, gamma, alpha
+        self._schemes: dict[tuple, wm.WatermarkKey] = {}
+
+    def scheme(self, recorded: dict | None = None) -> wm.WatermarkKey:
+        d = {"gamma": wm.DEFAULT_GAMMA, "delta": wm.DEFAULT_DELTA,
+             "token_groups": wm.DEFAULT_TOKEN_GROUPS,
+             "context_groups": wm.DEFAULT_CONTEXT_GROUPS, "period": wm.DEFAULT_PERIOD}
+        if isinstance(recorded, dict) and recorded.get("scheme") == wm.SCHEME:
+            d.update({k: recorded[k] for k in d if k in recorded})
+        if self.gamma is not None:
+            d["gamma"] = self.gamma
+        k = tuple(d[n] for n in ("gamma", "token_groups", "context_groups", "period"))
+        if k not in self._schemes:
+            try:
+                self._schemes[k] = wm.WatermarkKey.from_description(self.key, self.palette, d)
+            except (TypeError, KeyError):
+                raise InputError(f"recorded watermark settings are not valid: {d}") from None
+        return self._schemes[k]
+
+    def file(self, path: str | Path) -> FileReport:
+        """Check one file; an unreadable image raises `InputError` (one line)."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise InputError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a folder, not an image file") from None
+        except OSError as e:
+            raise InputError(f"{path}: unreadable ({e.strerror or e})") from None
+        image = load_image(data, name=str(path))
+        text, record = stamp.read_stamp(data, str(path))
+        check = stamp.check(image, text, record, is_png=data.startswith(b"\x89PNG"))
+        notes: list[str] = []
+        recorded = (check.record or {}).get("watermark")
+        if check.record is not None:
+            pal = check.record.get("palette_sha256")
+            if isinstance(pal, str) and pal != self.palette.sha256:
+                notes.append(f"recorded palette {pal[:12]} is not the palette in use "
+                             f"{self.palette.sha256[:12]}: tokens may not match")
+        verdict, scheme = None, None
+        if self.key is not None:
+            try:
+                key = self.scheme(recorded)
+            except InputError:  # a stamp is only a claim: fall back to the defaults
+                notes.append("stamp's watermark settings are not valid; defaults used")
+                key = self.scheme(None)
+            scheme = key.describe()
+            del scheme["delta"]  # a setting of generation, not of the test
+            if isinstance(recorded, dict) and recorded.get("key_sha256") not in (
+                    None, key.fingerprint):
+                notes.append(f"stamp records watermark key {recorded['key_sha256'][:12]}, "
+                             f"not this key ({key.fingerprint[:12]})")
+            mask = None
+            if check.status in ("intact", "tampered"):
+                mask = stamp.record_mask(check.record, image.shape[:2])
+                if mask is not None and not mask.any():
+                    mask = None
+            verdict = key.verify(image, mask, self.alpha)
+        return FileReport(str(path), image.shape[:2], check, verdict, scheme, notes)
+
