@@ -9,8 +9,8 @@ The scoring model is ``--model`` (default: the bundled default generator) with i
 here with ``LikelihoodDetector.calibrated``). Fakes are drawn with ``PixelGPT.sample`` from
 the scoring model itself (white-box) and from ``--cross`` checkpoints (cross-model): full
 images and top-half completions at temperature 1 and 0.9, top-k 40 and top-p 0.9, and box
-completions at temperature 1. Real test images are patches of the held-out photos with a
-patch seed the calibration did not use, passed through the scoring model's palette
+completions at temperature 1. Real test images are patches of the test photos (never the
+val photo the calibration uses), passed through the scoring model's palette
 (quantized real vs fake: both classes are palette colors, so no detector can win on the
 container; the raw-real numbers are reported beside them). Every score: higher = more likely
 synthetic.
@@ -176,7 +176,7 @@ def evaluate(det: LikelihoodDetector, real: np.ndarray, real_raw: np.ndarray,
 def tiling_check(det: LikelihoodDetector, data: str, fakes: dict, n: int, seed: int) -> dict:
     """2S x 2S images: real patches vs 2x2 mosaics of fakes and 2x upscaled fakes."""
     S = det.image_size
-    real = load_patches(data, n, size=2 * S, seed=seed, split="heldout")
+    real = load_patches(data, n, size=2 * S, seed=seed, split="test")
     full = np.concatenate([fakes[(k, "full")][0] for k in SETTINGS])
     rng = np.random.default_rng(seed)
     quads = full[rng.integers(0, len(full), (n, 4))]
@@ -233,9 +233,9 @@ def main() -> None:
     model, palette, scorer_config = det.scoring_model()
     S = model.config.image_size
 
-    real_raw = load_patches(args.data, args.n_real, size=S, seed=args.seed, split="heldout")
+    real_raw = load_patches(args.data, args.n_real, size=S, seed=args.seed, split="test")
     real = palette.quantize(real_raw)
-    known = load_patches(args.data, args.n, size=S, seed=args.seed + 1, split="heldout")
+    known = load_patches(args.data, args.n, size=S, seed=args.seed + 1, split="test")
 
     det.score(real[:2])  # warm up: the model is loaded and checked on first use
     t0 = time.perf_counter()

@@ -125,7 +125,8 @@ def test_demo_runs_the_main_job_on_the_bundled_default(tmp_path):
     assert "likelihood" in r.output and "features" in r.output and "demo finished" in r.output
     doc = json.loads((tmp_path / "demo" / "report" / "metrics.json").read_text())
     validate(doc)
-    assert {r["detector"] for r in doc["image"]} == {"likelihood", "features"}
+    assert {r["detector"] for r in doc["image"]} == {"likelihood", "features", "rowcol",
+                                                     "laplacian", "colors"}
     assert {r["perturbation"] for r in doc["image"]} == {"none", "jpeg75"}
     page = (tmp_path / "demo" / "report" / "report.html").read_text()
     for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
