@@ -28,17 +28,9 @@ TINY_DELTA = 4.0
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
-def ckpt(request, one_thread):
-    return Path(request.getfixturevalue("tiny_checkpoint"))
+def ckpt(tiny_checkpoint):
+    return Path(tiny_checkpoint)
 
 
 @pytest.fixture(scope="module")
