@@ -15,7 +15,7 @@ from rich.table import Table
 from ..bench import Split, Study, run_benchmark
 from ..errors import InputError
 from ..perturb import parse_grid
-from .common import console, err_console, progress_bar, user_errors
+from .common import DoneBar, console, err_console, progress_bar, user_errors
 
 
 def open_bench_detector(spec: str, model: Path | None = None) -> Any:
@@ -108,13 +108,11 @@ def make_datasets(study: Study) -> None:
     """Make (or finish) every dataset the study gives a recipe for; a complete one is kept."""
     from generators.dataset import prepare_dataset
 
-    from .dataset_cmds import _Bar
-
     for name, recipe in study.generate.items():
         settings = dict(recipe)
         job = prepare_dataset(study.datasets[name], settings.pop("n"), **settings)
         with progress_bar("images") as bar:
-            job.run(_Bar(bar, f"dataset {name}"))
+            job.run(DoneBar(bar, f"dataset {name}"))
         if not job.generated_items:
             continue  # it was complete already
         rate = job.generated_items / max(job.seconds, 1e-9)

@@ -94,6 +94,20 @@ def report_skipped(lines: list[str], what: str = "file") -> None:
         err_console.print(f"  [yellow]-[/] {escape(line)}", soft_wrap=True)
 
 
+class DoneBar:
+    """Feeds ``progress(done, total)`` callbacks into a Rich bar (a resumed run starts the
+    bar at what is already done, so the rate counts only new images)."""
+
+    def __init__(self, bar, description: str):
+        self.bar, self.description, self.task = bar, description, None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.task is None:
+            self.task = self.bar.add_task(self.description, total=total, completed=done)
+        else:
+            self.bar.update(self.task, completed=done, total=total)
+
+
 # -- watermark options, shared by generate and complete -------------------------------------
 
 WatermarkKeyOpt = Annotated[Path | None, typer.Option(

@@ -14,6 +14,7 @@ from generators.dataset import prepare_dataset
 from .. import provenance as pv
 from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA, read_key
 from .common import (
+    DoneBar,
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
@@ -36,20 +37,6 @@ def _counts_table(title: str, counts: dict) -> Table:
     table.add_section()
     table.add_row("all", "", "", "", f"{counts['images']:,}", style="bold")
     return table
-
-
-class _Bar:
-    """Feeds ``progress(done, total)`` callbacks into a Rich bar (a resumed run starts the
-    bar at what is already done, so the rate counts only new images)."""
-
-    def __init__(self, bar, description: str):
-        self.bar, self.description, self.task = bar, description, None
-
-    def __call__(self, done: int, total: int) -> None:
-        if self.task is None:
-            self.task = self.bar.add_task(self.description, total=total, completed=done)
-        else:
-            self.bar.update(self.task, completed=done, total=total)
 
 
 @user_errors
@@ -104,7 +91,7 @@ def generate(
             console.print(f"watermark: key {w.fingerprint[:12]}, gamma {w.gamma}, delta "
                           f"{w.delta}", soft_wrap=True)
     with progress_bar("images") as bar:
-        info = job.run(_Bar(bar, "generate"))
+        info = job.run(DoneBar(bar, "generate"))
     if json_out:
         typer.echo(json.dumps({"dataset": str(out), "settings": info["settings"],
                                "counts": info["counts"], "generated_items": job.generated_items,
