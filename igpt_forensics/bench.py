@@ -318,7 +318,10 @@ def write_outputs(out: str | Path, doc: dict) -> tuple[Path, Path]:
 # The whole benchmark
 
 
-GENERATE_KEYS = ("model", "data", "n", "masks", "temperature", "top_k", "top_p", "seed")
+GENERATE_TYPES = {"model": (str,), "data": (str,), "n": (int,), "masks": (str,),
+                  "temperature": (int, float), "top_k": (int,), "top_p": (int, float),
+                  "seed": (int,)}
+GENERATE_KEYS = tuple(GENERATE_TYPES)
 
 
 @dataclass
@@ -382,6 +385,10 @@ class Study:
                                  f"{', '.join(GENERATE_KEYS)})")
             if not isinstance(v.get("n"), int) or isinstance(v["n"], bool):
                 raise InputError(f"{path}: dataset '{name}': a recipe needs n = ITEMS")
+            for k, want in GENERATE_TYPES.items():
+                if k in v and (not isinstance(v[k], want) or isinstance(v[k], bool)):
+                    raise InputError(f"{path}: dataset '{name}': {k} = {v[k]!r} is not a "
+                                     f"{' or '.join(t.__name__ for t in want)}")
             datasets[name] = here(v["path"])
             generate[name] = {k: v[k] for k in GENERATE_KEYS if k in v}
             if "model" in generate[name]:

@@ -108,6 +108,7 @@ def test_a_study_file_makes_its_own_datasets_then_reuses_them(tiny_checkpoint, t
     ('[datasets.a]\npath = "x"\n', "needs n = ITEMS"),
     ('[datasets.a]\npath = "x"\nn = 3\ntemprature = 2\n', "unknown keys ['temprature']"),
     ('colour = 1\n[datasets]\na = "x"\n', "unknown keys ['colour']"),
+    ('[datasets.a]\npath = "x"\nn = 3\ntemperature = "hot"\n', "temperature = 'hot' is not"),
     ('[datasets\n', "not a valid TOML"),
 ])
 def test_bad_study_files_are_one_line_errors(tmp_path, body, message):
