@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from igpt_forensics.errors import InputError
-from igpt_forensics.files import atomic_write_bytes, atomic_write_text
+from igpt_forensics.files import atomic_write_bytes, atomic_write_text, read_json
 from igpt_forensics.metrics import calibrate_threshold  # noqa: F401  (part of this interface)
 
 FORMAT = "igpt-forensics-detector-v1"
@@ -277,12 +277,8 @@ def load_detector(path: str | Path, **overrides) -> Detector:
     meta_path = path / META_FILE
     if not path.is_dir():
         raise InputError(f"{path}: not a saved detector folder (expected {META_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{meta_path}: missing (not a saved detector folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{meta_path}: unreadable detector file ({e})") from None
+    meta = read_json(meta_path, f"{meta_path}: missing (not a saved detector folder?)",
+                     f"{meta_path}: unreadable detector file")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise InputError(f"{meta_path}: not a {FORMAT} file")
     cls = detector_class(str(meta.get("kind")))

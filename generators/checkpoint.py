@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save
 
 from igpt_forensics.assets import ASSETS
 from igpt_forensics.errors import InputError
-from igpt_forensics.files import atomic_write_bytes, atomic_write_text, sha256_file
+from igpt_forensics.files import atomic_write_bytes, atomic_write_text, read_json, sha256_file
 from igpt_forensics.palette import Palette
 
 from .model import GPTConfig, PixelGPT
@@ -51,12 +51,8 @@ def read_config(path: str | Path) -> dict:
     cfg_path = path / CONFIG
     if not path.is_dir():
         raise InputError(f"{path}: not a checkpoint folder (expected {CONFIG} and {WEIGHTS})")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{cfg_path}: missing (not a checkpoint folder?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{cfg_path}: unreadable checkpoint config ({e})") from None
+    config = read_json(cfg_path, f"{cfg_path}: missing (not a checkpoint folder?)",
+                       f"{cfg_path}: unreadable checkpoint config")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise InputError(f"{cfg_path}: not a {FORMAT} checkpoint config")
     return config

@@ -1,11 +1,16 @@
-"""Atomic writes and file hashes: a killed run never leaves a half-written file."""
+"""Atomic writes, file hashes and checked JSON reads: a killed run never leaves a half-written
+file, and a bad file the user names is one clear line."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
+from .errors import InputError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -38,3 +43,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def read_json(path: str | Path, missing: str, unreadable: str) -> Any:
+    """The JSON in ``path``, or one clear line: ``missing`` when there is no such file,
+    ``unreadable`` (followed by the reason) when it cannot be read or parsed."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(missing) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputError(f"{unreadable} ({e})") from None

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .files import atomic_write_text
+from .files import atomic_write_text, read_json
 
 MIN_COLORS, MAX_COLORS = 2, 512
 # Pixels per chunk when encoding: a (chunk, K) float32 distance block stays under ~32 MB.
@@ -144,12 +144,7 @@ class Palette:
     @classmethod
     def load(cls, path: str | Path) -> Palette:
         path = Path(path)
-        try:
-            d = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise InputError(f"{path}: not a palette JSON file ({e})") from None
+        d = read_json(path, f"{path}: no such file", f"{path}: not a palette JSON file")
         return cls.from_dict(d, name=str(path))
 
     def __repr__(self) -> str:

@@ -38,7 +38,7 @@ from . import __version__
 from .data import BUILTIN_PHOTOS, BUILTIN_SPLITS, derive_seed
 from .data import photo_split as data_photo_split
 from .errors import InputError
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text, read_json
 
 FORMAT = "igpt-forensics-dataset-v1"
 MANIFEST, INFO, IMAGES = "manifest.jsonl", "dataset.json", "images"
@@ -301,12 +301,7 @@ def read_info(folder: str | Path) -> dict:
     path = Path(folder) / INFO
     if not Path(folder).is_dir():
         raise InputError(f"{folder}: no such dataset folder")
-    try:
-        info = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InputError(f"{folder}: not a dataset ({INFO} missing)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: unreadable ({e})") from None
+    info = read_json(path, f"{folder}: not a dataset ({INFO} missing)", f"{path}: unreadable")
     if not isinstance(info, dict) or info.get("format") != FORMAT:
         raise InputError(f"{path}: not a {FORMAT} dataset description")
     return info
