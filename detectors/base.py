@@ -278,9 +278,7 @@ def load_detector(path: str | Path, **overrides) -> Detector:
     if not path.is_dir():
         raise InputError(f"{path}: not a saved detector folder (expected {META_FILE})")
     meta = read_json(meta_path, f"{meta_path}: missing (not a saved detector folder?)",
-                     f"{meta_path}: unreadable detector file")
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise InputError(f"{meta_path}: not a {FORMAT} file")
+                     f"{meta_path}: unreadable detector file", FORMAT)
     cls = detector_class(str(meta.get("kind")))
     params = dict(meta.get("params") or {})
     unknown = sorted(set(params) - set(cls._param_names()))

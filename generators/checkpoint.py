@@ -52,9 +52,7 @@ def read_config(path: str | Path) -> dict:
     if not path.is_dir():
         raise InputError(f"{path}: not a checkpoint folder (expected {CONFIG} and {WEIGHTS})")
     config = read_json(cfg_path, f"{cfg_path}: missing (not a checkpoint folder?)",
-                       f"{cfg_path}: unreadable checkpoint config")
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise InputError(f"{cfg_path}: not a {FORMAT} checkpoint config")
+                       f"{cfg_path}: unreadable checkpoint config", FORMAT)
     return config
 
 

@@ -45,12 +45,16 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         raise
 
 
-def read_json(path: str | Path, missing: str, unreadable: str) -> Any:
+def read_json(path: str | Path, missing: str, unreadable: str, fmt: str | None = None) -> Any:
     """The JSON in ``path``, or one clear line: ``missing`` when there is no such file,
-    ``unreadable`` (followed by the reason) when it cannot be read or parsed."""
+    ``unreadable`` (followed by the reason) when it cannot be read or parsed, and, with
+    ``fmt``, when it is not a JSON object whose "format" is ``fmt``."""
     try:
-        return json.loads(Path(path).read_text())
+        doc = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise InputError(missing) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputError(f"{unreadable} ({e})") from None
+    if fmt is not None and (not isinstance(doc, dict) or doc.get("format") != fmt):
+        raise InputError(f"{path}: not a {fmt} file")
+    return doc

@@ -301,9 +301,8 @@ def read_info(folder: str | Path) -> dict:
     path = Path(folder) / INFO
     if not Path(folder).is_dir():
         raise InputError(f"{folder}: no such dataset folder")
-    info = read_json(path, f"{folder}: not a dataset ({INFO} missing)", f"{path}: unreadable")
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        raise InputError(f"{path}: not a {FORMAT} dataset description")
+    info = read_json(path, f"{folder}: not a dataset ({INFO} missing)", f"{path}: unreadable",
+                     FORMAT)
     return info
 
 

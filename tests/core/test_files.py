@@ -37,3 +37,14 @@ def test_each_loader_turns_a_corrupt_json_file_into_one_line(tmp_path, name, loa
     with pytest.raises(InputError, match=message) as info:
         load(tmp_path)
     assert "\n" not in str(info.value) and name in str(info.value)
+
+
+def test_read_json_checks_the_format_when_asked(tmp_path):
+    doc = tmp_path / "doc.json"
+    doc.write_text('{"format": "thing-v1", "x": 1}')
+    assert read_json(doc, "missing", "bad", "thing-v1")["x"] == 1
+    with pytest.raises(InputError, match="not a thing-v2 file"):
+        read_json(doc, "missing", "bad", "thing-v2")
+    doc.write_text("[1, 2]")
+    with pytest.raises(InputError, match="not a thing-v1 file"):
+        read_json(doc, "missing", "bad", "thing-v1")
