@@ -17,6 +17,7 @@ value of 0.99 means "stranger than 99% of real pixels" in the synthetic directio
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -66,9 +67,9 @@ class BaselineDetector(Detector):
         self.target_fpr = target_fpr
         self.map_fpr = map_fpr
 
+    @abstractmethod
     def pixel_values(self, image: np.ndarray) -> np.ndarray:
         """(H, W) float: the statistic around each pixel (before the direction)."""
-        raise NotImplementedError
 
     def image_value(self, image: np.ndarray) -> float:
         return float(self.pixel_values(image).mean())
