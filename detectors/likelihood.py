@@ -260,36 +260,34 @@ class QuadraticLogistic:
     features: list[str]
     mean: np.ndarray  # standardize the features
     scale: np.ndarray
-    mean2: np.ndarray  # then standardize the quadratic expansion
-    scale2: np.ndarray
-    coef: np.ndarray
-    intercept: float
+    linear: LinearModel  # then a standardized logistic regression on their quadratic expansion
+
+    @staticmethod
+    def expanded_names(features: Sequence[str]) -> list[str]:
+        i, j = np.triu_indices(len(features))
+        return list(features) + [f"{features[a]}*{features[b]}" for a, b in zip(i, j)]
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, features: Sequence[str], C: float,
             seed: int) -> QuadraticLogistic:
-        from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
 
         s1 = StandardScaler().fit(x)
-        q = quadratic(s1.transform(x))
-        s2 = StandardScaler().fit(q)
-        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, random_state=seed)
-        lr.fit(s2.transform(q), y)
-        return cls(list(features), s1.mean_, s1.scale_, s2.mean_, s2.scale_,
-                   lr.coef_[0].astype(np.float64), float(lr.intercept_[0]))
+        linear = LinearModel.fit(quadratic(s1.transform(x)), y, cls.expanded_names(features),
+                                 C, seed)
+        return cls(list(features), s1.mean_, s1.scale_, linear)
 
     def decision(self, x: np.ndarray) -> np.ndarray:
         """Log-odds of "synthetic" for rows of features (any leading shape)."""
         lead = x.shape[:-1]
         q = quadratic((x.reshape(-1, x.shape[-1]) - self.mean) / self.scale)
-        return (((q - self.mean2) / self.scale2) @ self.coef + self.intercept).reshape(lead)
+        return self.linear.decision(q).reshape(lead)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"features": self.features, "intercept": self.intercept}
-        out.update({k: getattr(self, k).tolist()
-                    for k in ("mean", "scale", "mean2", "scale2", "coef")})
-        return out
+        return {"features": self.features, "intercept": self.linear.intercept,
+                "mean": self.mean.tolist(), "scale": self.scale.tolist(),
+                "mean2": self.linear.mean.tolist(), "scale2": self.linear.scale.tolist(),
+                "coef": self.linear.coef.tolist()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], expect: Sequence[str]) -> QuadraticLogistic:
@@ -300,10 +298,12 @@ class QuadraticLogistic:
         arrays = {k: np.asarray(d[k], dtype=np.float64)
                   for k in ("mean", "scale", "mean2", "scale2", "coef")}
         for k, a in arrays.items():
-            if a.shape != ((n,) if k in ("mean", "scale") else (n2,)):
-                raise InputError(f"saved model: '{k}' has shape {a.shape}, expected "
-                                 f"{(n,) if k in ('mean', 'scale') else (n2,)}")
-        return cls(list(d["features"]), intercept=float(d["intercept"]), **arrays)
+            want = (n,) if k in ("mean", "scale") else (n2,)
+            if a.shape != want:
+                raise InputError(f"saved model: '{k}' has shape {a.shape}, expected {want}")
+        linear = LinearModel(cls.expanded_names(expect), arrays["mean2"], arrays["scale2"],
+                             arrays["coef"], float(d["intercept"]))
+        return cls(list(d["features"]), arrays["mean"], arrays["scale"], linear)
 
 
 # -- layout of an image as tiles --------------------------------------------------------------
