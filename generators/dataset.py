@@ -352,8 +352,7 @@ def prepare_dataset(
 
     source = ImageSource(data)
     photos = PatchSampler(source, size, seed)
-    builtin = source.spec == "builtin"
-    photo_list = [{"id": pid, "split": pv.photo_split(pid, builtin), "sha256": photos.sha256[pid],
+    photo_list = [{"id": pid, "split": source.split_of(pid), "sha256": photos.sha256[pid],
                    "height": photos.shapes[pid][0], "width": photos.shapes[pid][1]}
                   for pid in photos.good]
     generator = {"sha256": config["sha256"], "preset": _preset_name(gen, config),

@@ -25,7 +25,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from safetensors.torch import load_file, save
 
-from igpt_forensics.data import ImageSource, sample_patches
+from igpt_forensics.data import ImageSource, PatchSampler
 from igpt_forensics.device import pick_device
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import atomic_write_bytes, atomic_write_text
@@ -35,11 +35,12 @@ from .checkpoint import save_checkpoint
 from .model import PixelGPT, create_model
 
 LN2 = math.log(2.0)
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
 class TrainConfig:
-    data: str = "builtin"
+    data: str | list[str] = "builtin"  # one data spec or several (their photos together)
     size: int = 32
     colors: int = 512
     preset: str = "small"
@@ -58,6 +59,7 @@ class TrainConfig:
     seed: int = 0
     palette: str | None = None  # a palette JSON to use instead of fitting one
     device: str = "auto"
+    precision: str = "fp32"  # fp32, or bf16: autocast matmuls (2.2x faster on a bf16 CPU)
     overrides: dict = field(default_factory=dict)  # GPTConfig fields over the preset
 
     def check(self) -> None:
@@ -69,6 +71,9 @@ class TrainConfig:
             raise InputError(f"--size must be >= 2, got {self.size}")
         if not 0 < self.lr < 1:
             raise InputError(f"--lr must be in (0, 1), got {self.lr}")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, "
+                             f"got {self.precision!r}")
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -170,17 +175,24 @@ def _dist() -> tuple[int, int]:
 
 
 def prepare_data(cfg: TrainConfig, report: Callable[[str], None] = lambda s: None,
-                 ) -> tuple[Palette, np.ndarray, np.ndarray, list[str]]:
-    """Training and held-out tokens from the data source; the palette fitted on training."""
+                 ) -> tuple[Palette, np.ndarray, np.ndarray, list[str], list[dict]]:
+    """Training and held-out tokens from the data source; the palette fitted on training.
+
+    Also returns the bad files skipped and the photos used (id, split, file, sha256), which
+    the checkpoint records.
+    """
     source = ImageSource(cfg.data)
-    train, _ = sample_patches(source, cfg.train_patches, cfg.size, cfg.seed, split="train")
-    held, _ = sample_patches(source, cfg.eval_patches, cfg.size, cfg.seed + 1, split="heldout")
+    train_photos = PatchSampler(source, cfg.size, cfg.seed, split="train")
+    held_photos = PatchSampler(source, cfg.size, cfg.seed + 1, split="heldout")
+    train, _ = train_photos.patches(range(cfg.train_patches))
+    held, _ = held_photos.patches(range(cfg.eval_patches))
     if cfg.palette:
         palette = Palette.load(cfg.palette)
     else:
         report(f"fitting a {cfg.colors}-color palette")
         palette = Palette.fit(train, cfg.colors, seed=cfg.seed)
-    return palette, palette.encode(train), palette.encode(held), source.report.bad
+    photos = source.describe(train_photos.good + held_photos.good)
+    return palette, palette.encode(train), palette.encode(held), source.report.bad, photos
 
 
 def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
@@ -219,7 +231,7 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
     palette_path = out / "palette.json"
     # A resumed run reuses the palette it fitted, so its tokens are exactly the same.
     data_cfg = replace(cfg, palette=str(palette_path)) if resume else cfg
-    palette, train_tok, held_tok, bad = prepare_data(data_cfg, report)
+    palette, train_tok, held_tok, bad, photos = prepare_data(data_cfg, report)
     if rank == 0 and not resume:
         palette.save(palette_path)
         atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg)))
@@ -254,7 +266,9 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout, if any, replays on resume
-        loss = train_model.loss(tokens) if world == 1 else _ddp_loss(train_model, tokens)
+        # bf16 autocast: matmuls in bfloat16, weights, optimizer and loss stay float32.
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            loss = train_model.loss(tokens) if world == 1 else _ddp_loss(train_model, tokens)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -271,7 +285,7 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
                 on_step(step, loss.item() / LN2, bpd)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save_state(out, step, model, opt, history)
-                _write_model(out, model, palette, cfg, step, last_bpd, unigram)
+                _write_model(out, model, palette, cfg, step, last_bpd, unigram, photos)
         if stop_after is not None and done_here >= stop_after:
             break
     if world > 1:
@@ -290,8 +304,8 @@ def _ddp_loss(ddp_model, tokens: torch.Tensor) -> torch.Tensor:
 
 
 def _write_model(out: Path, model: PixelGPT, palette: Palette, cfg: TrainConfig, step: int,
-                 bpd: float | None, unigram: float) -> None:
+                 bpd: float | None, unigram: float, photos: list[dict]) -> None:
     meta = {"trained_by": "igpt-forensics train-generator", "preset": cfg.preset,
             "step": step, "heldout_bits_per_dim": bpd, "unigram_bits_per_dim": unigram,
-            "train": asdict(cfg)}
+            "train": asdict(cfg), "photos": photos}
     save_checkpoint(model, palette, out, meta)

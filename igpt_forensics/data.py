@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 import struct
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,41 +227,178 @@ def fit_square(image: np.ndarray, size: int) -> np.ndarray:
 
 
 class ImageSource:
-    """Photos named by a data spec. ``ids`` are stable photo ids; ``load(id)`` decodes one.
+    """Photos named by one data spec or several. ``ids`` are stable photo ids; ``load(id)``
+    decodes one.
 
-    Folders are listed lazily (no photo is decoded until asked for); bad files are found
-    when loaded, reported in ``report`` and skipped.
+    A spec is ``builtin``, a folder, an ``.npz`` file, one image file, or a photo list
+    (``.txt``: one path per line; ``.tsv``: a header with a ``path`` column and optionally
+    ``sha256`` and ``split``). Several specs make one source: each keeps its own splits and
+    its ids are prefixed with ``SPEC:``. Folders are listed lazily (no photo is decoded until
+    asked for); bad files are found when loaded, reported in ``report`` and skipped.
     """
 
-    def __init__(self, spec: str | Path):
-        self.spec = str(spec)
+    def __init__(self, spec: str | Path | Sequence[str | Path]):
+        specs = [str(s) for s in ([spec] if isinstance(spec, (str, Path)) else spec)]
+        if not specs:
+            raise InputError("no data source given (a --data spec is 'builtin', a folder, "
+                             "an .npz file or a photo list)")
+        if len(set(specs)) != len(specs):
+            raise InputError(f"--data names the same source twice: {specs}")
+        self.specs = specs
+        self.spec = specs[0] if len(specs) == 1 else " + ".join(specs)
         self.report = LoadReport()
         self._loaders: dict[str, Callable[[], np.ndarray]] = {}
-        if self.spec == "builtin":
+        self._split: dict[str, str] = {}
+        self._files: dict[str, str] = {}  # id -> file it is read from, as named in the spec
+        self._sha256: dict[str, str] = {}  # id -> sha256 of the file's bytes, once read
+        for one in specs:
+            prefix = f"{one}:" if len(specs) > 1 else ""
+            part = _SingleSource(one, prefix, self._sha256)
+            for pid in part.loaders:
+                self._loaders[prefix + pid] = part.loaders[pid]
+                self._split[prefix + pid] = part.split[pid]
+                if pid in part.files:
+                    self._files[prefix + pid] = part.files[pid]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._loaders)
+
+    def photo_ids(self, split: str = "all") -> list[str]:
+        if split not in SPLITS:
+            raise InputError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
+        if split == "all":
+            return self.ids
+        want = ("val", "test") if split == "heldout" else (split,)
+        return [pid for pid in self._loaders if self._split[pid] in want]
+
+    def split_of(self, photo_id: str) -> str:
+        """train, val or test: the one place a photo's split is decided."""
+        return self._split[photo_id]
+
+    def load(self, photo_id: str) -> np.ndarray:
+        return self._loaders[photo_id]()
+
+    def photos(self, split: str = "all") -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(id, image)`` for every readable photo of the split; bad ones reported."""
+        for pid in self.photo_ids(split):
+            try:
+                yield pid, self.load(pid)
+            except InputError as e:
+                self.report.add(str(e))
+
+    def describe(self, photo_ids: Iterable[str]) -> list[dict]:
+        """What a checkpoint records of the photos it saw: id, split, file and the sha256 of
+        the file's bytes (of the decoded pixels for arrays, which have no file)."""
+        rows = []
+        for pid in photo_ids:
+            row = {"id": pid, "split": self._split[pid]}
+            if pid in self._files:
+                row["file"] = self._files[pid]
+            if pid not in self._sha256:
+                self._sha256[pid] = image_sha256(self.load(pid))
+            row["sha256"] = self._sha256[pid]
+            rows.append(row)
+        return rows
+
+
+class _SingleSource:
+    """The photos of one data spec: ``loaders``, ``split`` and ``files``, keyed by id.
+    Reading a file records its sha256 in ``sha256`` under ``prefix + id``."""
+
+    def __init__(self, spec: str, prefix: str, sha256: dict[str, str]):
+        self.spec, self.prefix, self.sha256 = spec, prefix, sha256
+        self.loaders: dict[str, Callable[[], np.ndarray]] = {}
+        self.split: dict[str, str] = {}
+        self.files: dict[str, str] = {}
+        if spec == "builtin":
             for pid, (module, rel) in BUILTIN_PHOTOS.items():
-                path = _pkg_file(module, rel)
-                self._loaders[pid] = (lambda p=path, i=pid: load_image(p, name=f"builtin:{i}"))
-            self._split = {pid: BUILTIN_SPLITS.get(pid, "train") for pid in self._loaders}
+                self._add_file(pid, _pkg_file(module, rel), f"builtin:{pid}",
+                               f"{module}/{rel}", BUILTIN_SPLITS.get(pid, "train"))
             return
-        path = Path(self.spec)
+        path = Path(spec)
         if not path.exists():
-            raise InputError(f"{self.spec}: no such file or folder (a --data spec is "
-                             "'builtin', a folder of images or an .npz file)")
+            raise InputError(f"{spec}: no such file or folder (a --data spec is 'builtin', a "
+                             "folder of images, an .npz file or a photo list .txt/.tsv)")
         if path.is_dir():
             files, _ = find_images([path])
             for f in files:
                 pid = f.relative_to(path).as_posix()
-                self._loaders[pid] = (lambda f=f: load_image(f))
+                top = pid.split("/", 1)[0]
+                # train/ val/ test/ subfolders assign their photos explicitly
+                split = top if "/" in pid and top in ("train", "val", "test") else None
+                self._add_file(pid, f, str(f), pid, split)
         elif path.suffix.lower() == ".npz":
             self._load_npz(path)
+        elif path.suffix.lower() in (".txt", ".tsv"):
+            self._load_list(path)
         elif path.suffix.lower() in IMAGE_EXTENSIONS:
-            self._loaders[path.name] = (lambda: load_image(path))
+            self._add_file(path.name, path, str(path), path.name, None)
         else:
-            raise InputError(f"{self.spec}: not a data source (expected 'builtin', a folder "
-                             "or an .npz file)")
-        if not self._loaders:
-            raise InputError(f"{self.spec}: no images found")
-        self._split = {pid: photo_split(pid) for pid in self._loaders}
+            raise InputError(f"{spec}: not a data source (expected 'builtin', a folder, an "
+                             ".npz file, an image or a photo list .txt/.tsv)")
+        if not self.loaders:
+            raise InputError(f"{spec}: no images found")
+
+    def _add_file(self, pid: str, path: Path, name: str, rel: str, split: str | None,
+                  sha256: str | None = None) -> None:
+        def load() -> np.ndarray:
+            try:
+                data = path.read_bytes()
+            except FileNotFoundError:
+                raise InputError(f"{name}: no such file") from None
+            except OSError as e:
+                raise InputError(f"{name}: unreadable ({e.strerror or e})") from None
+            digest = hashlib.sha256(data).hexdigest()
+            if sha256 is not None and digest != sha256:
+                raise InputError(f"{name}: sha256 {digest[:12]}... differs from the list's "
+                                 f"{sha256[:12]}... (a different file)")
+            self.sha256[self.prefix + pid] = digest
+            return load_image(data, name=name)
+
+        self.loaders[pid] = load
+        self.split[pid] = split or photo_split(pid)
+        self.files[pid] = rel
+
+    def _load_list(self, path: Path) -> None:
+        """A photo list: paths relative to its folder, or to a ``# root: DIR`` line; every
+        path must stay inside that root (no absolute paths, no ``..``)."""
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as e:
+            raise InputError(f"{path}: unreadable photo list ({e})") from None
+        root = path.parent
+        header = ["path"]
+        tsv = path.suffix.lower() == ".tsv"
+        rows = []
+        for n, line in enumerate(lines, 1):
+            if line.startswith("#"):
+                key, _, value = line[1:].partition(":")
+                if key.strip() == "root":
+                    root = (path.parent / value.strip()).resolve()
+                continue
+            if not line.strip():
+                continue
+            cells = line.split("\t") if tsv else [line.strip()]
+            if tsv and header == ["path"] and not rows and cells[0] == "path":
+                header = cells
+                continue
+            if len(cells) != len(header):
+                raise InputError(f"{path}:{n}: {len(cells)} columns, header has {len(header)}")
+            rows.append((n, dict(zip(header, cells))))
+        for n, row in rows:
+            rel = row["path"]
+            where = f"{path}:{n}"
+            target = _inside(root, rel, where)
+            split = row.get("split") or None
+            if split is not None and split not in ("train", "val", "test"):
+                raise InputError(f"{where}: split must be train, val or test, got {split!r}")
+            sha = row.get("sha256") or None
+            if sha is not None and not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise InputError(f"{where}: sha256 must be 64 lowercase hex digits")
+            if rel in self.loaders:
+                raise InputError(f"{where}: {rel} is listed twice")
+            self._add_file(rel, target, str(target), rel, split, sha)
 
     def _load_npz(self, path: Path) -> None:
         try:
@@ -275,36 +413,33 @@ class ImageSource:
             if a.ndim == 2:
                 a = np.repeat(a[..., None], 3, axis=-1)
             if a.ndim == 3 and a.shape[-1] == 3:
-                self._loaders[f"{path.name}:{key}"] = (lambda a=a: a)
+                self._add_array(f"{path.name}:{key}", a)
             elif a.ndim == 4 and a.shape[-1] == 3:
                 for i in range(a.shape[0]):
-                    self._loaders[f"{path.name}:{key}[{i}]"] = (lambda a=a, i=i: a[i])
+                    self._add_array(f"{path.name}:{key}[{i}]", a[i])
             else:
                 raise InputError(f"{path}: array '{key}' has shape {a.shape}, expected "
                                  "HxW, HxWx3 or NxHxWx3")
 
-    @property
-    def ids(self) -> list[str]:
-        return list(self._loaders)
+    def _add_array(self, pid: str, a: np.ndarray) -> None:
+        def load() -> np.ndarray:
+            if a.shape[0] == 0 or a.shape[1] == 0:  # one bad array is skipped, not the file
+                raise InputError(f"{self.spec}: array {pid} has no pixels ({a.shape})")
+            return a
 
-    def photo_ids(self, split: str = "all") -> list[str]:
-        if split not in SPLITS:
-            raise InputError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
-        if split == "all":
-            return self.ids
-        want = ("val", "test") if split == "heldout" else (split,)
-        return [pid for pid in self._loaders if self._split[pid] in want]
+        self.loaders[pid] = load
+        self.split[pid] = photo_split(pid)
 
-    def load(self, photo_id: str) -> np.ndarray:
-        return self._loaders[photo_id]()
 
-    def photos(self, split: str = "all") -> Iterator[tuple[str, np.ndarray]]:
-        """Yield ``(id, image)`` for every readable photo of the split; bad ones reported."""
-        for pid in self.photo_ids(split):
-            try:
-                yield pid, self.load(pid)
-            except InputError as e:
-                self.report.add(str(e))
+def _inside(root: Path, rel: str, where: str) -> Path:
+    """``root / rel``, refused unless ``rel`` is relative and stays inside ``root``."""
+    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or "\\" in rel:
+        raise InputError(f"{where}: path {rel!r} must be relative to the list's root, "
+                         "without '..'")
+    target = (root / rel).resolve()
+    if not target.is_relative_to(root.resolve()):
+        raise InputError(f"{where}: path {rel!r} leaves the list's root {root}")
+    return target
 
 
 # ----------------------------------------------------------------------------------------
@@ -345,6 +480,7 @@ def cut(image: np.ndarray, crop: Crop, size: int) -> np.ndarray:
 class PatchSampler:
     """The readable photos of a split, decoded once, and the patch of any item id.
 
+    ``ids`` (optional) names the photos instead of ``split``.
     Patch ``i`` is a random square crop (`plan_crop`) of a random photo, both drawn from
     ``(seed, i)`` alone, so ``patches(items)`` cuts any subset (a batch, a shard, a resume)
     without touching the other items. Photos are kept while they fit in ``CACHE_BYTES``; the
@@ -352,7 +488,8 @@ class PatchSampler:
     never by the number of patches. Bad photos are reported in ``source.report`` and skipped.
     """
 
-    def __init__(self, source: ImageSource, size: int = 32, seed: int = 0, split: str = "all"):
+    def __init__(self, source: ImageSource, size: int = 32, seed: int = 0, split: str = "all",
+                 ids: Sequence[str] | None = None):
         if size < 2:
             raise InputError(f"patch size must be at least 2, got {size}")
         self.source, self.size, self.seed = source, size, seed
@@ -360,7 +497,7 @@ class PatchSampler:
         self.sha256: dict[str, str] = {}
         self._cache: dict[str, np.ndarray] = {}
         cached = 0
-        for pid in source.photo_ids(split):
+        for pid in (source.photo_ids(split) if ids is None else ids):
             try:
                 image = source.load(pid)
             except InputError as e:

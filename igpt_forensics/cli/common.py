@@ -23,6 +23,18 @@ from rich.text import Text
 
 from ..errors import InputError
 
+DataOpt = Annotated[list[str] | None, typer.Option(
+    "--data", help="Real photos: 'builtin', a folder, an .npz or a photo list (.txt/.tsv); "
+    "repeat to join several. Default: builtin.")]
+
+
+def data_spec(values: list[str] | None) -> str | list[str]:
+    """The ``--data`` values as the library takes them: one spec, or a list of several."""
+    if not values:
+        return "builtin"
+    return values[0] if len(values) == 1 else list(values)
+
+
 console = Console()
 err_console = Console(stderr=True)
 DEBUG = {"on": False}  # set by the global --debug option

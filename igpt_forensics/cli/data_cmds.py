@@ -9,7 +9,7 @@ import typer
 
 from ..data import ImageSource, sample_patches
 from ..viz import image_grid, save_png
-from .common import console, report_skipped, user_errors
+from .common import DataOpt, console, data_spec, report_skipped, user_errors
 
 app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 
@@ -17,7 +17,7 @@ app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 @app.command("show")
 @user_errors
 def show(
-    data: Annotated[str, typer.Option(help="'builtin', a folder of images, or an .npz.")] = "builtin",
+    data: DataOpt = None,
     size: Annotated[int, typer.Option(help="Patch size.")] = 32,
     n: Annotated[int, typer.Option("--n", help="Number of patches.")] = 64,
     split: Annotated[str, typer.Option(help="train, heldout or all.")] = "train",
@@ -26,7 +26,7 @@ def show(
     out: Annotated[Path, typer.Option(help="Grid PNG to write.")] = Path("patches.png"),
 ) -> None:
     """Write a grid of random patches (and list the photos of each split)."""
-    source = ImageSource(data)
+    source = ImageSource(data_spec(data))
     patches, crops = sample_patches(source, n, size, seed, split=split)
     save_png(image_grid(patches, scale=scale), out)
     photos = sorted({c.photo_id for c in crops})

@@ -14,11 +14,13 @@ from generators.dataset import prepare_dataset
 from .. import provenance as pv
 from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA, read_key
 from .common import (
+    DataOpt,
     DoneBar,
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
     console,
+    data_spec,
     progress_bar,
     report_skipped,
     user_errors,
@@ -44,8 +46,7 @@ def generate(
     out: Annotated[Path, typer.Option("--out", help="Dataset folder (new, or one to resume).")],
     n: Annotated[int, typer.Option("--n", help="Items: each is one source patch written as "
                                    "real, quantized real and fake (3 images).")] = 1000,
-    data: Annotated[str, typer.Option(help="'builtin', a folder of images, or an .npz.")
-                    ] = "builtin",
+    data: DataOpt = None,
     model: Annotated[Path | None, typer.Option(
         help="Generator checkpoint folder. Default: the bundled generator.")] = None,
     masks: Annotated[str, typer.Option(help="Mask kinds, cycled over items: top-half, box, "
@@ -75,7 +76,7 @@ def generate(
     command again after a crash continues where it stopped.
     """
     key = read_key(watermark_key_file) if watermark_key_file is not None else None
-    job = prepare_dataset(out, n, model=model, data=data, masks=masks, size=size,
+    job = prepare_dataset(out, n, model=model, data=data_spec(data), masks=masks, size=size,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                           batch_size=batch_size, shard=shard, device=device,
                           watermark_key=key, watermark_gamma=watermark_gamma,

@@ -28,10 +28,12 @@ from ..stamp import completion_record, pack_mask, stamped_png
 from ..viz import completion_grid
 from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA
 from .common import (
+    DataOpt,
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
     console,
+    data_spec,
     err_console,
     fail,
     progress_bar,
@@ -45,34 +47,49 @@ ModelOpt = Annotated[Path | None, typer.Option(
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")]
 
 
+_TRAIN = TrainConfig()  # the options' defaults are the dataclass's, declared once
+
+
 @user_errors
 def train_generator_cmd(
     out: Annotated[Path, typer.Option(help="Run folder; also the checkpoint.")] = Path(
         "runs/gen"),
-    data: Annotated[str, typer.Option(help="'builtin', a folder or an .npz.")] = "builtin",
-    size: Annotated[int, typer.Option(help="Image side in pixels.")] = 32,
-    colors: Annotated[int, typer.Option(help="Palette size (k-means).")] = 512,
+    data: DataOpt = None,
+    size: Annotated[int, typer.Option(help="Image side in pixels.")] = _TRAIN.size,
+    colors: Annotated[int, typer.Option(help="Palette size (k-means).")] = _TRAIN.colors,
     preset: Annotated[str, typer.Option(help=f"Model shape: {', '.join(list_presets())}.")
-                      ] = "small",
-    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 2000,
-    batch_size: Annotated[int, typer.Option(help="Images per step (all processes).")] = 16,
-    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 2e-3,
-    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = 100,
-    train_patches: Annotated[int, typer.Option(help="Training patch pool.")] = 20000,
-    eval_patches: Annotated[int, typer.Option(help="Held-out patches for bits/dim.")] = 256,
-    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 100,
-    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")] = 100,
+                      ] = _TRAIN.preset,
+    steps: Annotated[int, typer.Option(help="Optimizer steps.")] = _TRAIN.steps,
+    batch_size: Annotated[int, typer.Option(help="Images per step (all processes).")
+                          ] = _TRAIN.batch_size,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = _TRAIN.lr,
+    min_lr: Annotated[float, typer.Option(help="Learning rate at the last step.")
+                      ] = _TRAIN.min_lr,
+    warmup: Annotated[int, typer.Option(help="Warm-up steps.")] = _TRAIN.warmup,
+    train_patches: Annotated[int, typer.Option(help="Training patch pool.")
+                             ] = _TRAIN.train_patches,
+    eval_patches: Annotated[int, typer.Option(help="Held-out patches for bits/dim.")
+                            ] = _TRAIN.eval_patches,
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")
+                          ] = _TRAIN.eval_every,
+    checkpoint_every: Annotated[int, typer.Option(help="Steps between checkpoints.")
+                                ] = _TRAIN.checkpoint_every,
     palette: Annotated[Path | None, typer.Option(help="Use this palette JSON.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of data, init and batches.")] = 0,
-    device: DeviceOpt = "auto",
+    seed: Annotated[int, typer.Option(help="Seed of data, init and batches.")] = _TRAIN.seed,
+    precision: Annotated[str, typer.Option(
+        help="fp32, or bf16 (autocast: about 2x faster on CPUs with bf16 support).")
+                         ] = _TRAIN.precision,
+    device: DeviceOpt = _TRAIN.device,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly.")] = False,
 ) -> None:
     """Train a pixel-GPT on real photos; held-out bits/dim on held-out photos."""
-    cfg = TrainConfig(data=data, size=size, colors=colors, preset=preset, steps=steps,
-                      batch_size=batch_size, lr=lr, warmup=min(warmup, steps),
-                      train_patches=train_patches, eval_patches=eval_patches,
-                      eval_every=eval_every, checkpoint_every=checkpoint_every,
-                      palette=str(palette) if palette else None, seed=seed, device=device)
+    cfg = TrainConfig(data=data_spec(data), size=size, colors=colors, preset=preset,
+                      steps=steps, batch_size=batch_size, lr=lr, min_lr=min_lr,
+                      warmup=min(warmup, steps), train_patches=train_patches,
+                      eval_patches=eval_patches, eval_every=eval_every,
+                      checkpoint_every=checkpoint_every,
+                      palette=str(palette) if palette else None, seed=seed,
+                      precision=precision, device=device)
     with progress_bar("steps", fields=("loss", "bpd")) as bar:
         task = bar.add_task("training", total=steps, loss="", bpd="")
 

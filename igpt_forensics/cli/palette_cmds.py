@@ -11,17 +11,14 @@ from rich.table import Table
 
 from ..data import ImageSource, sample_patches
 from ..palette import Palette
-from .common import console, report_skipped, user_errors
+from .common import DataOpt, console, data_spec, report_skipped, user_errors
 
 app = typer.Typer(help="Fit and inspect color palettes.", no_args_is_help=True)
-
-DataOpt = Annotated[str, typer.Option("--data", help="'builtin', a folder of images, or an .npz.")]
-
 
 @app.command("fit")
 @user_errors
 def fit(
-    data: DataOpt = "builtin",
+    data: DataOpt = None,
     colors: Annotated[int, typer.Option(help="Palette size, 2 to 512.")] = 512,
     size: Annotated[int, typer.Option(help="Patch size the pixels are drawn from.")] = 32,
     n: Annotated[int, typer.Option("--n", help="Training patches to draw pixels from.")] = 4000,
@@ -31,7 +28,7 @@ def fit(
 ) -> None:
     """Fit a k-means palette on training patches; print the round-trip PSNR on held-out ones."""
     t0 = time.perf_counter()
-    source = ImageSource(data)
+    source = ImageSource(data_spec(data))
     train, _ = sample_patches(source, n, size, seed, split="train")
     palette = Palette.fit(train, colors, seed=seed)
     heldout, _ = sample_patches(source, max(n // 4, 1), size, seed + 1, split="heldout")

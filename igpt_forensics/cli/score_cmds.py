@@ -22,7 +22,16 @@ from ..data import find_images, load_image
 from ..errors import InputError
 from ..files import atomic_write_bytes, atomic_write_text, sha256_file
 from ..viz import png_bytes
-from .common import console, err_console, fail, progress_bar, report_skipped, user_errors
+from .common import (
+    DataOpt,
+    console,
+    data_spec,
+    err_console,
+    fail,
+    progress_bar,
+    report_skipped,
+    user_errors,
+)
 
 CHUNK = 16  # images loaded and scored together
 PROGRESS_FROM = 5  # show a progress bar from this many images on
@@ -174,8 +183,7 @@ def calibrate(
     detector: Annotated[str, typer.Option(help="Zero-shot detector to fit.")] = "likelihood",
     model: Annotated[Path | None, typer.Option(
         help="Scoring model checkpoint folder; default: the bundled default model.")] = None,
-    data: Annotated[str, typer.Option(help="Real photos: 'builtin', a folder or an .npz."
-                                      )] = "builtin",
+    data: DataOpt = None,
     split: Annotated[str, typer.Option(
         help="Photos of the data to use: train, val, test, heldout (val + test) or all. "
         "Keep the photos you benchmark on (test) out.")] = "val",
@@ -202,7 +210,7 @@ def calibrate(
     t0 = time.perf_counter()
     with progress_bar("images") as bar:
         det = LikelihoodDetector.calibrated(
-            model=str(model) if model is not None else None, data=data, split=split,
+            model=str(model) if model is not None else None, data=data_spec(data), split=split,
             n_real=n, progress=_calibration_bar(bar, "scoring + sampling"), tiling=tiling,
             window=window, target_fpr=target_fpr, n_samples=samples,
             sampling=tuple(sampling) if sampling else DEFAULT_SAMPLING, seed=seed,

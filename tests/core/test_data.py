@@ -238,3 +238,69 @@ def test_bad_specs(tmp_path):
         ImageSource(tmp_path / "empty")
     with pytest.raises(InputError, match="positive"):
         sample_patches(ImageSource("builtin"), 0)
+
+
+def _write_photos(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        Image.fromarray(np.roll(photo(24, 24), i, axis=1)).save(folder / name)
+
+
+def test_several_sources_keep_their_own_splits_and_prefix_ids(tmp_path):
+    _write_photos(tmp_path / "mine", [f"p{i:02d}.png" for i in range(12)])
+    alone = ImageSource(tmp_path / "mine")
+    both = ImageSource(["builtin", str(tmp_path / "mine")])
+    assert len(both.ids) == len(BUILTIN_PHOTOS) + 12
+    assert both.photo_ids("val")[:1] == ["builtin:coffee"]
+    for pid in alone.ids:
+        assert both.split_of(f"{tmp_path / 'mine'}:{pid}") == alone.split_of(pid)
+    _, crops = sample_patches(both, 60, size=8, seed=0, split="train")
+    kinds = {c.photo_id.split(":")[0] for c in crops}
+    assert kinds == {"builtin", str(tmp_path / "mine")}  # patches from both sources
+    with pytest.raises(InputError, match="twice"):
+        ImageSource(["builtin", "builtin"])
+
+
+def test_photo_list_checks_hashes_splits_and_stays_inside_its_root(tmp_path):
+    import hashlib
+
+    _write_photos(tmp_path / "root" / "a", ["x.png", "y.png", "z.png"])
+    sha = {n: hashlib.sha256((tmp_path / "root" / "a" / n).read_bytes()).hexdigest()
+           for n in ("x.png", "y.png", "z.png")}
+    lst = tmp_path / "lists" / "photos.tsv"
+    lst.parent.mkdir()
+    lst.write_text("# root: ../root\npath\tsha256\tsplit\tlicence\n"
+                   f"a/x.png\t{sha['x.png']}\ttrain\tCC0\n"
+                   f"a/y.png\t{sha['x.png']}\tval\tCC0\n"  # wrong hash: skipped, reported
+                   f"a/z.png\t\ttest\tCC0\n")
+    source = ImageSource(lst)
+    assert source.photo_ids("train") == ["a/x.png"] and source.photo_ids("test") == ["a/z.png"]
+    assert [pid for pid, _ in source.photos()] == ["a/x.png", "a/z.png"]
+    assert len(source.report.bad) == 1 and "a/y.png" in source.report.bad[0]
+    assert "differs" in source.report.bad[0]
+    rows = source.describe(["a/x.png"])
+    assert rows == [{"id": "a/x.png", "split": "train", "file": "a/x.png",
+                     "sha256": sha["x.png"]}]
+    for bad in ("../root/a/x.png", str(tmp_path / "root" / "a" / "x.png"), "a/../../x.png"):
+        lst.write_text(f"# root: ../root\n{bad}\n")
+        with pytest.raises(InputError, match="relative|leaves"):
+            ImageSource(lst)
+    lst.write_text("path\tsplit\na/x.png\tholdout\n")
+    with pytest.raises(InputError, match="split must be"):
+        ImageSource(lst)
+
+
+def test_split_subfolders_assign_photos(tmp_path):
+    for split in ("train", "val", "test"):
+        _write_photos(tmp_path / split, [f"{split}{i}.png" for i in range(3)])
+    source = ImageSource(tmp_path)
+    for split in ("train", "val", "test"):
+        assert sorted(source.photo_ids(split)) == [f"{split}/{split}{i}.png" for i in range(3)]
+
+
+def test_empty_npz_array_is_one_skipped_photo(tmp_path):
+    np.savez(tmp_path / "d.npz", good=photo(), empty=np.zeros((0, 0, 3), np.uint8))
+    source = ImageSource(tmp_path / "d.npz")
+    patches, crops = sample_patches(source, 4, size=8, seed=0, split="all")
+    assert {c.photo_id for c in crops} == {"d.npz:good"}
+    assert len(source.report.bad) == 1 and "no pixels" in source.report.bad[0]

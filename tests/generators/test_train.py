@@ -99,3 +99,38 @@ def test_two_ddp_processes_end_with_identical_weights(tmp_path):
     # and training moved the weights: the checkpoint differs from a fresh init
     model, _, cfg = load_checkpoint(tmp_path / "run")
     assert cfg["meta"]["step"] == 4
+
+
+def test_several_sources_are_recorded_and_resume_exactly(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    y, x = np.mgrid[0:40, 0:40]
+    for i in range(10):
+        im = np.stack([(x * (i + 3)) % 256, (y * 7 + i * 20) % 256, (x + y) % 256], -1)
+        Image.fromarray(im.astype(np.uint8)).save(folder / f"p{i}.png")
+    cfg = replace(SMALL, data=["builtin", str(folder)], steps=6, eval_every=3,
+                  checkpoint_every=3)
+    train_generator(cfg, tmp_path / "part", stop_after=3)
+    train_generator(cfg, tmp_path / "part", resume=True)
+    whole = train_generator(cfg, tmp_path / "whole")
+    a = load_file(tmp_path / "whole" / "model.safetensors")
+    b = load_file(tmp_path / "part" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    photos = load_checkpoint(tmp_path / "whole")[2]["meta"]["photos"]
+    by_id = {p["id"]: p for p in photos}
+    assert by_id["builtin:astronaut"]["split"] == "train"
+    assert by_id["builtin:coffee"]["split"] == "val"
+    assert by_id["builtin:astronaut"]["file"] == "skimage.data/astronaut.png"
+    mine = [p for p in photos if p["id"].startswith(str(folder))]
+    assert mine and all(len(p["sha256"]) == 64 and p["file"].startswith("p") for p in mine)
+    assert whole["step"] == 6
+
+
+def test_bf16_precision_trains_and_bad_precision_is_refused(tmp_path):
+    r = train_generator(replace(SMALL, precision="bf16", steps=4, eval_every=4), tmp_path / "b")
+    assert r["step"] == 4 and r["heldout_bits_per_dim"] < r["unigram_bits_per_dim"] + 1
+    with pytest.raises(InputError, match="precision"):
+        train_generator(replace(SMALL, precision="fp8"), tmp_path / "c")
