@@ -34,6 +34,7 @@ from PIL import Image
 from igpt_forensics import provenance as pv
 from igpt_forensics.data import load_image
 from igpt_forensics.errors import InputError
+from igpt_forensics.files import inside
 
 from .base import (
     DEFAULT_TARGET_FPR,
@@ -296,7 +297,7 @@ def load_split(dataset: str | Path, split: str, real_forms: Sequence[str] = REAL
         raise InputError(f"{folder}: no images in split '{split}'")
 
     def read(rel: str, sha: str) -> np.ndarray:
-        p = folder / rel
+        p = inside(folder, rel, f"{folder / pv.MANIFEST}")
         try:
             data = p.read_bytes()
         except OSError:

@@ -38,7 +38,7 @@ from . import __version__
 from . import provenance as pv
 from .data import derive_seed, load_image
 from .errors import InputError
-from .files import atomic_write_text
+from .files import atomic_write_text, inside
 from .metrics import calibrate_threshold, image_metrics, pixel_metrics
 from .perturb import perturb, strength
 
@@ -85,10 +85,11 @@ def load_split(folder: str | Path, split: str = "test", max_items: int | None = 
             continue
         items.add(r["item"])
         try:
-            image = load_image(folder / r["path"])
+            where = f"{folder / pv.MANIFEST}: {r['id']}"
+            image = load_image(inside(folder, r["path"], where))
             mask = None
             if r["form"] == "fake":
-                mask = load_image(folder / r["mask_path"])[..., 0] > 127
+                mask = load_image(inside(folder, r["mask_path"], where))[..., 0] > 127
         except InputError as e:
             out.skipped.append(str(e))
             continue

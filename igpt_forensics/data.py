@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
+from .files import inside
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -389,7 +390,7 @@ class _SingleSource:
         for n, row in rows:
             rel = row["path"]
             where = f"{path}:{n}"
-            target = _inside(root, rel, where)
+            target = inside(root, rel, where)
             split = row.get("split") or None
             if split is not None and split not in ("train", "val", "test"):
                 raise InputError(f"{where}: split must be train, val or test, got {split!r}")
@@ -429,17 +430,6 @@ class _SingleSource:
 
         self.loaders[pid] = load
         self.split[pid] = photo_split(pid)
-
-
-def _inside(root: Path, rel: str, where: str) -> Path:
-    """``root / rel``, refused unless ``rel`` is relative and stays inside ``root``."""
-    if not rel or Path(rel).is_absolute() or ".." in Path(rel).parts or "\\" in rel:
-        raise InputError(f"{where}: path {rel!r} must be relative to the list's root, "
-                         "without '..'")
-    target = (root / rel).resolve()
-    if not target.is_relative_to(root.resolve()):
-        raise InputError(f"{where}: path {rel!r} leaves the list's root {root}")
-    return target
 
 
 # ----------------------------------------------------------------------------------------

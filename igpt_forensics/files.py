@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import InputError
@@ -58,3 +59,38 @@ def read_json(path: str | Path, missing: str, unreadable: str, fmt: str | None =
     if fmt is not None and (not isinstance(doc, dict) or doc.get("format") != fmt):
         raise InputError(f"{path}: not a {fmt} file")
     return doc
+
+
+# ----------------------------------------------------------------------------------------
+# The one path guard: every path read from a manifest, a study file, a photo list or a record
+# stays inside its root.
+
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_relative(rel: Any, where: str) -> str:
+    """``rel`` if it is a relative POSIX path with no ``..``, no backslash and no NUL; else
+    one line naming ``where``. A pure string check, for records read before any file is."""
+    if (not isinstance(rel, str) or not rel or rel.startswith("/") or "\\" in rel
+            or "\0" in rel or ".." in PurePosixPath(rel).parts
+            or re.match(r"[A-Za-z]:", rel)):
+        raise InputError(f"{where}: path {rel!r} must be relative, inside its folder, "
+                         "without '..'")
+    return rel
+
+
+def inside(root: str | Path, rel: Any, where: str) -> Path:
+    """``root / rel`` resolved (symlinks followed), refused unless it stays inside ``root``."""
+    root = Path(root).resolve()
+    target = (root / check_relative(rel, where)).resolve()
+    if not target.is_relative_to(root):
+        raise InputError(f"{where}: path {rel!r} leads outside {root}")
+    return target
+
+
+def check_plain_name(value: Any, where: str, what: str = "name") -> str:
+    """A name used as a file or folder name: letters, digits, '.', '_', '-'; no separators."""
+    if not isinstance(value, str) or not _PLAIN.fullmatch(value) or value in (".", ".."):
+        raise InputError(f"{where}: {what} {value!r} must be a plain name (letters, digits, "
+                         "'.', '_', '-')")
+    return value

@@ -38,7 +38,14 @@ from . import __version__
 from .data import BUILTIN_PHOTOS, BUILTIN_SPLITS, derive_seed
 from .data import photo_split as data_photo_split
 from .errors import InputError
-from .files import atomic_write_bytes, atomic_write_text, read_json
+from .files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_plain_name,
+    check_relative,
+    inside,
+    read_json,
+)
 
 FORMAT = "igpt-forensics-dataset-v1"
 MANIFEST, INFO, IMAGES = "manifest.jsonl", "dataset.json", "images"
@@ -226,7 +233,26 @@ def read_manifest(path: str | Path) -> Iterator[dict]:
                                  "manifest line") from None
             if not isinstance(record, dict) or "id" not in record:
                 raise InputError(f"{path}:{lineno}: not a manifest record")
-            yield record
+            yield check_record(record, f"{path}:{lineno}")
+
+
+def check_record(record: dict, where: str) -> dict:
+    """The fields that name files and folders are safe before anything opens or writes one:
+    ``id`` a plain name, ``split`` and ``form`` known, ``item`` a count, ``path`` and
+    ``mask_path`` relative paths without ``..``. A crafted manifest is one clear line."""
+    check_plain_name(record.get("id"), where, "id")
+    if record.get("split") not in SPLITS:
+        raise InputError(f"{where}: split {record.get('split')!r} is not one of "
+                         f"{', '.join(SPLITS)}")
+    if record.get("form") not in FORMS:
+        raise InputError(f"{where}: form {record.get('form')!r} is not one of {', '.join(FORMS)}")
+    item = record.get("item")
+    if isinstance(item, bool) or not isinstance(item, int) or item < 0:
+        raise InputError(f"{where}: item {item!r} is not a non-negative integer")
+    check_relative(record.get("path"), where)
+    if record.get("mask_path") is not None:
+        check_relative(record["mask_path"], where)
+    return record
 
 
 def write_manifest(path: str | Path, records: Iterable[dict]) -> int:
@@ -461,6 +487,9 @@ def merge_datasets(folders: list[str | Path], out: str | Path,
     if (seen == 0).any():
         raise InputError(f"merge: item {int(np.argmax(seen == 0))} is in no shard (missing "
                          "shards?)")
+    for f in folders:  # every row checked (canonical order, safe paths) before any write
+        if not is_canonical(Path(f) / MANIFEST):
+            raise InputError(f"{f}: manifest is not in canonical order")
     check_new_folder(out, "merge")
     out.mkdir(parents=True, exist_ok=True)
     info = {**infos[0], "settings": {**base, "shard": [0, 1]}, "complete": False,
@@ -469,16 +498,16 @@ def merge_datasets(folders: list[str | Path], out: str | Path,
 
     def checked_rows(folder: Path) -> Iterator[dict]:
         for r in read_manifest(folder / MANIFEST):
-            copy_checked(folder / r["path"], out / r["path"], r["sha256"])
+            where = f"{folder / MANIFEST}: {r['id']}"
+            copy_checked(inside(folder, r["path"], where), inside(out, r["path"], where),
+                         r["sha256"])
             if r["mask_path"]:
-                copy_checked(folder / r["mask_path"], out / r["mask_path"], r["mask_sha256"])
+                copy_checked(inside(folder, r["mask_path"], where),
+                             inside(out, r["mask_path"], where), r["mask_sha256"])
             if progress is not None:
                 progress(1)
             yield r
 
-    for f in folders:
-        if not is_canonical(Path(f) / MANIFEST):
-            raise InputError(f"{f}: manifest is not in canonical order")
     rows = heapq.merge(*(checked_rows(Path(f)) for f in folders), key=canonical_key)
     write_manifest(out / MANIFEST, rows)
     check_complete(out, range(n), id_digits(n))
@@ -516,13 +545,16 @@ def export_folders(folder: str | Path, out: str | Path, real: str = "both",
     if not info.get("complete"):
         raise InputError(f"{folder}: incomplete dataset (finish it before exporting)")
     check_new_folder(out, "export")
+    for _ in read_manifest(folder / MANIFEST):  # every row checked before anything is written
+        pass
     forms = {"both": ("real", "qreal"), "real": ("real",), "qreal": ("qreal",)}[real] + ("fake",)
     counts: dict[str, Counter] = {}
     for r in read_manifest(folder / MANIFEST):
         if r["form"] not in forms:
             continue
         cls = "1_fake" if r["label"] == "fake" else "0_real"
-        copy_checked(folder / r["path"], out / r["split"] / cls / f"{r['id']}.png", r["sha256"])
+        copy_checked(inside(folder, r["path"], f"{folder / MANIFEST}: {r['id']}"),
+                     out / r["split"] / cls / f"{r['id']}.png", r["sha256"])
         counts.setdefault(r["split"], Counter())[cls] += 1
         if progress is not None:
             progress(1)

@@ -76,6 +76,7 @@ def test_shards_partition_the_items():
 def record(item, form, split="train", kind=None):
     return pv.make_record(id=pv.image_id(item, form), item=item, form=form,
                           label=pv.LABEL_OF[form], split=split,
+                          path=pv.item_paths(item)[form],
                           mask_kind=kind if form == "fake" else None)
 
 
