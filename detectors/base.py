@@ -36,7 +36,14 @@ from typing import Any, ClassVar
 import numpy as np
 
 from igpt_forensics.errors import InputError
-from igpt_forensics.files import atomic_write_bytes, atomic_write_text, read_json
+from igpt_forensics.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_sha256sums,
+    read_json,
+    recover_folder,
+    write_folder,
+)
 from igpt_forensics.metrics import calibrate_threshold  # noqa: F401  (part of this interface)
 
 FORMAT = "igpt-forensics-detector-v1"
@@ -185,22 +192,24 @@ class Detector(ABC):
         """Restore learned state saved by ``_get_state``; ``path`` is the folder, for errors."""
 
     def save(self, out_dir: str | Path) -> Path:
-        """Write ``out_dir/detector.json`` (+ ``arrays.safetensors`` when there are tensors)."""
+        """Write ``out_dir/detector.json`` (+ ``arrays.safetensors`` when there are tensors)
+        and ``SHA256SUMS``, as a whole new folder swapped in for an older one (a kill at any
+        point leaves the old detector or the new one, never a mix)."""
         self._check_fitted()
-        out_dir = Path(out_dir)
+        return write_folder(out_dir, self._write_files, META_FILE)
+
+    def _write_files(self, folder: Path) -> None:
+        """The detector's files in ``folder`` (a fresh one); subclasses may add more."""
         state, arrays = self._get_state()
         meta = {"format": FORMAT, "kind": self.name, "params": self.get_params(),
                 "state": state, "score": "higher = more likely synthetic"}
         if arrays:
             from safetensors.numpy import save as save_arrays
 
-            atomic_write_bytes(out_dir / ARRAYS_FILE, save_arrays(
+            atomic_write_bytes(folder / ARRAYS_FILE, save_arrays(
                 {k: np.ascontiguousarray(v) for k, v in arrays.items()},
                 metadata={"format": FORMAT}))
-        else:
-            (out_dir / ARRAYS_FILE).unlink(missing_ok=True)
-        atomic_write_text(out_dir / META_FILE, json.dumps(meta, indent=1))
-        return out_dir
+        atomic_write_text(folder / META_FILE, json.dumps(meta, indent=1))
 
 
 # -- registry ---------------------------------------------------------------------------------
@@ -274,11 +283,13 @@ def load_detector(path: str | Path, **overrides) -> Detector:
     detector checks that what it loads still matches what it was fitted with.
     """
     path = Path(path)
+    recover_folder(path)  # a save that a kill interrupted
     meta_path = path / META_FILE
     if not path.is_dir():
         raise InputError(f"{path}: not a saved detector folder (expected {META_FILE})")
     meta = read_json(meta_path, f"{meta_path}: missing (not a saved detector folder?)",
                      f"{meta_path}: unreadable detector file", FORMAT)
+    check_sha256sums(path)  # calibrated and shipped detectors list their files' hashes
     cls = detector_class(str(meta.get("kind")))
     params = dict(meta.get("params") or {})
     unknown = sorted(set(params) - set(cls._param_names()))

@@ -216,17 +216,16 @@ class FusionDetector(TrainedDetector):
         return self.model_.decision(x), loc
 
     # -- persistence
-    def save(self, out_dir: str | Path) -> Path:
-        """Save every member under ``members/``, then the fusion itself (with their hashes)."""
-        self._check_fitted()
-        out_dir = Path(out_dir)
+    def _write_files(self, folder: Path) -> None:
+        """Every member under ``members/``, then the fusion itself (with their hashes)."""
         self._member_dirs = []
         for i, m in enumerate(self.members_):
             rel = f"{MEMBERS_DIR}/{i}-{m.name}"
-            m.save(out_dir / rel)
+            (folder / rel).mkdir(parents=True)
+            m._write_files(folder / rel)
             self._member_dirs.append(rel)
-        self._member_hashes = _member_files(out_dir)
-        return super().save(out_dir)
+        self._member_hashes = _member_files(folder)
+        super()._write_files(folder)
 
     def _learned_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         if getattr(self, "_member_hashes", None) is None:

@@ -15,7 +15,13 @@ from safetensors.torch import load_file, save
 
 from igpt_forensics.assets import ASSETS
 from igpt_forensics.errors import InputError
-from igpt_forensics.files import atomic_write_bytes, atomic_write_text, read_json, sha256_file
+from igpt_forensics.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_sha256sums,
+    read_json,
+    sha256_file,
+)
 from igpt_forensics.palette import Palette
 
 from .model import GPTConfig, PixelGPT
@@ -61,6 +67,7 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
     """Load a checkpoint folder (``None``: the bundled default) -> (model, palette, config)."""
     path = Path(path) if path is not None else DEFAULT_MODEL
     config = read_config(path)
+    check_sha256sums(path)  # a packaged checkpoint (export-model) lists its files' hashes
     try:
         model = PixelGPT(GPTConfig.from_dict(config["model"]))
     except (KeyError, TypeError) as e:

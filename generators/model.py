@@ -31,6 +31,11 @@ NORM_EPS = 1e-5  # iGPT's layer_norm_epsilon
 # and is reused from the heap; a 64-image pass maps and zero-fills its temporaries afresh, and
 # those page faults cost about a fifth of the time on a 2-core machine.
 CPU_PASS_TOKENS = 2048
+# Upper bounds checked before a model is built: a crafted config.json must not allocate
+# terabytes. iGPT-L (1.4B parameters, 512 colors, 64x64 at most) fits well inside them.
+LIMITS = {"vocab_size": 1 << 16, "image_size": 256, "n_layer": 256, "n_head": 256,
+          "n_embd": 1 << 14}
+MAX_PARAMS = 4_000_000_000  # 16 GB of float32
 
 
 @dataclass
@@ -47,11 +52,25 @@ class GPTConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+            if value > LIMITS[name]:
+                raise InputError(f"GPTConfig.{name} = {value} is above the limit "
+                                 f"{LIMITS[name]}")
         if self.n_embd % self.n_head:
             raise InputError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by "
                              f"n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
+        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
+                or not 0.0 <= self.dropout < 1.0):
             raise InputError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.num_params() > MAX_PARAMS:
+            raise InputError(f"GPTConfig would build {self.num_params():,} parameters "
+                             f"({self.num_params() * 4 / 2**30:.0f} GiB), above the limit "
+                             f"{MAX_PARAMS:,}")
+
+    def num_params(self) -> int:
+        """Parameters of the model this config builds, computed without building it."""
+        V, C, L = self.vocab_size, self.n_embd, self.n_layer
+        block = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + (4 * C * C + 4 * C) + (4 * C * C + C)
+        return (V + 1) * C + self.n_positions * C + L * block + C + V * C
 
     @property
     def n_positions(self) -> int:

@@ -7,7 +7,9 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -94,3 +96,100 @@ def check_plain_name(value: Any, where: str, what: str = "name") -> str:
         raise InputError(f"{where}: {what} {value!r} must be a plain name (letters, digits, "
                          "'.', '_', '-')")
     return value
+
+
+# ----------------------------------------------------------------------------------------
+# SHA256SUMS: what a packaged folder (a bundled model, a calibrated detector) holds
+
+SUMS = "SHA256SUMS"
+
+
+def write_sha256sums(folder: str | Path) -> Path:
+    """``folder/SHA256SUMS`` over every regular, non-hidden file of the folder (sorted)."""
+    folder = Path(folder)
+    lines = "".join(f"{sha256_file(f)}  {f.name}\n" for f in sorted(folder.iterdir())
+                    if f.is_file() and f.name != SUMS and not f.name.startswith("."))
+    atomic_write_text(folder / SUMS, lines)
+    return folder / SUMS
+
+
+def check_sha256sums(folder: str | Path) -> bool:
+    """Check every file ``folder/SHA256SUMS`` lists; False when there is no such file.
+
+    A listed file that is missing or altered is one line naming it (a tampered package)."""
+    folder = Path(folder)
+    sums = folder / SUMS
+    if not sums.is_file():
+        return False
+    try:
+        text = sums.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{sums}: unreadable ({e})") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        m = re.fullmatch(r"([0-9a-f]{64}) [ *](.+)", line)
+        if not m:
+            raise InputError(f"{sums}:{n}: not a 'sha256  name' line")
+        name = check_plain_name(m.group(2), f"{sums}:{n}", "file name")
+        try:
+            actual = sha256_file(folder / name)
+        except FileNotFoundError:
+            raise InputError(f"{folder / name}: missing (listed in {SUMS})") from None
+        if actual != m.group(1):
+            raise InputError(f"{folder / name}: sha256 does not match {SUMS} (file altered?)")
+    return True
+
+
+# ----------------------------------------------------------------------------------------
+# Replacing a whole folder: a kill at any moment leaves the old folder or the new one
+
+
+def _sides(out: Path) -> tuple[Path, Path]:
+    return out.parent / f".{out.name}.new", out.parent / f".{out.name}.old"
+
+
+def recover_folder(out: str | Path) -> None:
+    """Finish or undo a `write_folder` that a kill interrupted: a complete new folder (its
+    SHA256SUMS is written last) takes the place of a missing one, else the old one returns;
+    leftovers are removed once ``out`` is whole."""
+    out = Path(out)
+    new, old = _sides(out)
+    if not out.exists():
+        if (new / SUMS).is_file():
+            os.replace(new, out)
+        elif old.is_dir():
+            os.replace(old, out)
+    if out.exists():
+        for side in (new, old):
+            if side.exists():
+                shutil.rmtree(side, ignore_errors=True)
+
+
+def write_folder(out: str | Path, fill: Callable[[Path], None], marker: str) -> Path:
+    """Write a folder anew: ``fill(tmp)`` writes the files into a fresh sibling, SHA256SUMS
+    seals it, then it is swapped in for ``out``. An existing ``out`` is replaced only when it
+    holds ``marker`` (what this kind of folder always holds) or nothing: a folder of other
+    files is refused, never deleted."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    recover_folder(out)
+    if out.exists() and (not out.is_dir() or (any(out.iterdir())
+                                              and not (out / marker).exists())):
+        raise InputError(f"{out}: exists and is not a folder of this kind (no {marker}); "
+                         "choose a new folder")
+    new, old = _sides(out)
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    try:
+        fill(new)
+        write_sha256sums(new)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(new, out)  # between the two renames recover_folder puts either side back
+    shutil.rmtree(old, ignore_errors=True)
+    return out

@@ -44,6 +44,9 @@ import hashlib
 import hmac
 import json
 import math
+import stat
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +64,8 @@ DEFAULT_PERIOD = 32
 ALPHA = 3.167e-5  # one-sided normal tail at z = 4: the false-positive rate of one test family
 WINDOW_SIZES = (8, 16, 32)
 MAX_KEY_BYTES = 1 << 20
+MIN_KEY_BYTES = 16  # shorter keys work but can be guessed: a warning
+GAMMA_RANGE = (0.01, 0.99)  # the green fraction; outside it a key embeds (almost) nothing
 MAX_TABLE = 1 << 24  # keyed coins; the exact-token scheme with a period would need 269M
 # Luma counts twice as much as chroma when grouping colors: JPEG keeps luma at full
 # resolution and averages chroma over 2x2 pixels, so chroma is what a re-encode moves most.
@@ -73,15 +78,25 @@ MAX_WINDOW_SEARCH_PIXELS = 512 * 512  # larger images: the offset search scores 
 # The key
 
 
-def read_key(path: str | Path) -> bytes:
-    """The bytes of a key file; a missing, empty or huge file is a one-line `InputError`."""
+def read_key(path: str | Path, warn: Callable[[str], None] | None = None) -> bytes:
+    """The bytes of a key file, read with a bound; a missing, empty, huge or non-regular file
+    (a FIFO, /dev/zero) is a one-line `InputError`. A key shorter than ``MIN_KEY_BYTES`` is
+    accepted with a warning through ``warn`` (default: ``warnings.warn``)."""
     path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a watermark key file")
     try:
-        key = path.read_bytes()
+        st = path.stat()
     except FileNotFoundError:
         raise InputError(f"{path}: no such watermark key file") from None
+    except OSError as e:
+        raise InputError(f"{path}: unreadable watermark key file ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a folder, not a watermark key file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would hang, /dev/zero never ends
+        raise InputError(f"{path}: not a regular file (a watermark key is a file of secret "
+                         "bytes)")
+    try:
+        with open(path, "rb") as f:
+            key = f.read(MAX_KEY_BYTES + 1)
     except OSError as e:
         raise InputError(f"{path}: unreadable watermark key file ({e.strerror or e})") from None
     if not key:
@@ -89,6 +104,10 @@ def read_key(path: str | Path) -> bytes:
                          "head -c 32 /dev/urandom > KEY)")
     if len(key) > MAX_KEY_BYTES:
         raise InputError(f"{path}: watermark key file is larger than 1 MiB; is it the key?")
+    if len(key) < MIN_KEY_BYTES:
+        message = (f"{path}: the watermark key has only {len(key)} bytes; anyone can guess "
+                   f"it (use {MIN_KEY_BYTES} or more, e.g. head -c 32 /dev/urandom > KEY)")
+        (warn or (lambda m: warnings.warn(m, stacklevel=3)))(message)
     return key
 
 
@@ -255,8 +274,9 @@ class WatermarkKey:
                  context_groups: int = DEFAULT_CONTEXT_GROUPS, period: int = DEFAULT_PERIOD):
         if not isinstance(key, bytes) or not key:
             raise InputError("the watermark key must be non-empty bytes")
-        if not 0.0 < gamma < 1.0:
-            raise InputError(f"--watermark-gamma must be in (0, 1), got {gamma}")
+        if not GAMMA_RANGE[0] <= gamma <= GAMMA_RANGE[1]:
+            raise InputError(f"--watermark-gamma must be in [{GAMMA_RANGE[0]}, "
+                             f"{GAMMA_RANGE[1]}], got {gamma}")
         if not (math.isfinite(delta) and delta >= 0.0):
             raise InputError(f"--watermark-delta must be a finite number >= 0, got {delta}")
         for name, v, low in (("token_groups", token_groups, 1),

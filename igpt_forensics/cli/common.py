@@ -48,6 +48,11 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+def warn(message: str) -> None:
+    """One yellow line on stderr: something works but is likely not what the user wants."""
+    err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)
+
+
 def user_errors(fn: F) -> F:
     """A user's mistake (bad file, bad setting) is one red line and exit 1, not a traceback.
 
@@ -137,4 +142,4 @@ def watermark_key(path: Path | None, palette, gamma: float, delta: float):
         return None
     from ..watermark import WatermarkKey, read_key
 
-    return WatermarkKey(read_key(path), palette, gamma, delta)
+    return WatermarkKey(read_key(path, warn), palette, gamma, delta)

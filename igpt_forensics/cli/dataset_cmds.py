@@ -24,6 +24,7 @@ from .common import (
     progress_bar,
     report_skipped,
     user_errors,
+    warn,
 )
 
 app = typer.Typer(help="Merge, export and count generated datasets.", no_args_is_help=True)
@@ -75,7 +76,7 @@ def generate(
     Every image PNG carries its manifest record in a text chunk (see `verify`). Running the same
     command again after a crash continues where it stopped.
     """
-    key = read_key(watermark_key_file) if watermark_key_file is not None else None
+    key = read_key(watermark_key_file, warn) if watermark_key_file is not None else None
     job = prepare_dataset(out, n, model=model, data=data_spec(data), masks=masks, size=size,
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                           batch_size=batch_size, shard=shard, device=device,

@@ -22,7 +22,7 @@ from .. import __version__
 from ..data import derive_seed, find_images, fit_square, image_sha256, load_image
 from ..device import pick_device
 from ..errors import InputError
-from ..files import atomic_write_bytes, atomic_write_text, sha256_file
+from ..files import atomic_write_bytes, write_sha256sums
 from ..masks import make_mask
 from ..stamp import completion_record, pack_mask, stamped_png
 from ..viz import completion_grid
@@ -257,9 +257,7 @@ def export_model(
     net, palette, cfg = load_checkpoint(src)
     save_checkpoint(net, palette, out, cfg.get("meta", {}),
                     dtype=torch.float16 if half else None)
-    sums = "".join(f"{sha256_file(out / name)}  {name}\n"
-                   for name in ("config.json", "model.safetensors"))
-    atomic_write_text(out / "SHA256SUMS", sums)
+    write_sha256sums(out)
     size = sum((out / n).stat().st_size for n in ("config.json", "model.safetensors"))
     console.print(f"wrote {out} ({size / 1e6:.1f} MB)")
 

@@ -20,7 +20,7 @@ from detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
 
 from ..data import find_images, load_image
 from ..errors import InputError
-from ..files import atomic_write_bytes, atomic_write_text, sha256_file
+from ..files import atomic_write_bytes, atomic_write_text
 from ..viz import png_bytes
 from .common import (
     DataOpt,
@@ -215,10 +215,7 @@ def calibrate(
             window=window, target_fpr=target_fpr, n_samples=samples,
             sampling=tuple(sampling) if sampling else DEFAULT_SAMPLING, seed=seed,
             device=device)
-    det.save(out)
-    sums = "".join(f"{sha256_file(f)}  {f.name}\n" for f in sorted(out.iterdir())
-                   if f.is_file() and f.name != "SHA256SUMS" and not f.name.startswith("."))
-    atomic_write_text(out / "SHA256SUMS", sums)
+    det.save(out)  # with its SHA256SUMS
     fi = det.fit_info_
     table = Table(title=f"{detector} detector {out}")
     for col in ("real", "self-drawn", "threshold", "held-back AUC", "TPR at threshold",

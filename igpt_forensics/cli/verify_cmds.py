@@ -17,7 +17,7 @@ from ..errors import InputError
 from ..palette import Palette
 from ..verify import Verifier
 from ..watermark import key_fingerprint, read_key
-from .common import console, fail, progress_bar, report_skipped, user_errors
+from .common import console, fail, progress_bar, report_skipped, user_errors, warn
 
 STATUS_STYLE = {"intact": "green", "tampered": "bold red", "resized": "yellow",
                 "missing": "dim", "invalid": "red"}
@@ -73,7 +73,7 @@ def verify(
     A test flags an image when its p-value is below 3.2e-5 (z > 4 for one test; the region
     and shift searches use Bonferroni thresholds over their many windows and offsets).
     """
-    key = read_key(watermark_key_file) if watermark_key_file is not None else None
+    key = read_key(watermark_key_file, warn) if watermark_key_file is not None else None
     verifier = Verifier(_palette(palette, model), key, watermark_gamma)
     files, bad = find_images(images)
     rows = []

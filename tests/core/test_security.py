@@ -3,6 +3,7 @@ written outside its folder, and each is one clear line with exit code 1, never a
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -92,3 +93,99 @@ def test_crafted_manifest_rows_make_export_and_merge_fail_cleanly(tmp_path_facto
         assert tree(base) == before, "a file was written (or changed) after all"
     with pytest.raises(InputError):
         load_split(ds, "train")
+
+
+# -- allocation before validation, packaged files, key files ----------------------------------
+
+
+@pytest.mark.parametrize("field, value", [("n_layer", 10000), ("vocab_size", 10**9),
+                                          ("n_embd", 10**6), ("image_size", 10**5),
+                                          ("vocab_size", 1e9), ("n_head", True)])
+def test_crafted_checkpoint_configs_are_refused_before_allocation(tiny_checkpoint, tmp_path,
+                                                                  field, value):
+    import shutil
+
+    ck = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint, ck, ignore=shutil.ignore_patterns("state"))
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["model"][field] = value
+    (ck / "config.json").write_text(json.dumps(cfg))
+    r = runner.invoke(app, ["nll", str(Path(__file__)), "--model", str(ck)])
+    line = _one_line_error(r)
+    assert field in line or "parameters" in line
+
+
+def test_a_tampered_packaged_checkpoint_is_refused(tiny_checkpoint, tmp_path):
+    from generators.checkpoint import load_checkpoint
+
+    out = tmp_path / "pkg"
+    assert runner.invoke(app, ["export-model", str(tiny_checkpoint), str(out)]).exit_code == 0
+    load_checkpoint(out)  # intact: loads
+    blob = bytearray((out / "model.safetensors").read_bytes())
+    blob[-1] ^= 1
+    (out / "model.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(InputError, match="SHA256SUMS"):
+        load_checkpoint(out)
+
+
+def test_key_files_are_read_with_a_bound(tmp_path):
+    from igpt_forensics.watermark import read_key
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(InputError, match="regular file"):
+        read_key(fifo)  # would hang if it were opened
+    with pytest.raises(InputError, match="regular file"):
+        read_key("/dev/zero")  # would never end
+    (tmp_path / "big").write_bytes(b"k" * ((1 << 20) + 1))
+    with pytest.raises(InputError, match="larger"):
+        read_key(tmp_path / "big")
+    (tmp_path / "short").write_bytes(b"k")
+    warned = []
+    assert read_key(tmp_path / "short", warned.append) == b"k"
+    assert len(warned) == 1 and "only 1 bytes" in warned[0]
+    (tmp_path / "good").write_bytes(os.urandom(32))
+    assert len(read_key(tmp_path / "good", warned.append)) == 32 and len(warned) == 1
+
+
+def test_watermark_gamma_that_embeds_nothing_is_refused():
+    import numpy as np
+
+    from igpt_forensics.palette import Palette
+    from igpt_forensics.watermark import WatermarkKey
+
+    pal = Palette(np.random.default_rng(0).integers(0, 256, (16, 3)).astype(np.uint8))
+    with pytest.raises(InputError, match="gamma"):
+        WatermarkKey(b"k" * 32, pal, gamma=1e-12)
+
+
+# -- folders replaced whole: a kill between the renames loses nothing --------------------------
+
+
+def test_write_folder_survives_a_kill_at_every_point(tmp_path, monkeypatch):
+    from igpt_forensics import files
+
+    out = tmp_path / "det"
+    files.write_folder(out, lambda d: (d / "a.json").write_text("old"), "a.json")
+    real_replace = os.replace
+    calls = []
+
+    def killed_between_the_renames(src, dst):
+        calls.append((src, dst))
+        if Path(dst) == out:  # the old folder moved aside, the new one not yet in place
+            raise KeyboardInterrupt
+        real_replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", killed_between_the_renames)
+    with pytest.raises(KeyboardInterrupt):
+        files.write_folder(out, lambda d: (d / "a.json").write_text("new"), "a.json")
+    monkeypatch.setattr(files.os, "replace", real_replace)
+    assert not out.exists()  # the window: neither name holds it ...
+    files.recover_folder(out)  # ... and the next reader puts the complete new one in place
+    assert (out / "a.json").read_text() == "new"
+    assert not any(p.name.startswith(".det.") for p in tmp_path.iterdir())
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="not a folder of this kind"):
+        files.write_folder(tmp_path / "mine", lambda d: None, "a.json")
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"

@@ -134,7 +134,7 @@ def test_map_of_a_top_half_fake_is_higher_on_the_synthesized_half(fitted, scorer
 
 def test_save_and_load_give_identical_scores_and_maps(fitted, tmp_path, real_test):
     fitted.save(tmp_path / "det")
-    assert sorted(p.name for p in (tmp_path / "det").iterdir()) == [META_FILE]  # JSON only
+    assert sorted(p.name for p in (tmp_path / "det").iterdir()) == ["SHA256SUMS", META_FILE]
     meta = json.loads((tmp_path / "det" / META_FILE).read_text())
     assert meta["kind"] == "likelihood" and meta["score"] == "higher = more likely synthetic"
     again = load_detector(tmp_path / "det")
