@@ -11,8 +11,11 @@ Photos are split *by source photo* into ``train``, ``val`` and ``test`` (``heldo
 test together), so no photo contributes patches to two splits. For ``builtin`` the split is
 fixed (`BUILTIN_SPLITS`); for folders and ``.npz`` files a photo is held out when the hash of
 its id falls in the lowest ``HELDOUT_FRACTION`` of the range (val in the lower half of that,
-test in the upper), which is deterministic and stable when files are added. Generators train
-on ``train``; detectors calibrate on ``val`` and are measured on ``test``.
+test in the upper), which is deterministic and stable when files are added; a source of 3 or
+more photos always holds out at least one val and one test photo (with few photos the hash
+rule may hold out none; then the train photos nearest the held-out range move). Explicit
+splits: ``train/ val/ test/`` subfolders, or a ``split`` column in a photo list. Generators
+train on ``train``; detectors calibrate on ``val`` and are measured on ``test``.
 
 Images are always ``uint8`` arrays of shape ``(H, W, 3)`` (a batch: ``(N, H, W, 3)``).
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 import struct
 import warnings
@@ -120,23 +124,37 @@ def to_rgb(im: Image.Image) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
 
 
+def display_name(path: str | Path) -> str:
+    """A path as text that can always be printed and written to JSON: bytes that are not
+    UTF-8 (a file name from another system) become U+FFFD."""
+    return os.fsencode(path).decode("utf-8", "replace")
+
+
 def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     """Expand files and folders (recursively) into image files, sorted.
 
     Returns ``(files, errors)``: a path that does not exist is an error line, not an
-    exception, so a batch command can go on with the rest.
+    exception, so a batch command can go on with the rest. A file whose name is not valid
+    UTF-8 is skipped with a line too: ids, manifests, CSV and JSON all need text.
     """
     files: list[Path] = []
     errors: list[str] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            files.extend(sorted(f for f in p.rglob("*")
-                                if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS))
+            found = sorted(f for f in p.rglob("*")
+                           if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.is_file():
-            files.append(p)
+            found = [p]
         else:
-            errors.append(f"{p}: no such file or folder")
+            errors.append(f"{display_name(p)}: no such file or folder")
+            continue
+        for f in found:
+            if display_name(f) != str(f):
+                errors.append(f"{display_name(f)}: file name is not valid UTF-8 (skipped; "
+                              "rename the file)")
+            else:
+                files.append(f)
     return files, errors
 
 
@@ -255,6 +273,8 @@ class ImageSource:
         for one in specs:
             prefix = f"{one}:" if len(specs) > 1 else ""
             part = _SingleSource(one, prefix, self._sha256)
+            for line in part.skipped:
+                self.report.add(line)
             for pid in part.loaders:
                 self._loaders[prefix + pid] = part.loaders[pid]
                 self._split[prefix + pid] = part.split[pid]
@@ -312,6 +332,8 @@ class _SingleSource:
         self.loaders: dict[str, Callable[[], np.ndarray]] = {}
         self.split: dict[str, str] = {}
         self.files: dict[str, str] = {}
+        self.skipped: list[str] = []  # files found but not usable (e.g. their names)
+        self.explicit: set[str] = set()  # photos whose split the spec gives
         if spec == "builtin":
             for pid, (module, rel) in BUILTIN_PHOTOS.items():
                 self._add_file(pid, _pkg_file(module, rel), f"builtin:{pid}",
@@ -322,7 +344,7 @@ class _SingleSource:
             raise InputError(f"{spec}: no such file or folder (a --data spec is 'builtin', a "
                              "folder of images, an .npz file or a photo list .txt/.tsv)")
         if path.is_dir():
-            files, _ = find_images([path])
+            files, self.skipped = find_images([path])
             for f in files:
                 pid = f.relative_to(path).as_posix()
                 top = pid.split("/", 1)[0]
@@ -340,6 +362,21 @@ class _SingleSource:
                              ".npz file, an image or a photo list .txt/.tsv)")
         if not self.loaders:
             raise InputError(f"{spec}: no images found")
+        self._ensure_heldout()
+
+    def _ensure_heldout(self) -> None:
+        """At least one val and one test photo whenever there are 3 or more: with few photos
+        the hash rule may hold none out. The train photo whose hash lies nearest the held-out
+        range moves (only photos whose split was not given explicitly)."""
+        if len(self.split) < 3:
+            return
+        for want in ("val", "test"):
+            if want in self.split.values():
+                continue
+            movable = sorted((hash_fraction(pid), pid) for pid, sp in self.split.items()
+                             if sp == "train" and pid not in self.explicit)
+            if len(movable) > 1:
+                self.split[movable[0][1]] = want
 
     def _add_file(self, pid: str, path: Path, name: str, rel: str, split: str | None,
                   sha256: str | None = None) -> None:
@@ -359,6 +396,8 @@ class _SingleSource:
 
         self.loaders[pid] = load
         self.split[pid] = split or photo_split(pid)
+        if split:
+            self.explicit.add(pid)
         self.files[pid] = rel
 
     def _load_list(self, path: Path) -> None:

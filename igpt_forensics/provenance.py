@@ -13,7 +13,7 @@ A dataset folder holds::
 real, fake), so a dataset of ``n`` items has ``3 n`` images, ``n`` of them fake. Files are
 bucketed 1000 items to a folder so no folder grows without bound.
 
-Splits are by source photo, so no photo gives patches to two splits (`photo_split`). Every
+Splits are by source photo, so no photo gives patches to two splits (`ImageSource.split_of`). Every
 seed derives from (dataset seed, item) alone (`item_seed`), so shards, batch sizes and
 resumes all produce the same bytes.
 
@@ -35,8 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import BUILTIN_PHOTOS, BUILTIN_SPLITS, derive_seed
-from .data import photo_split as data_photo_split
+from .data import derive_seed
 from .errors import InputError
 from .files import (
     atomic_write_bytes,
@@ -102,16 +101,6 @@ def item_paths(item: int, digits: int = MIN_ID_DIGITS) -> dict[str, str]:
     """Relative POSIX paths of an item's files: one per form, and ``mask``."""
     folder = f"{IMAGES}/{item // ITEMS_PER_FOLDER:05d}"
     return {k: f"{folder}/{item:0{digits}d}-{k}.png" for k in (*FORMS, "mask")}
-
-
-def photo_split(photo_id: str, builtin: bool) -> str:
-    """train / val / test of a source photo: data.py's split, so ``train`` is exactly the
-    photos a generator trained on the train split saw."""
-    if builtin:
-        if photo_id not in BUILTIN_PHOTOS:
-            raise InputError(f"'{photo_id}' is not a builtin photo")
-        return BUILTIN_SPLITS.get(photo_id, "train")
-    return data_photo_split(photo_id)
 
 
 def item_seed(seed: int, item: int, stream: str) -> int:

@@ -304,3 +304,23 @@ def test_empty_npz_array_is_one_skipped_photo(tmp_path):
     patches, crops = sample_patches(source, 4, size=8, seed=0, split="all")
     assert {c.photo_id for c in crops} == {"d.npz:good"}
     assert len(source.report.bad) == 1 and "no pixels" in source.report.bad[0]
+
+
+@pytest.mark.parametrize("n", [3, 4, 6, 9])
+def test_small_folders_always_hold_out_a_val_and_a_test_photo(tmp_path, n):
+    _write_photos(tmp_path, [f"img{i}.png" for i in range(n)])
+    source = ImageSource(tmp_path)
+    assert len(source.photo_ids("val")) >= 1 and len(source.photo_ids("test")) >= 1
+    assert len(source.photo_ids("train")) >= 1
+    assert ImageSource(tmp_path).photo_ids("test") == source.photo_ids("test")  # stable
+
+
+def test_unencodable_file_names_skip_one_file(tmp_path):
+    import os
+
+    _write_photos(tmp_path, ["a.png", "b.png", "c.png"])
+    (tmp_path / "a.png").rename(tmp_path / os.fsdecode(b"bad\xffname.png"))
+    source = ImageSource(tmp_path)
+    assert sorted(source.ids) == ["b.png", "c.png"]
+    assert len(source.report.bad) == 1 and "not valid UTF-8" in source.report.bad[0]
+    source.report.bad[0].encode("utf-8")  # printable and JSON-able

@@ -6,34 +6,13 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from igpt_forensics import __version__
 from igpt_forensics import provenance as pv
-from igpt_forensics.data import BUILTIN_HELDOUT, BUILTIN_PHOTOS, ImageSource
 from igpt_forensics.errors import InputError
 from igpt_forensics.viz import png_bytes
 
 # -- splits, seeds, names ---------------------------------------------------------------------
-
-
-def test_builtin_splits_are_fixed_and_keep_train_as_data_py_has_it():
-    splits = {pid: pv.photo_split(pid, builtin=True) for pid in BUILTIN_PHOTOS}
-    assert {p for p, s in splits.items() if s != "train"} == set(BUILTIN_HELDOUT)
-    assert [p for p, s in splits.items() if s == "val"] == ["coffee"]
-    assert sorted(p for p, s in splits.items() if s == "test") == ["flower", "grace_hopper"]
-    with pytest.raises(InputError):
-        pv.photo_split("not-a-photo", builtin=True)
-
-
-def test_folder_splits_follow_the_held_out_hash_rule(tmp_path):
-    for i in range(40):
-        Image.fromarray(np.full((4, 4, 3), i, np.uint8)).save(tmp_path / f"p{i:02d}.png")
-    source = ImageSource(tmp_path)
-    splits = {pid: pv.photo_split(pid, builtin=False) for pid in source.ids}
-    assert {p for p, s in splits.items() if s == "train"} == set(source.photo_ids("train"))
-    assert {p for p, s in splits.items() if s != "train"} == set(source.photo_ids("heldout"))
-    assert set(splits.values()) == {"train", "val", "test"}  # 40 photos: all three occur
 
 
 def test_item_seeds_depend_on_seed_item_and_stream_only():
