@@ -31,9 +31,12 @@ from .common import (
     progress_bar,
     report_skipped,
     user_errors,
+    warn,
 )
 
 CHUNK = 16  # images loaded and scored together
+MAX_SCORE_PIXELS = 2048 * 2048  # default cap of --max-pixels
+SMALL_SIDE = 32  # the models' size: smaller images are scored, with a warning
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 
 DetectorOpt = Annotated[str, typer.Option(
@@ -102,6 +105,10 @@ def score(
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write rows as CSV.")] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write rows as JSON.")] = None,
     device: DeviceOpt = None,
+    max_pixels: Annotated[int, typer.Option(
+        min=1, help="Refuse larger images (scoring time grows with the pixels: about 2 "
+        "minutes per megapixel on 2 CPU cores); raise it or resize the image.")
+                          ] = MAX_SCORE_PIXELS,
 ) -> None:
     """Score images (higher = more likely synthetic) with a verdict at the calibrated
     threshold and the fraction of pixels in the suspected region."""
@@ -121,10 +128,15 @@ def score(
             chunk, images = [], []
             for f in files[s:s + CHUNK]:
                 try:
-                    images.append(load_image(f))
-                    chunk.append(f)
+                    image = load_image(f, max_pixels=max_pixels)
                 except InputError as e:
-                    bad.append(str(e))
+                    bad.append(f"{e} (--max-pixels)" if "too large" in str(e) else str(e))
+                    continue
+                if min(image.shape[:2]) < SMALL_SIDE:
+                    warn(f"{f}: only {image.shape[1]}x{image.shape[0]} pixels; scores of "
+                         f"images under {SMALL_SIDE}x{SMALL_SIDE} mean little")
+                images.append(image)
+                chunk.append(f)
             if images:
                 scores, loc = det.score_and_localize(images)
                 fractions = loc.region_fractions()

@@ -106,3 +106,14 @@ def test_score_user_mistakes_are_one_red_line(calibrated, folder, tmp_path):
         assert "Traceback" not in r.output
         errors = [line for line in r.output.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, (args, r.output)
+
+
+def test_score_caps_pixels_and_warns_about_tiny_images(calibrated, tmp_path):
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "tiny.png")
+    Image.fromarray(np.zeros((100, 300, 3), np.uint8)).save(tmp_path / "wide.png")
+    r = runner.invoke(app, ["score", str(tmp_path / "tiny.png"), str(tmp_path / "wide.png"),
+                            "--detector", str(calibrated), "--max-pixels", "1000"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.output.split())
+    assert "tiny.png: only 8x8 pixels" in text
+    assert "wide.png: image too large (300x100 pixels, limit 1000) (--max-pixels)" in text
