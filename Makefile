@@ -53,6 +53,6 @@ default-generator: $(STAMP)
 likelihood-default: $(STAMP)
 	$(BIN)/igpt-forensics calibrate --detector likelihood --data builtin --out igpt_forensics/assets/likelihood-default
 
-# The default study of README (datasets are made first; runs/default-study/report/report.html).
+# The default study of README (datasets are made first; studies/runs/default-study/report/report.html).
 default-study: $(STAMP)
 	$(BIN)/igpt-forensics bench --config studies/default.toml

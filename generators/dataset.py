@@ -40,7 +40,7 @@ from igpt_forensics.viz import png_bytes
 from igpt_forensics.watermark import DEFAULT_DELTA, DEFAULT_GAMMA, WatermarkKey
 
 from .checkpoint import DEFAULT_MODEL, load_checkpoint
-from .model import PixelGPT, list_presets, preset_config
+from .model import PixelGPT, check_sampling, list_presets, preset_config
 
 DEFAULT_MASKS = ("top-half", "box", "full")
 FORM_BITS = {form: 1 << i for i, form in enumerate(pv.FORMS)}
@@ -57,15 +57,6 @@ def _preset_name(model: PixelGPT, config: dict) -> str:
         if p.to_dict() == shape:
             return name
     return "custom"
-
-
-def _check_sampling(temperature: float, top_k: int, top_p: float) -> None:
-    if not temperature > 0:
-        raise InputError(f"--temperature must be > 0, got {temperature}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise InputError(f"--top-k must be an integer >= 0 (0 = off), got {top_k}")
-    if not 0.0 < top_p <= 1.0:
-        raise InputError(f"--top-p must be in (0, 1] (1 = off), got {top_p}")
 
 
 @dataclass
@@ -322,7 +313,7 @@ def prepare_dataset(
     shard = pv.parse_shard(shard) if isinstance(shard, str) else tuple(shard)
     pv.parse_shard(f"{shard[0]}/{shard[1]}")
     kinds = parse_kinds(masks if isinstance(masks, str) else ",".join(masks))
-    _check_sampling(temperature, top_k, top_p)
+    check_sampling(temperature, top_k, top_p)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder")

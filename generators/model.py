@@ -314,12 +314,7 @@ class PixelGPT(nn.Module):
             raise InputError("mask must be a bool tensor (True = synthesize)")
         if mask.shape != known.shape:
             raise InputError(f"mask shape {tuple(mask.shape)} != known shape {tuple(known.shape)}")
-        if not temperature > 0:
-            raise InputError(f"temperature must be > 0, got {temperature}")
-        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-            raise InputError(f"top_k must be an integer >= 0 (0 = off), got {top_k!r}")
-        if not 0.0 < top_p <= 1.0:
-            raise InputError(f"top_p must be in (0, 1] (1 = off), got {top_p}")
+        check_sampling(temperature, top_k, top_p)
         u = uniforms(seeds, N)
         if len(u) != B:
             raise InputError(f"got {len(u)} seeds for {B} images")
@@ -371,6 +366,17 @@ class PixelGPT(nn.Module):
             yield
         finally:
             self.train(was_training)
+
+
+def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
+    """Sampling settings, checked once at the edge (``complete``, ``generate``, ``sample``)."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and 0 < temperature <= 100):
+        raise InputError(f"--temperature must be a number in (0, 100], got {temperature}")
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
+        raise InputError(f"--top-k must be an integer >= 0 (0 = off), got {top_k!r}")
+    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
+        raise InputError(f"--top-p must be in (0, 1] (1 = off), got {top_p}")
 
 
 def _draw(logits, u, temperature: float, top_k: int, top_p: float):

@@ -40,6 +40,7 @@ from .data import derive_seed, load_image
 from .errors import InputError
 from .files import atomic_write_text, inside
 from .metrics import calibrate_threshold, image_metrics, pixel_metrics
+from .perturb import parse as parse_perturbation
 from .perturb import perturb, strength
 
 PARTIAL_KINDS = ("top-half", "box")
@@ -323,6 +324,36 @@ GENERATE_TYPES = {"model": (str,), "data": (str,), "n": (int,), "masks": (str,),
                   "temperature": (int, float), "top_k": (int,), "top_p": (int, float),
                   "seed": (int,)}
 GENERATE_KEYS = tuple(GENERATE_TYPES)
+# The top-level keys of a study file and what each must be (datasets are checked apart).
+STUDY_TYPES = {"detectors": (dict, str), "train": (list, str), "perturbations": (list, str),
+               "split": (str, None), "max_items": (int, None), "seed": (int, None),
+               "bootstrap": (int, None), "out": (str, None)}
+
+
+def check_study_types(d: dict, path: Path) -> None:
+    """Every top-level value of a study file has its type (one line naming the key if not):
+    ``perturbations = "none"`` is not read letter by letter, ``seed = 1.5`` is refused."""
+    for key, (kind, item) in STUDY_TYPES.items():
+        if key not in d:
+            continue
+        v = d[key]
+        ok = isinstance(v, kind) and not isinstance(v, bool)
+        if ok and kind is dict:
+            ok = all(isinstance(x, item) for x in v.values())
+        elif ok and kind is list:
+            ok = all(isinstance(x, item) for x in v)
+        if not ok:
+            want = {dict: f"a table of {item.__name__ if item else ''} values",
+                    list: f"a list of {item.__name__ if item else ''}s",
+                    str: "a string", int: "an integer"}[kind]
+            raise InputError(f"{path}: {key} = {v!r} must be {want}")
+    if d.get("split", "test") not in ("train", "val", "test"):
+        raise InputError(f"{path}: split must be train, val or test, got {d['split']!r}")
+    for key, low in (("max_items", 1), ("bootstrap", 0), ("seed", 0)):
+        if key in d and d[key] < low:
+            raise InputError(f"{path}: {key} must be >= {low}, got {d[key]}")
+    for p in d.get("perturbations", []):
+        parse_perturbation(p)  # an unknown perturbation is one line naming it
 
 
 @dataclass
@@ -345,7 +376,8 @@ class Study:
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Study:
-        """A study file; relative paths (datasets, models, out) are relative to the file.
+        """A study file; relative paths (datasets, models, out) are relative to the file,
+        and what it writes (``out``, the folders of dataset recipes) stays below its folder.
 
         A dataset is a folder (``name = "folder"``) or a recipe that ``bench`` makes first,
         resuming if it was interrupted: ``[datasets.name]`` with ``path`` and any of
@@ -369,8 +401,14 @@ class Study:
         if "generate" in d:
             raise InputError(f"{path}: give generation settings inside [datasets.NAME]")
 
-        def here(v: str) -> str:
-            return v if Path(v).is_absolute() else str((path.parent / v).resolve())
+        check_study_types(d, path)
+        root = path.parent
+
+        def here(v: str) -> str:  # what the study reads (a dataset made elsewhere, a model)
+            return v if Path(v).is_absolute() else str((root / v).resolve())
+
+        def written(v: str) -> str:  # the one path guard: it writes only below its folder
+            return str(inside(root, v, f"{path}"))
 
         datasets, generate = {}, {}
         for name, v in d["datasets"].items():
@@ -390,13 +428,13 @@ class Study:
                 if k in v and (not isinstance(v[k], want) or isinstance(v[k], bool)):
                     raise InputError(f"{path}: dataset '{name}': {k} = {v[k]!r} is not a "
                                      f"{' or '.join(t.__name__ for t in want)}")
-            datasets[name] = here(v["path"])
+            datasets[name] = written(v["path"])
             generate[name] = {k: v[k] for k in GENERATE_KEYS if k in v}
             if "model" in generate[name]:
                 generate[name]["model"] = here(generate[name]["model"])
         d["datasets"], d["generate"] = datasets, generate
         if "out" in d:
-            d["out"] = here(d["out"])
+            d["out"] = written(d["out"])
         return cls(**d)
 
 

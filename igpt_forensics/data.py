@@ -46,6 +46,8 @@ IMAGE_EXTENSIONS = frozenset(
 MAX_PIXELS = 8192 * 8192
 HELDOUT_FRACTION = 0.2
 CACHE_BYTES = 512 * 2**20  # decoded photos kept in memory while sampling patches
+MAX_PATCH_SIZE = 4096
+MAX_PATCH_BYTES = 8 * 2**30  # one call's patches, checked before they are allocated
 
 # Never accept a truncated file as if it were whole.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -519,8 +521,8 @@ class PatchSampler:
 
     def __init__(self, source: ImageSource, size: int = 32, seed: int = 0, split: str = "all",
                  ids: Sequence[str] | None = None):
-        if size < 2:
-            raise InputError(f"patch size must be at least 2, got {size}")
+        if not 2 <= size <= MAX_PATCH_SIZE:
+            raise InputError(f"patch size must be in 2..{MAX_PATCH_SIZE}, got {size}")
         self.source, self.size, self.seed = source, size, seed
         self.shapes: dict[str, tuple[int, int]] = {}
         self.sha256: dict[str, str] = {}
@@ -554,6 +556,11 @@ class PatchSampler:
 
     def patches(self, items: Iterable[int], progress: Callable[[int], None] | None = None,
                 ) -> tuple[np.ndarray, list[Crop]]:
+        items = list(items)
+        if len(items) * self.size**2 * 3 > MAX_PATCH_BYTES:
+            raise InputError(f"{len(items):,} patches of {self.size}x{self.size} need "
+                             f"{len(items) * self.size**2 * 3 / 2**30:.1f} GiB; the limit is "
+                             f"{MAX_PATCH_BYTES / 2**30:.0f} GiB (ask for fewer or smaller)")
         crops = [self.crop(i) for i in items]
         out = np.empty((len(crops), self.size, self.size, 3), dtype=np.uint8)
         by_photo: dict[str, list[int]] = {}

@@ -18,11 +18,11 @@ app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 @user_errors
 def show(
     data: DataOpt = None,
-    size: Annotated[int, typer.Option(help="Patch size.")] = 32,
-    n: Annotated[int, typer.Option("--n", help="Number of patches.")] = 64,
+    size: Annotated[int, typer.Option(min=2, max=1024, help="Patch size.")] = 32,
+    n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Number of patches.")] = 64,
     split: Annotated[str, typer.Option(help="train, heldout or all.")] = "train",
     seed: Annotated[int, typer.Option(help="Patch seed.")] = 0,
-    scale: Annotated[int, typer.Option(help="Upscale factor of the grid.")] = 3,
+    scale: Annotated[int, typer.Option(min=1, max=64, help="Upscale factor of the grid.")] = 3,
     out: Annotated[Path, typer.Option(help="Grid PNG to write.")] = Path("patches.png"),
 ) -> None:
     """Write a grid of random patches (and list the photos of each split)."""

@@ -15,7 +15,7 @@ from rich.table import Table
 from generators.checkpoint import load_checkpoint, save_checkpoint
 from generators.complete import complete as complete_images
 from generators.hf_import import import_hf as import_hf_checkpoint
-from generators.model import list_presets
+from generators.model import check_sampling, list_presets
 from generators.train import TrainConfig, train_generator
 
 from .. import __version__
@@ -135,7 +135,8 @@ def complete(
     top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")] = 0,
     top_p: Annotated[float, typer.Option(help="Nucleus mass (1 = off).")] = 1.0,
     seed: Annotated[int, typer.Option(help="Seed; each completion derives its own.")] = 0,
-    scale: Annotated[int, typer.Option(help="Upscale factor of the grid.")] = 4,
+    scale: Annotated[int, typer.Option(min=1, max=64, help="Upscale factor of the grid.")
+                     ] = 4,
     device: DeviceOpt = "auto",
     out: Annotated[Path, typer.Option(help="Grid PNG: masked input, completions, original."
                                       )] = Path("completions.png"),
@@ -152,6 +153,7 @@ def complete(
     """
     if samples < 1:
         raise InputError(f"--samples must be >= 1, got {samples}")
+    check_sampling(temperature, top_k, top_p)
     net, palette, cfg = load_checkpoint(model, pick_device(device))
     mark = watermark_key(watermark_key_file, palette, watermark_gamma, watermark_delta)
     size = net.config.image_size

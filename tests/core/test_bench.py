@@ -59,7 +59,7 @@ def test_bench_outside_detector_and_report(tiny_dataset, tmp_path):
 
 def test_bench_cli_with_a_study_file(tiny_dataset, tmp_path):
     study = tmp_path / "study.toml"
-    study.write_text(f'out = "{tmp_path / "rep2"}"\nperturbations = ["none"]\nbootstrap = 20\n'
+    study.write_text('out = "rep2"\nperturbations = ["none"]\nbootstrap = 20\n'
                      f'[datasets]\ntiny = "{tiny_dataset}"\n'
                      '[detectors]\nstreak = "examples.outside_detector:StreakDetector"\n')
     r = CliRunner().invoke(app, ["bench", "--config", str(study)])
@@ -132,3 +132,24 @@ def test_demo_runs_the_main_job_on_the_bundled_default(tmp_path):
     page = (tmp_path / "demo" / "report" / "report.html").read_text()
     for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
         Image.open(io.BytesIO(base64.b64decode(uri))).load()
+
+
+@pytest.mark.parametrize("line, message", [
+    ('bootstrap = "abc"', "bootstrap = 'abc' must be an integer"),
+    ("out = 5", "out = 5 must be a string"),
+    ("seed = 1.5", "seed = 1.5 must be an integer"),
+    ('perturbations = "none"', "perturbations = 'none' must be a list of strs"),
+    ('perturbations = ["rot9"]', "unknown perturbation"),
+    ('detectors = ["likelihood"]', "must be a table"),
+    ('split = "holdout"', "split must be"),
+    ('out = "../elsewhere"', "must be relative"),
+    ('out = "/tmp/elsewhere"', "must be relative"),
+])
+def test_study_values_are_checked_at_the_edge(tmp_path, line, message):
+    study = tmp_path / "s" / "study.toml"
+    study.parent.mkdir()
+    study.write_text(f'{line}\n[datasets]\nx = "ds"\n')
+    r = CliRunner().invoke(app, ["bench", "--config", str(study)])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert message in " ".join(r.output.split()), r.output
+    assert not (tmp_path / "elsewhere").exists()

@@ -275,6 +275,8 @@ def test_generate_command_stats_and_export(ckpt, ref, tmp_path):
     (["--shard", "half"], "--shard 'half'"),
     (["--top-p", "0"], "--top-p"),
     (["--temperature", "0"], "--temperature"),
+    (["--temperature", "inf"], "--temperature"),
+    (["--temperature", "nan"], "--temperature"),
 ])
 def test_bad_settings_are_one_line_errors_before_any_work(ckpt, tmp_path, extra, message):
     out = tmp_path / "ds"

@@ -197,9 +197,9 @@ def test_sample_validates_inputs():
         model.sample(known + V, mask, [1, 2])
     with pytest.raises(ValueError, match=r"shape \(B >= 1, 64\)"):
         model.sample(known[:, :32], mask[:, :32], [1, 2])
-    with pytest.raises(ValueError, match="top_p"):
+    with pytest.raises(ValueError, match="top-p"):
         model.sample(known, mask, [1, 2], top_p=0.0)
-    with pytest.raises(ValueError, match="top_k"):
+    with pytest.raises(ValueError, match="top-k"):
         model.sample(known, mask, [1, 2], top_k=-1)
     with pytest.raises(ValueError, match="seeds must lie"):
         model.sample(known, mask, [-1, 2])
