@@ -82,6 +82,14 @@ def bits_per_photo(model, palette, source: ImageSource, n: int, seed: int) -> di
     return rows
 
 
+def short_name(photo_id: str) -> str:
+    """``wallpapers/Path/contents/images/1920x1080.jpg`` -> ``Path``; else the file's stem."""
+    parts = photo_id.rsplit(":", 1)[-1].split("/")
+    if "contents" in parts:
+        return parts[parts.index("contents") - 1]
+    return parts[-1].rsplit(".", 1)[0]
+
+
 def heldout_patches(sources: dict[str, ImageSource], size: int, n: int, seed: int) -> np.ndarray:
     """``n`` patches from the held-out photos of every source, in equal shares."""
     per = -(-n // len(sources))
@@ -137,7 +145,7 @@ def main() -> None:
         result["bits_per_dim"][name] = bits_per_photo(model, palette, src, args.bits_patches,
                                                       args.seed)
         print(f"bits/dim {name}: " + ", ".join(
-            f"{k.rsplit(':', 1)[-1].rsplit('/', 1)[-1]} {v['bits_per_dim']:.2f}"
+            f"{short_name(k)} {v['bits_per_dim']:.2f}"
             for k, v in result["bits_per_dim"][name].items()), flush=True)
 
     patches = heldout_patches(sources, size, args.n, args.seed + 7)

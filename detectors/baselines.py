@@ -1,6 +1,6 @@
 """Trivial single-feature baselines, so a report shows what a real detector adds over them.
 
-FIELD_NOTES: raster-order generation leaves row-wise traces, palette images have few colors,
+What the field knows: raster-order generation leaves row-wise traces, palette images have few colors,
 and synthesized regions differ in local texture. Each baseline here is one hand-made pixel
 statistic, nothing learned but its direction and its thresholds:
 

@@ -9,7 +9,7 @@ one float per image, higher = more likely synthetic; ``threshold_`` is the verdi
 (calibrated on real images); optionally ``localize(images)`` returning an object with
 ``.maps`` (per-pixel scores in [0, 1] at each image's size) and ``.masks`` (bool).
 
-This one is the trivial raster-order baseline of FIELD_NOTES: a pixel-GPT draws a pixel right
+This one is the trivial raster-order baseline of the field: a pixel-GPT draws a pixel right
 after its left neighbour and long after the one above, so synthesized regions tend to be
 smoother along rows than across them. Score = log of (column-difference energy /
 row-difference energy); no training at all.

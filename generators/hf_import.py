@@ -9,7 +9,6 @@ Conv1D matrices (stored (in, out), where nn.Linear keeps (out, in)) and checks e
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from igpt_forensics.errors import InputError
+from igpt_forensics.files import read_json
 from igpt_forensics.palette import Palette
 
 from .model import NORM_EPS, GPTConfig, PixelGPT
@@ -45,12 +45,7 @@ def import_hf(src: str | Path) -> tuple[PixelGPT, Palette]:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"{path}: not a JSON file ({e})") from None
+    d = read_json(path, f"{path}: no such file", f"{path}: not a JSON file")
     if not isinstance(d, dict):
         raise InputError(f"{path}: expected a JSON object")
     return d

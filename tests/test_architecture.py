@@ -1,4 +1,4 @@
-"""The one-way flow of STYLE.md, kept true by a test: core <- generators <- detectors <- CLI.
+"""The one-way flow of the design (README, Layout), kept true by a test: core <- generators <- detectors <- CLI.
 
 The core modules of igpt_forensics never import the CLI, the generators or the detectors;
 generators never import detectors or the CLI; detectors never import the CLI.
