@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from .errors import InputError
@@ -31,3 +33,25 @@ def describe() -> dict[str, str]:
     if device.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(device)
     return out
+
+
+THREADS_ENV = "IGPT_FORENSICS_THREADS"
+
+
+def default_threads() -> int:
+    """Torch threads when ``--threads`` is not given: ``$IGPT_FORENSICS_THREADS``, else one per
+    core that is free now (cores minus the 1-minute load average, at least 1). On a machine
+    shared with other jobs, threads beyond the free cores wait on each other (measured 2-10x
+    slower on 2 cores), so the default follows the load."""
+    env = os.environ.get(THREADS_ENV, "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise InputError(f"${THREADS_ENV}={env!r} is not a number of threads") from None
+    cores = os.cpu_count() or 1
+    try:
+        load = os.getloadavg()[0]
+    except (OSError, AttributeError):  # not available on this platform
+        return cores
+    return max(1, min(cores, round(cores - load)))

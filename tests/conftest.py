@@ -7,7 +7,9 @@ import torch
 # One torch thread by default: tiny models gain little from a second one, and on a machine
 # shared with other jobs two OpenMP threads wait on each other (measured 2-10x slower, enough
 # to time out the session's training fixture). IGPT_TEST_THREADS=2 on a dedicated machine.
-torch.set_num_threads(max(1, int(os.environ.get("IGPT_TEST_THREADS", "1"))))
+TEST_THREADS = max(1, int(os.environ.get("IGPT_TEST_THREADS", "1")))
+torch.set_num_threads(TEST_THREADS)
+os.environ["IGPT_FORENSICS_THREADS"] = str(TEST_THREADS)  # what CLI commands default to
 
 
 @pytest.fixture

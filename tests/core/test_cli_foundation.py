@@ -65,15 +65,30 @@ def test_data_show_reports_bad_files_and_keeps_good(tmp_path):
     assert "skipped 1 file" in r.output and "broken.png" in r.output
 
 
-def test_threads_option_sets_torch_threads():
+def test_threads_option_sets_torch_threads_before_or_after_the_command(monkeypatch):
     import torch
+
+    from igpt_forensics.cli import hoist_global_options
+    from igpt_forensics.device import THREADS_ENV, default_threads
 
     before = torch.get_num_threads()
     try:
-        r = runner.invoke(app, ["--threads", "1", "info"])
-        assert r.exit_code == 0, r.output
-        assert torch.get_num_threads() == 1
+        for n in (2, 3):  # neither is the conftest's one thread: an ignored option fails
+            torch.set_num_threads(1)
+            r = runner.invoke(app, ["--threads", str(n), "info"])
+            assert r.exit_code == 0, r.output
+            assert torch.get_num_threads() == n
         r = runner.invoke(app, ["--threads", "0", "info"])
         assert r.exit_code != 0 and "--threads" in r.output
+        args = hoist_global_options(["score", "x.png", "--threads", "2", "--debug", "--csv", "o"])
+        assert args == ["--threads", "2", "--debug", "score", "x.png", "--csv", "o"]
+        assert hoist_global_options(["info", "--threads=3"]) == ["--threads=3", "info"]
+        torch.set_num_threads(1)
+        assert runner.invoke(app, hoist_global_options(["info", "--threads", "3"])).exit_code == 0
+        assert torch.get_num_threads() == 3
+        monkeypatch.setenv(THREADS_ENV, "2")  # no option: the environment, else free cores
+        assert default_threads() == 2
+        monkeypatch.delenv(THREADS_ENV)
+        assert 1 <= default_threads() <= (__import__("os").cpu_count() or 1)
     finally:
         torch.set_num_threads(before)
