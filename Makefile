@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/igpt-forensics demo
+	$(BIN)/igpt-forensics demo $(ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests
