@@ -69,68 +69,40 @@ def test_learning_rate_schedule():
 
 
 DDP_SCRIPT = """
-import sys, hashlib, torch, torch.distributed as dist
+import sys, torch, torch.distributed as dist
 from dataclasses import replace
+from safetensors.torch import save_file
 from generators.train import TrainConfig, train_generator
 sys.path.insert(0, {root!r})
 from tests.conftest import TINY_TRAIN
 cfg = replace(TrainConfig(**TINY_TRAIN), steps=4, train_patches=64, eval_patches=8,
               eval_every=4, checkpoint_every=4, warmup=2, batch_size=8)
 r = train_generator(cfg, {out!r})
-h = hashlib.sha256()
-for k, v in sorted(r["model"].state_dict().items()):
-    h.update(k.encode()); h.update(v.numpy().tobytes())
-open({out!r} + f"/rank{{dist.get_rank()}}.sha", "w").write(h.hexdigest())
-dist.destroy_process_group()
+rank = dist.get_rank() if dist.is_initialized() else "single"
+state = {{k: v.contiguous() for k, v in r["model"].state_dict().items()}}
+save_file(state, {out!r} + f"/weights-{{rank}}.safetensors")
+if dist.is_initialized():
+    dist.destroy_process_group()
 """
 
 
-def test_two_ddp_processes_end_with_identical_weights(tmp_path):
-    script = tmp_path / "ddp.py"
-    script.write_text(DDP_SCRIPT.format(root=str(ROOT), out=str(tmp_path / "run")))
+def test_two_ddp_processes_equal_one_process_on_the_same_global_batch(tmp_path):
+    """Each rank must train on its own half of the global batch and average gradients: then
+    both ranks end with the weights of one process that saw the whole batch. (Two ranks
+    training on the same half would agree with each other, and fail this comparison.)"""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
-                        "--nproc_per_node", "2", str(script)], capture_output=True, text=True,
-                       timeout=300, env=env, cwd=ROOT)
-    assert p.returncode == 0, p.stderr[-3000:]
-    h0 = (tmp_path / "run" / "rank0.sha").read_text()
-    h1 = (tmp_path / "run" / "rank1.sha").read_text()
-    assert h0 == h1
-    # and training moved the weights: the checkpoint differs from a fresh init
-    model, _, cfg = load_checkpoint(tmp_path / "run")
-    assert cfg["meta"]["step"] == 4
-
-
-def test_several_sources_are_recorded_and_resume_exactly(tmp_path):
-    import numpy as np
-    from PIL import Image
-
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    y, x = np.mgrid[0:40, 0:40]
-    for i in range(10):
-        im = np.stack([(x * (i + 3)) % 256, (y * 7 + i * 20) % 256, (x + y) % 256], -1)
-        Image.fromarray(im.astype(np.uint8)).save(folder / f"p{i}.png")
-    cfg = replace(SMALL, data=["builtin", str(folder)], steps=6, eval_every=3,
-                  checkpoint_every=3)
-    train_generator(cfg, tmp_path / "part", stop_after=3)
-    train_generator(cfg, tmp_path / "part", resume=True)
-    whole = train_generator(cfg, tmp_path / "whole")
-    a = load_file(tmp_path / "whole" / "model.safetensors")
-    b = load_file(tmp_path / "part" / "model.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
-    photos = load_checkpoint(tmp_path / "whole")[2]["meta"]["photos"]
-    by_id = {p["id"]: p for p in photos}
-    assert by_id["builtin:astronaut"]["split"] == "train"
-    assert by_id["builtin:coffee"]["split"] == "val"
-    assert by_id["builtin:astronaut"]["file"] == "skimage.data/astronaut.png"
-    mine = [p for p in photos if p["id"].startswith(str(folder))]
-    assert mine and all(len(p["sha256"]) == 64 and p["file"].startswith("p") for p in mine)
-    assert whole["step"] == 6
-
-
-def test_bf16_precision_trains_and_bad_precision_is_refused(tmp_path):
-    r = train_generator(replace(SMALL, precision="bf16", steps=4, eval_every=4), tmp_path / "b")
-    assert r["step"] == 4 and r["heldout_bits_per_dim"] < r["unigram_bits_per_dim"] + 1
-    with pytest.raises(InputError, match="precision"):
-        train_generator(replace(SMALL, precision="fp8"), tmp_path / "c")
+    ddp, single = tmp_path / "ddp", tmp_path / "single"
+    for out, launch in ((ddp, ["-m", "torch.distributed.run", "--standalone",
+                               "--nproc_per_node", "2"]), (single, [])):
+        script = tmp_path / f"{out.name}.py"
+        script.write_text(DDP_SCRIPT.format(root=str(ROOT), out=str(out)))
+        p = subprocess.run([sys.executable, *launch, str(script)], capture_output=True,
+                           text=True, timeout=300, env=env, cwd=ROOT)
+        assert p.returncode == 0, p.stderr[-3000:]
+    w0 = load_file(ddp / "weights-0.safetensors")
+    w1 = load_file(ddp / "weights-1.safetensors")
+    w = load_file(single / "weights-single.safetensors")
+    for k in w:
+        assert torch.equal(w0[k], w1[k]), k  # the ranks agree exactly
+        assert torch.allclose(w0[k], w[k], atol=2e-5, rtol=1e-4), k  # and equal one process
+    assert load_checkpoint(ddp)[2]["meta"]["step"] == 4
