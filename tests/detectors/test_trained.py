@@ -26,11 +26,8 @@ from detectors.features import (
     TreeEnsemble,
     hand_features,
 )
-from detectors.fusion import FusionDetector
-from detectors.likelihood import LikelihoodDetector
 from detectors.trained import evaluate_split, load_split
 from generators.checkpoint import load_checkpoint, save_checkpoint
-from generators.dataset import generate_dataset
 from generators.model import create_model
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
@@ -42,57 +39,6 @@ runner = CliRunner()
 # fusion 0.90-0.91 (the likelihood detector alone: 0.51-0.60); the bounds sit below the worst
 # run so that they catch a broken detector, not noise.
 AUC_BOUND = {"features": 0.78, "cnn": 0.70, "fusion": 0.82}
-
-
-@pytest.fixture(scope="module")
-def dataset(tiny_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("trained") / "ds"
-    generate_dataset(out, 120, model=str(tiny_checkpoint), device="cpu")
-    return out
-
-
-@pytest.fixture(scope="module")
-def splits(dataset):
-    return {s: load_split(dataset, s) for s in ("train", "val", "test")}
-
-
-def fit_args(splits):
-    tr, va = splits["train"], splits["val"]
-    return (tr.real, tr.fake, tr.fake_masks), {"val": (va.real, va.fake, va.fake_masks)}
-
-
-@pytest.fixture(scope="module")
-def features_det(splits, tiny_checkpoint):
-    args, kw = fit_args(splits)
-    det = FeaturesDetector(likelihood_model=str(tiny_checkpoint), n_estimators=60)
-    assert det.fit(*args, **kw) is det
-    return det
-
-
-@pytest.fixture(scope="module")
-def cnn_det(splits):
-    args, kw = fit_args(splits)
-    det = CNNDetector(epochs=12, patience=6, batch_size=32, lr=5e-3, device="cpu")
-    assert det.fit(*args, **kw) is det
-    return det
-
-
-@pytest.fixture(scope="module")
-def saved_members(tmp_path_factory, features_det, cnn_det, tiny_checkpoint, splits):
-    root = tmp_path_factory.mktemp("members")
-    lik = LikelihoodDetector(model=str(tiny_checkpoint), sampling=("temperature=1", "top_k=4"),
-                             n_samples=48, batch_size=256)
-    lik.fit(splits["train"].real[:90])
-    return [str(d.save(root / name)) for name, d in
-            (("lik", lik), ("cnn", cnn_det), ("features", features_det))]
-
-
-@pytest.fixture(scope="module")
-def fusion_det(saved_members, splits):
-    va = splits["val"]
-    det = FusionDetector(members=saved_members, folds=3)
-    assert det.fit(va.real, va.fake) is det
-    return det
 
 
 @pytest.fixture
