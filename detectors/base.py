@@ -102,6 +102,26 @@ class Localization:
         """Fraction of each image's pixels in its mask."""
         return np.array([float(np.mean(m)) for m in self.masks])
 
+    def verdicts(self, scores: np.ndarray, threshold: float) -> tuple[list[str], np.ndarray]:
+        """The one verdict rule, and the region share that goes with it:
+
+        - ``synthetic``: the image score is above the threshold (the whole image is judged);
+        - ``region``: it is not, but the region score is above the region threshold (a part
+          of the image looks synthesized);
+        - ``real``: neither; its region share is then 0 (no region is reported).
+
+        The share is the fraction of pixels in the mask (map above the map threshold) for
+        ``synthetic`` and ``region``, so a verdict never contradicts the region it shows.
+        """
+        fractions = self.region_fractions()
+        verdicts, shares = [], np.zeros(len(scores))
+        for i, score in enumerate(np.asarray(scores, np.float64)):
+            v = ("synthetic" if score > threshold else
+                 "region" if self.region_flags[i] else "real")
+            verdicts.append(v)
+            shares[i] = fractions[i] if v != "real" else 0.0
+        return verdicts, shares
+
 
 def as_input_kind(items: list[np.ndarray], like: Any) -> np.ndarray | list[np.ndarray]:
     """Stack per-image results when the images came as one array; keep a list otherwise."""

@@ -342,6 +342,21 @@ def split_counts(folder: str | Path) -> dict[str, int]:
 TRAINED_KINDS = ("cnn", "features", "fusion")
 
 
+def check_splits(dataset: str | Path, splits: Sequence[str]) -> None:
+    """Refuse before any work when a split the job needs has no images (counted from
+    dataset.json, no image read): e.g. a folder of few photos whose test split is empty."""
+    info = pv.read_info(dataset)
+    counts = (info.get("counts") or {}).get("by_split") or {}
+    if not info.get("complete"):
+        raise InputError(f"{dataset}: incomplete dataset (run its generate command again)")
+    for split in splits:
+        if not counts.get(split):
+            raise InputError(f"{dataset}: no images in split '{split}' (its photos: "
+                             f"{', '.join(f'{k} {v}' for k, v in counts.items()) or 'none'}); "
+                             "generate from more photos, or give the split explicitly with "
+                             "train/ val/ test/ subfolders")
+
+
 def train_on_dataset(dataset: str | Path, kind: str, params: dict[str, Any] | None = None,
                      real_forms: Sequence[str] = REAL_FORMS, max_items: int | None = None,
                      progress: Progress | None = None) -> Detector:
@@ -356,7 +371,9 @@ def train_on_dataset(dataset: str | Path, kind: str, params: dict[str, Any] | No
 
     if kind not in TRAINED_KINDS:
         raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
+    check_splits(dataset, ("val",) if kind == "fusion" else ("train", "val"))
     det = detector_class(kind)(**(params or {}))
+
     def load(split: str) -> SplitData:
         report = ((lambda n, total: progress(n, total, stage=f"loading {split}"))
                   if progress else None)

@@ -49,12 +49,6 @@ DeviceOpt = Annotated[str | None, typer.Option(
     help="auto, cpu, cuda, mps (default: as the detector was saved).")]
 
 
-def _verdict(score: float, region_flag: bool, threshold: float) -> str:
-    if score > threshold:
-        return "synthetic"
-    return "region" if region_flag else "real"
-
-
 def _overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
     """The image in gray under the map in a heat colormap (half and half)."""
     from matplotlib import colormaps
@@ -111,7 +105,10 @@ def score(
                           ] = MAX_SCORE_PIXELS,
 ) -> None:
     """Score images (higher = more likely synthetic) with a verdict at the calibrated
-    threshold and the fraction of pixels in the suspected region."""
+    threshold and the fraction of pixels in the suspected region.
+
+    Verdict: synthetic when the score is above the threshold; region when it is not but
+    a window of the map is above the region threshold; real otherwise (region 0%)."""
     if csv_out is not None and json_out is not None:
         raise InputError("choose one of --csv and --json")
     files, bad = find_images(paths)
@@ -139,12 +136,11 @@ def score(
                 chunk.append(f)
             if images:
                 scores, loc = det.score_and_localize(images)
-                fractions = loc.region_fractions()
+                verdicts, shares = loc.verdicts(scores, det.threshold_)
                 for i, f in enumerate(chunk):
-                    row = {"path": str(f), "score": float(scores[i]),
-                           "verdict": _verdict(scores[i], loc.region_flags[i], det.threshold_),
+                    row = {"path": str(f), "score": float(scores[i]), "verdict": verdicts[i],
                            "region_score": float(loc.region_scores[i]),
-                           "region_fraction": float(fractions[i])}
+                           "region_fraction": float(shares[i])}
                     if maps is not None:
                         stem = _unique_stem(f, used)
                         heat = np.asarray(loc.maps[i])

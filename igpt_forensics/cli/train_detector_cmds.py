@@ -17,6 +17,7 @@ from detectors.features import CLASSIFIERS
 from detectors.trained import (
     REAL_FORMS,
     TRAINED_KINDS,
+    check_splits,
     evaluate_split,
     load_split,
     parse_real_forms,
@@ -105,6 +106,8 @@ def train_detector(
     if max_items is not None and max_items < 1:
         raise InputError(f"--max-items must be >= 1, got {max_items}")
     forms = parse_real_forms(real_forms)
+    if test:  # before training, not after it: a missing test split is known from the counts
+        check_splits(dataset, ("test",))
     params = _params(kind, arch, epochs, pretrained, model, likelihood, classifier, member,
                      target_fpr, seed, device)
     t0 = time.perf_counter()

@@ -117,3 +117,17 @@ def test_score_caps_pixels_and_warns_about_tiny_images(calibrated, tmp_path):
     text = " ".join(r.output.split())
     assert "tiny.png: only 8x8 pixels" in text
     assert "wide.png: image too large (300x100 pixels, limit 1000) (--max-pixels)" in text
+
+
+def test_one_verdict_rule_never_contradicts_its_region():
+    from detectors.base import Localization
+
+    masks = [np.ones((4, 4), bool), np.zeros((4, 4), bool), np.eye(4, dtype=bool),
+             np.ones((4, 4), bool)]
+    loc = Localization(maps=[m.astype(np.float32) for m in masks], masks=masks,
+                       region_scores=np.array([3.0, 0.0, 2.0, 0.1]),
+                       region_flags=np.array([True, False, True, False]))
+    verdicts, shares = loc.verdicts(np.array([5.0, -10.0, -1.0, 0.0]), threshold=1.0)
+    assert verdicts == ["synthetic", "real", "region", "real"]
+    # a real verdict reports no region, even where the map's mask covers the image
+    assert shares.tolist() == [1.0, 0.0, 0.25, 0.0]

@@ -314,3 +314,14 @@ def test_train_detector_command_errors_in_one_line(tmp_path):
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path), "--kind", "svm",
                             "--out", str(tmp_path / "d")])
     assert r.exit_code == 1 and "--kind must be one of" in r.output
+
+
+def test_train_detector_refuses_a_missing_test_split_before_training(tmp_path):
+    from tests.core.test_provenance import make_dataset
+
+    ds = make_dataset(tmp_path / "ds", n=3)  # items 0, 1, 2: train, train, val; no test
+    r = runner.invoke(app, ["train-detector", "--dataset", str(ds), "--kind", "cnn",
+                            "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert "no images in split 'test'" in " ".join(r.output.split())
+    assert not (tmp_path / "d").exists()  # nothing trained, nothing saved
