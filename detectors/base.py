@@ -252,6 +252,12 @@ def list_detectors() -> list[str]:
     return sorted(_DETECTORS)
 
 
+def ready_detectors() -> list[str]:
+    """Registered detectors that score with no training: a calibration ships for them."""
+    return [n for n in list_detectors() if _DETECTORS[n].default_asset is not None
+            and (_DETECTORS[n].default_asset / META_FILE).exists()]
+
+
 def detector_class(name: str) -> type[Detector]:
     if name not in _DETECTORS:
         raise InputError(f"unknown detector '{name}'; known detectors: "
@@ -267,7 +273,9 @@ def create_detector(name: str, pretrained: bool = False, **params) -> Detector:
     if not pretrained:
         return cls(**params)
     if cls.default_asset is None:
-        raise InputError(f"the {name} detector ships no pretrained calibration")
+        raise InputError(f"the {name} detector ships no pretrained calibration: train one "
+                         f"first (igpt-forensics train-detector --kind {name} --dataset DS "
+                         "--out DET) and pass --detector DET")
     if not (cls.default_asset / META_FILE).exists():
         how = f"; make it with: {cls.default_asset_command}" if cls.default_asset_command else ""
         raise InputError(f"the {name} detector's shipped calibration is missing "

@@ -15,7 +15,7 @@ import typer
 from rich.table import Table
 
 # submodules, not the package: registering happens on import of each detector's module
-from detectors.base import list_detectors, open_detector
+from detectors.base import list_detectors, open_detector, ready_detectors
 from detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
 
 from ..data import find_images, load_image
@@ -40,8 +40,9 @@ SMALL_SIDE = 32  # the models' size: smaller images are scored, with a warning
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 
 DetectorOpt = Annotated[str, typer.Option(
-    "--detector", help="A detector name (" + ", ".join(list_detectors())
-    + ") or a saved detector folder.")]
+    "--detector", help="A detector that ships ready (" + ", ".join(ready_detectors())
+    + "), a saved detector folder (train one with train-detector: "
+    + ", ".join(n for n in list_detectors() if n not in ready_detectors()) + ").")]
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Scoring model checkpoint folder; default: the bundled default model. "
     "With a detector name, the detector is calibrated for it first.")]
