@@ -126,45 +126,62 @@ def evaluate(detector, det_name: str, data: Split, perturbations: Sequence[str] 
              progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
     """Image- and region-level metrics of one detector on one split, per perturbation.
 
-    Returns (rows, scores): rows are flat metric records; scores keeps the raw scores per
-    perturbation (for plots): ``{spec: {"real": [...], "qreal": [...], "fake": [...],
-    "kinds": [...]}}``.
+    Every image is scored once per perturbation: the fakes with ``score_and_localize`` when
+    maps are wanted (the maps of partial fakes come from the same pass), so nothing is
+    scored twice. Returns (rows, scores): rows are flat metric records; scores keeps the raw
+    scores per perturbation (for plots and for the cross matrix): ``{spec: {"real": [...],
+    "qreal": [...], "fake": [...], "kinds": [...], "maps": [...] (partial fakes of "none",
+    for the report's examples)}}``.
     """
     rows: list[dict] = []
     raw: dict[str, dict] = {}
     threshold = getattr(detector, "threshold_", None)
+    with_maps = localize and hasattr(detector, "localize")
+    kinds = np.array(data.kinds)
     for spec in perturbations:
         if progress:
             progress(f"{det_name} on {data.name} [{spec}]")
         real, _ = perturb_all(data.real, data.ids["real"], spec, seed)
         qreal, _ = perturb_all(data.qreal, data.ids["qreal"], spec, seed)
         fake, fmasks = perturb_all(data.fake, data.ids["fake"], spec, seed, data.masks)
-        scores = np.asarray(detector.score(_stack_or_list(real + qreal + fake)), np.float64)
-        s_real, s_qreal = scores[:len(real)], scores[len(real):len(real) + len(qreal)]
-        s_fake = scores[len(real) + len(qreal):]
+        s_neg = np.asarray(detector.score(_stack_or_list(real + qreal)), np.float64)
+        s_real, s_qreal = s_neg[:len(real)], s_neg[len(real):]
+        partial = [i for i, k in enumerate(data.kinds) if k in PARTIAL_KINDS]
+        maps: dict[int, np.ndarray] = {}
+        masks: dict[int, np.ndarray] = {}
+        if with_maps and hasattr(detector, "score_and_localize"):  # one pass for both
+            s_fake, loc = detector.score_and_localize(_stack_or_list(fake))
+            maps = {i: loc.maps[i] for i in partial}
+            masks = {i: loc.masks[i] for i in partial}
+        else:  # an outside detector with score (and perhaps localize) only
+            s_fake = detector.score(_stack_or_list(fake))
+            if with_maps and partial:
+                loc = detector.localize(_stack_or_list([fake[i] for i in partial]))
+                maps, masks = dict(zip(partial, loc.maps)), dict(zip(partial, loc.masks))
+        s_fake = np.asarray(s_fake, np.float64)
         raw[spec] = {"real": s_real.tolist(), "qreal": s_qreal.tolist(),
                      "fake": s_fake.tolist(), "kinds": list(data.kinds)}
-        kinds = np.array(data.kinds)
-        for real_form, s_neg in (("real", s_real), ("qreal", s_qreal)):
-            if len(s_neg) == 0:
+        for real_form, s_n in (("real", s_real), ("qreal", s_qreal)):
+            if len(s_n) == 0:
                 continue
             for fakes in ("all", *sorted(set(data.kinds))):
                 s_pos = s_fake if fakes == "all" else s_fake[kinds == fakes]
-                labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
-                m = image_metrics(labels, np.r_[s_neg, s_pos], threshold, bootstrap, seed)
+                labels = np.r_[np.zeros(len(s_n)), np.ones(len(s_pos))]
+                m = image_metrics(labels, np.r_[s_n, s_pos], threshold, bootstrap, seed)
                 rows.append({"level": "image", "detector": det_name, "dataset": data.name,
                              "perturbation": spec, "strength": strength(spec),
                              "real_form": real_form, "fakes": fakes, **m})
-        if localize and hasattr(detector, "localize"):
-            for kind in PARTIAL_KINDS:
-                idx = [i for i, k in enumerate(data.kinds) if k == kind]
-                if not idx:
-                    continue
-                loc = detector.localize(_stack_or_list([fake[i] for i in idx]))
-                m = pixel_metrics([fmasks[i] for i in idx], list(loc.maps), list(loc.masks))
-                rows.append({"level": "region", "detector": det_name, "dataset": data.name,
-                             "perturbation": spec, "strength": strength(spec),
-                             "fakes": kind, **m})
+        for kind in PARTIAL_KINDS:
+            idx = [i for i in partial if data.kinds[i] == kind]
+            if not idx or not maps:
+                continue
+            m = pixel_metrics([fmasks[i] for i in idx], [maps[i] for i in idx],
+                              [masks[i] for i in idx])
+            rows.append({"level": "region", "detector": det_name, "dataset": data.name,
+                         "perturbation": spec, "strength": strength(spec),
+                         "fakes": kind, **m})
+        if spec == "none" and maps:
+            raw[spec]["maps"] = maps
     return rows, raw
 
 
@@ -179,22 +196,30 @@ def retarget(detector, real_scores: np.ndarray, target_fpr: float = 0.01):
 
 def cross_matrix(detectors: dict[str, Any], trained: dict[tuple[str, str], Any],
                  val: dict[str, Split], test: dict[str, Split],
-                 fit_seconds: dict[tuple[str, str], float] | None = None) -> list[dict]:
+                 fit_seconds: dict[tuple[str, str], float] | None = None,
+                 scored: dict[tuple[str, str], dict] | None = None) -> list[dict]:
     """Detectors trained (``trained[(kind, A)]``) or thresholded on dataset A, tested on B.
 
     A fixed detector keeps its scores; its threshold is recalibrated to 1% FPR on A's
     validation reals, so the matrix shows whether a threshold transfers across generators.
-    Negatives are quantized reals (format parity).
+    Negatives are quantized reals (format parity). ``scored[(detector key, B)]`` holds
+    scores `evaluate` already made on B's test split (unperturbed), reused, not recomputed;
+    the detector key is the fixed detector's name, or ``(kind, A)`` for a trained one.
     """
-    fit_seconds = fit_seconds or {}
-    pairs = [(name, a, retarget(det, det.score(_stack_or_list(val[a].real + val[a].qreal))))
+    fit_seconds, scored = fit_seconds or {}, scored or {}
+    pairs = [(name, a, name, retarget(det, det.score(_stack_or_list(val[a].real
+                                                                  + val[a].qreal))))
              for name, det in detectors.items() for a in val]
-    pairs += [(kind, a, det) for (kind, a), det in trained.items()]
+    pairs += [(kind, a, (kind, a), det) for (kind, a), det in trained.items()]
     rows = []
-    for name, a, det in pairs:
+    for name, a, key, det in pairs:
         for b in test:
-            s_neg = det.score(_stack_or_list(test[b].qreal))
-            s_pos = det.score(_stack_or_list(test[b].fake))
+            done = scored.get((key, b))
+            if done is not None:
+                s_neg, s_pos = np.asarray(done["qreal"]), np.asarray(done["fake"])
+            else:
+                s_neg = det.score(_stack_or_list(test[b].qreal))
+                s_pos = det.score(_stack_or_list(test[b].fake))
             labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
             m = image_metrics(labels, np.r_[s_neg, s_pos], det.threshold_, bootstrap=0)
             rows.append({"detector": name, "train": a, "test": b, "real_form": "qreal",
@@ -489,21 +514,27 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
             fit_seconds[(kind, name)] = time.perf_counter() - t0
     image_rows, region_rows, raw = [], [], {}
     examples: dict[str, bytes] = {}
-    runs = [(name, det, ds) for name, det in detectors.items() for ds in test]
-    runs += [(kind, det, ds) for (kind, ds), det in trained.items()]  # in distribution
-    for det_name, det, ds_name in runs:
+    runs = [(name, name, det, ds) for name, det in detectors.items() for ds in test]
+    runs += [((kind, ds), kind, det, ds)  # in distribution
+             for (kind, ds), det in trained.items()]
+    scored: dict = {}  # (detector key, dataset) -> unperturbed test scores, for the cross matrix
+    for det_key, det_name, det, ds_name in runs:
         data = test[ds_name]
         rows, scores = evaluate(det, det_name, data, study.perturbations, study.seed,
                                 study.bootstrap, progress=progress)
         image_rows += [r for r in rows if r["level"] == "image"]
         region_rows += [r for r in rows if r["level"] == "region"]
+        if "none" in scores:
+            scored[(det_key, ds_name)] = scores["none"]
+        maps = scores.get("none", {}).pop("maps", {})
         raw.setdefault(det_name, {})[ds_name] = scores
-        idx = [i for i, k in enumerate(data.kinds) if k in PARTIAL_KINDS][:6]
-        if idx and hasattr(det, "localize"):
-            loc = det.localize(_stack_or_list([data.fake[i] for i in idx]))
+        idx = sorted(maps)[:6]
+        if idx:
             examples[f"{det_name} on {ds_name}"] = examples_strip(
-                [data.fake[i] for i in idx], [data.masks[i] for i in idx], list(loc.maps))
-    cross_rows = cross_matrix(detectors, trained, val, test, fit_seconds) if need_val else []
+                [data.fake[i] for i in idx], [data.masks[i] for i in idx],
+                [maps[i] for i in idx])
+    cross_rows = (cross_matrix(detectors, trained, val, test, fit_seconds, scored)
+                  if need_val else [])
     described = {name: (det.describe() if hasattr(det, "describe") else
                         {"kind": type(det).__name__, "threshold": getattr(det, "threshold_",
                                                                             None),

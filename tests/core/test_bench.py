@@ -153,3 +153,33 @@ def test_study_values_are_checked_at_the_edge(tmp_path, line, message):
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert message in " ".join(r.output.split()), r.output
     assert not (tmp_path / "elsewhere").exists()
+
+
+class CountingStreak(StreakDetector):
+    """The outside detector, counting the images it scores and localizes."""
+
+    def __init__(self):
+        self.scored = self.localized = 0
+
+    def score(self, images):
+        self.scored += len(images)
+        return super().score(images)
+
+    def localize(self, images):
+        self.localized += len(images)
+        return super().localize(images)
+
+
+def test_bench_scores_each_image_once_per_perturbation(tiny_dataset, tmp_path):
+    det = CountingStreak()
+    study = Study(datasets={"a": str(tiny_dataset), "b": str(tiny_dataset)},
+                  detectors={"streak": "counting"}, perturbations=["none", "jpeg75"],
+                  bootstrap=10, out=str(tmp_path / "rep"))
+    run_benchmark(study, {"streak": det})
+    test, val = load_split(tiny_dataset, "test"), load_split(tiny_dataset, "val")
+    per_test = len(test.real) + len(test.qreal) + len(test.fake)
+    # 2 datasets x 2 perturbations, each test image once; the cross matrix reuses those
+    # scores and only scores the val reals it takes each threshold from
+    assert det.scored == 2 * 2 * per_test + 2 * (len(val.real) + len(val.qreal))
+    partial = sum(k in ("top-half", "box") for k in test.kinds)
+    assert det.localized == 2 * 2 * partial  # maps of the partial fakes, once each
