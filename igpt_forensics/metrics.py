@@ -27,6 +27,13 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return labels, scores
 
 
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB between two uint8 image batches (inf if equal)."""
+    err = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    mse = float(np.mean(err * err))
+    return float("inf") if mse == 0 else 10.0 * float(np.log10(255.0**2 / mse))
+
+
 def calibrate_threshold(real_scores: np.ndarray, target_fpr: float) -> float:
     """The smallest threshold with at most ``target_fpr`` of real scores strictly above it."""
     real_scores = np.asarray(real_scores, dtype=np.float64)

@@ -118,10 +118,10 @@ class Palette:
 
     def psnr(self, images: np.ndarray) -> float:
         """Round-trip PSNR in dB over a batch of images."""
+        from .metrics import psnr
+
         images = np.asarray(images)
-        err = images.astype(np.float64) - self.quantize(images).astype(np.float64)
-        mse = float(np.mean(err * err))
-        return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
+        return psnr(images, self.quantize(images))
 
     # -- persistence -----------------------------------------------------------------------
     def to_dict(self) -> dict:
