@@ -85,3 +85,21 @@ def test_checkpoints_refuse_tampering_and_absurd_configs(trained, tmp_path):
                 dict(channels=12), dict(code_dim=0)):
         with pytest.raises(InputError):
             VQConfig(**{**VQConfig().to_dict(), **bad})
+
+
+def test_train_tokenizer_command(tmp_path):
+    from typer.testing import CliRunner
+
+    from igpt_forensics.cli import app
+
+    r = CliRunner().invoke(app, ["train-tokenizer", "--out", str(tmp_path / "t"), "--size", "16",
+                                 "--codes", "16", "--code-dim", "4", "--channels", "8",
+                                 "--steps", "6", "--batch-size", "8", "--train-patches", "64",
+                                 "--eval-every", "3", "--checkpoint-every", "3"])
+    assert r.exit_code == 0, r.output
+    assert "held-out PSNR" in " ".join(r.output.split())
+    model, cfg = load_tokenizer(tmp_path / "t")
+    assert model.config.n_codes == 16 and cfg["meta"]["step"] == 6
+    r = CliRunner().invoke(app, ["train-tokenizer", "--out", str(tmp_path / "u"),
+                                 "--downsample", "3"])
+    assert r.exit_code == 1 and "power of 2" in r.output
