@@ -40,7 +40,7 @@ from igpt_forensics.viz import png_bytes
 from igpt_forensics.watermark import DEFAULT_DELTA, DEFAULT_GAMMA, WatermarkKey
 
 from .checkpoint import DEFAULT_MODEL, load_checkpoint
-from .model import PixelGPT, check_sampling, list_presets, preset_config
+from .model import COMPLETION_SAMPLING, PixelGPT, check_sampling, list_presets, preset_config
 
 DEFAULT_MASKS = ("top-half", "box", "full")
 FORM_BITS = {form: 1 << i for i, form in enumerate(pv.FORMS)}
@@ -285,9 +285,9 @@ def prepare_dataset(
     data: str = "builtin",
     masks: str | Sequence[str] = DEFAULT_MASKS,
     size: int | None = None,
-    temperature: float = 1.0,
-    top_k: int = 0,
-    top_p: float = 1.0,
+    temperature: float = COMPLETION_SAMPLING["temperature"],
+    top_k: int = COMPLETION_SAMPLING["top_k"],
+    top_p: float = COMPLETION_SAMPLING["top_p"],
     seed: int = 0,
     batch_size: int = 64,
     shard: str | tuple[int, int] = (0, 1),

@@ -368,6 +368,13 @@ class PixelGPT(nn.Module):
             self.train(was_training)
 
 
+# What `complete` and `generate` sample with unless told otherwise: the setting whose top-half
+# completions of held-out photos the trivial baselines separate least from quantized reals
+# (benchmarks/generator_eval.py, docs/generator.md). `PixelGPT.sample` itself defaults to the
+# model's own distribution (temperature 1, no truncation), which the likelihood detector needs.
+COMPLETION_SAMPLING = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+
 def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
     """Sampling settings, checked once at the edge (``complete``, ``generate``, ``sample``)."""
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (

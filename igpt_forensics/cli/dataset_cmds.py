@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from generators.dataset import prepare_dataset
+from generators.model import COMPLETION_SAMPLING
 
 from .. import provenance as pv
 from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA, read_key
@@ -54,9 +55,12 @@ def generate(
                                        "full, box:T,L,H,W, file:PATH.")] = "top-half,box,full",
     size: Annotated[int | None, typer.Option(
         help="Image side; must equal the generator's. Default: the generator's.")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")
+                           ] = COMPLETION_SAMPLING["temperature"],
+    top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")
+                     ] = COMPLETION_SAMPLING["top_k"],
+    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")
+                     ] = COMPLETION_SAMPLING["top_p"],
     seed: Annotated[int, typer.Option(help="Dataset seed: every patch, mask and pixel "
                                       "derives from it and the item number.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images sampled together (no effect on "

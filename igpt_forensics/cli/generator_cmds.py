@@ -15,7 +15,7 @@ from rich.table import Table
 from generators.checkpoint import load_checkpoint, save_checkpoint
 from generators.complete import complete as complete_images
 from generators.hf_import import import_hf as import_hf_checkpoint
-from generators.model import check_sampling, list_presets
+from generators.model import COMPLETION_SAMPLING, check_sampling, list_presets
 from generators.train import TrainConfig, train_generator
 from generators.vq import TokenizerTrainConfig, train_tokenizer
 
@@ -196,9 +196,12 @@ def complete(
     mask: Annotated[str, typer.Option(help="top-half, box, full, box:T,L,H,W or file:PNG.")
                     ] = "top-half",
     samples: Annotated[int, typer.Option(help="Completions per image.")] = 4,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")] = 1.0,
-    top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")] = 0,
-    top_p: Annotated[float, typer.Option(help="Nucleus mass (1 = off).")] = 1.0,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature.")
+                           ] = COMPLETION_SAMPLING["temperature"],
+    top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")
+                     ] = COMPLETION_SAMPLING["top_k"],
+    top_p: Annotated[float, typer.Option(help="Nucleus mass (1 = off).")
+                     ] = COMPLETION_SAMPLING["top_p"],
     seed: Annotated[int, typer.Option(help="Seed; each completion derives its own.")] = 0,
     scale: Annotated[int, typer.Option(min=1, max=64, help="Upscale factor of the grid.")
                      ] = 4,
