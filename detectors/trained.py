@@ -251,6 +251,21 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.real) + len(self.fake)
 
+    @classmethod
+    def concat(cls, parts: Sequence[SplitData]) -> SplitData:
+        """One split of several datasets (a pool of generators), in the order given."""
+        if len(parts) == 1:
+            return parts[0]
+        sizes = {p.real.shape[1:] for p in parts} | {p.fake.shape[1:] for p in parts}
+        if len(sizes) != 1:
+            raise InputError(f"the datasets hold images of different sizes {sorted(sizes)}; "
+                             "train on datasets of one size")
+        return cls(np.concatenate([p.real for p in parts]),
+                   np.concatenate([p.fake for p in parts]),
+                   np.concatenate([p.fake_masks for p in parts]),
+                   sum((p.real_forms for p in parts), []), sum((p.fake_kinds for p in parts), []),
+                   sum((p.real_ids for p in parts), []), sum((p.fake_ids for p in parts), []))
+
 
 REAL_FORMS = ("real", "qreal")
 
@@ -357,27 +372,33 @@ def check_splits(dataset: str | Path, splits: Sequence[str]) -> None:
                              "train/ val/ test/ subfolders")
 
 
-def train_on_dataset(dataset: str | Path, kind: str, params: dict[str, Any] | None = None,
+def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
+                     params: dict[str, Any] | None = None,
                      real_forms: Sequence[str] = REAL_FORMS, max_items: int | None = None,
                      progress: Progress | None = None) -> Detector:
-    """Train a ``kind`` detector on a generated dataset; what ``train-detector`` runs.
+    """Train a ``kind`` detector on one generated dataset or several (a pool of generators:
+    their splits are joined); what ``train-detector`` runs.
 
     ``cnn`` and ``features`` learn on the train split and stop early / calibrate on the
     validation split. ``fusion`` stacks its members on the validation split (held out from
     the members, which learned on train) and calibrates its threshold out of fold.
     """
-    from . import cnn, features, fusion  # noqa: F401  (register the trained kinds)
     from .base import detector_class
 
+    datasets = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
+    if not datasets:
+        raise InputError("name at least one --dataset")
     if kind not in TRAINED_KINDS:
         raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
-    check_splits(dataset, ("val",) if kind == "fusion" else ("train", "val"))
+    for d in datasets:
+        check_splits(d, ("val",) if kind == "fusion" else ("train", "val"))
     det = detector_class(kind)(**(params or {}))
 
     def load(split: str) -> SplitData:
         report = ((lambda n, total: progress(n, total, stage=f"loading {split}"))
                   if progress else None)
-        return load_split(dataset, split, real_forms, max_items, progress=report)
+        return SplitData.concat([load_split(d, split, real_forms, max_items, progress=report)
+                                 for d in datasets])
 
     val = load("val")
     if kind == "fusion":

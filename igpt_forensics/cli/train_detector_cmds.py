@@ -17,6 +17,7 @@ from detectors.features import CLASSIFIERS
 from detectors.trained import (
     REAL_FORMS,
     TRAINED_KINDS,
+    SplitData,
     check_splits,
     evaluate_split,
     load_split,
@@ -69,7 +70,8 @@ def _params(kind: str, arch: str, epochs: int, pretrained: Path | None, model: P
 
 @user_errors
 def train_detector(
-    dataset: Annotated[Path, typer.Option(help="Dataset folder written by 'generate'.")],
+    dataset: Annotated[list[Path], typer.Option(
+        help="Dataset folder written by 'generate'; repeat to train on a pool of generators.")],
     kind: Annotated[str, typer.Option(help=f"{', '.join(TRAINED_KINDS)}.")],
     out: Annotated[Path, typer.Option(help="Folder to save the detector to.")],
     arch: Annotated[str, typer.Option(help="cnn: timm architecture.")] = DEFAULT_ARCH,
@@ -99,15 +101,16 @@ def train_detector(
     json_out: Annotated[Path | None, typer.Option(
         "--json", help="Also write the summary as JSON.")] = None,
 ) -> None:
-    """Train a detector on a generated dataset (train split; the validation split for early
-    stopping and the threshold), save it, and report test metrics."""
+    """Train a detector on generated datasets (train splits; the validation splits for early
+    stopping and the threshold), save it, and report test metrics (per dataset, and all)."""
     if kind not in TRAINED_KINDS:
         raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
     if max_items is not None and max_items < 1:
         raise InputError(f"--max-items must be >= 1, got {max_items}")
     forms = parse_real_forms(real_forms)
     if test:  # before training, not after it: a missing test split is known from the counts
-        check_splits(dataset, ("test",))
+        for d in dataset:
+            check_splits(d, ("test",))
     params = _params(kind, arch, epochs, pretrained, model, likelihood, classifier, member,
                      target_fpr, seed, device)
     t0 = time.perf_counter()
@@ -118,9 +121,12 @@ def train_detector(
     summary = {"detector": str(out), "kind": kind, "train_seconds": seconds,
                "threshold": det.threshold_, "target_fpr": target_fpr,
                "score": "higher = more likely synthetic", "fit_info": det.fit_info_}
-    if test:
-        data = load_split(dataset, "test", forms, max_items)
-        summary["test"] = evaluate_split(det, data, pixels=kind == "cnn")
+    if test:  # each dataset's test split alone, then all together
+        parts = [load_split(d, "test", forms, max_items) for d in dataset]
+        if len(dataset) > 1:
+            summary["test_by_dataset"] = {str(d): evaluate_split(det, p, pixels=kind == "cnn")
+                                          for d, p in zip(dataset, parts)}
+        summary["test"] = evaluate_split(det, SplitData.concat(parts), pixels=kind == "cnn")
 
     fi = det.fit_info_
     table = Table(title=f"{kind} detector {out} (score: higher = more likely synthetic)")
@@ -136,6 +142,15 @@ def train_detector(
                                                                "fpr_at_threshold")),
                   f"{seconds:.1f}")
     console.print(table)
+    if "test_by_dataset" in summary:
+        t1 = Table(title="test split of each dataset (quantized reals and reals vs its fakes)")
+        for col in ("dataset", "AUC", "AP", "TPR@1%FPR", "FPR at threshold"):
+            t1.add_column(col, justify="left" if col == "dataset" else "right")
+        for name, res in summary["test_by_dataset"].items():
+            a = res["all"]
+            t1.add_row(name, *(f"{a[k]:.3f}" for k in ("auc", "ap", "tpr_at_1fpr",
+                                                        "fpr_at_threshold")))
+        console.print(t1)
     if "test" in summary:
         _print_test(summary["test"])
     if kind == "features":

@@ -325,3 +325,22 @@ def test_train_detector_refuses_a_missing_test_split_before_training(tmp_path):
     assert r.exit_code == 1 and "Traceback" not in r.output
     assert "no images in split 'test'" in " ".join(r.output.split())
     assert not (tmp_path / "d").exists()  # nothing trained, nothing saved
+
+
+def test_train_detector_on_a_pool_of_datasets(dataset, tiny_checkpoint, tmp_path):
+    from detectors.trained import SplitData
+    from generators.dataset import generate_dataset
+
+    other = tmp_path / "topk"
+    generate_dataset(other, 60, model=str(tiny_checkpoint), top_k=4, seed=5, device="cpu")
+    joined = SplitData.concat([load_split(dataset, "train"), load_split(other, "train")])
+    assert len(joined.fake) == len(load_split(dataset, "train").fake) + len(
+        load_split(other, "train").fake)
+    r = runner.invoke(app, ["train-detector", "--dataset", str(dataset), "--dataset",
+                            str(other), "--kind", "features", "--no-likelihood", "--out",
+                            str(tmp_path / "det"), "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert set(summary["test_by_dataset"]) == {str(dataset), str(other)}
+    n_fake = sum(v["all"]["n_fake"] for v in summary["test_by_dataset"].values())
+    assert summary["test"]["all"]["n_fake"] == n_fake
