@@ -66,6 +66,17 @@ class Split:
     def __len__(self) -> int:
         return len(self.fake)
 
+    @classmethod
+    def concat(cls, parts: Sequence[Split], name: str) -> Split:
+        """Several datasets' splits as one (a pool of generators)."""
+        out = cls(name, parts[0].folder, parts[0].split)
+        for p in parts:
+            for attr in ("real", "qreal", "fake", "masks", "kinds", "skipped"):
+                getattr(out, attr).extend(getattr(p, attr))
+            for form in out.ids:
+                out.ids[form].extend(f"{p.name}/{i}" for i in p.ids[form])
+        return out
+
 
 def kind_family(kind: str) -> str:
     return "box" if kind.startswith("box") else kind
@@ -229,6 +240,46 @@ def cross_matrix(detectors: dict[str, Any], trained: dict[tuple[str, str], Any],
     return rows
 
 
+def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Split, Split], Any]],
+                  val: dict[str, Split], test: dict[str, Split],
+                  train: Callable[[str], Split],
+                  progress: Callable[[str], None] | None = None) -> list[dict]:
+    """Leave-one-generator-out: for each dataset B, every trained kind learns on the train
+    splits of all the other datasets (threshold from their val splits) and every fixed
+    detector takes its threshold from their val reals; all are tested on B's test split
+    (quantized reals vs B's fakes, no perturbation). No detector is ever tested on a
+    generator whose fakes it saw. Rows carry the pool they trained on."""
+    rows = []
+    for b in test:
+        pool = [a for a in test if a != b]
+        if not pool:
+            continue
+        pool_val = Split.concat([val[a] for a in pool], "+".join(pool))
+        dets = [(name, retarget(det, det.score(_stack_or_list(pool_val.real + pool_val.qreal))))
+                for name, det in detectors.items()]
+        if factories:
+            pool_train = Split.concat([train(a) for a in pool], "+".join(pool))
+            for kind, factory in factories.items():
+                if progress:
+                    progress(f"leave-one-out: training {kind} without {b}")
+                dets.append((kind, factory(pool_train, pool_val)))
+        for name, det in dets:
+            s_neg = np.asarray(det.score(_stack_or_list(test[b].qreal)), np.float64)
+            s_pos = np.asarray(det.score(_stack_or_list(test[b].fake)), np.float64)
+            labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
+            m = image_metrics(labels, np.r_[s_neg, s_pos], det.threshold_, bootstrap=0)
+            kinds = np.array(test[b].kinds)
+            by_kind = {k: float(image_metrics(
+                np.r_[np.zeros(len(s_neg)), np.ones(int((kinds == k).sum()))],
+                np.r_[s_neg, s_pos[kinds == k]], bootstrap=0)["auc"])
+                for k in sorted(set(test[b].kinds))}
+            rows.append({"detector": name, "held_out": b, "trained_on": pool,
+                         "real_form": "qreal", "auc_by_kind": by_kind,
+                         **{k: m[k] for k in ("auc", "ap", "tpr_at_1fpr", "accuracy",
+                                              "tpr_at_threshold", "fpr_at_threshold")}})
+    return rows
+
+
 # ----------------------------------------------------------------------------------------
 # metrics.json
 
@@ -352,7 +403,7 @@ GENERATE_KEYS = tuple(GENERATE_TYPES)
 # The top-level keys of a study file and what each must be (datasets are checked apart).
 STUDY_TYPES = {"detectors": (dict, str), "train": (list, str), "perturbations": (list, str),
                "split": (str, None), "max_items": (int, None), "seed": (int, None),
-               "bootstrap": (int, None), "out": (str, None)}
+               "bootstrap": (int, None), "out": (str, None), "leave_one_out": (bool, None)}
 
 
 def check_study_types(d: dict, path: Path) -> None:
@@ -362,7 +413,7 @@ def check_study_types(d: dict, path: Path) -> None:
         if key not in d:
             continue
         v = d[key]
-        ok = isinstance(v, kind) and not isinstance(v, bool)
+        ok = isinstance(v, kind) and (kind is bool or not isinstance(v, bool))
         if ok and kind is dict:
             ok = all(isinstance(x, item) for x in v.values())
         elif ok and kind is list:
@@ -370,7 +421,7 @@ def check_study_types(d: dict, path: Path) -> None:
         if not ok:
             want = {dict: f"a table of {item.__name__ if item else ''} values",
                     list: f"a list of {item.__name__ if item else ''}s",
-                    str: "a string", int: "an integer"}[kind]
+                    str: "a string", int: "an integer", bool: "true or false"}[kind]
             raise InputError(f"{path}: {key} = {v!r} must be {want}")
     if d.get("split", "test") not in ("train", "val", "test"):
         raise InputError(f"{path}: split must be train, val or test, got {d['split']!r}")
@@ -398,6 +449,9 @@ class Study:
     seed: int = 0
     bootstrap: int = 200
     out: str = "report"
+    # leave-one-generator-out: each dataset (one generator) is tested by detectors trained
+    # (or thresholded) on all the others; needs 2+ datasets
+    leave_one_out: bool = False
 
     @classmethod
     def from_toml(cls, path: str | Path) -> Study:
@@ -498,7 +552,7 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
         raise InputError("name at least one --detector")
     test = {name: load_split(path, study.split, study.max_items, name)
             for name, path in study.datasets.items()}
-    need_val = bool(factories) or len(test) > 1
+    need_val = bool(factories) or len(test) > 1 or study.leave_one_out
     val = {n: load_split(p, "val", study.max_items, n)
            for n, p in study.datasets.items()} if need_val else {}
     # trained kinds: one detector per (kind, dataset), fitted on that dataset's train split
@@ -535,6 +589,13 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
                 [maps[i] for i in idx])
     cross_rows = (cross_matrix(detectors, trained, val, test, fit_seconds, scored)
                   if need_val else [])
+    loo_rows = []
+    if study.leave_one_out:
+        if len(test) < 2:
+            raise InputError("leave_one_out needs 2 or more datasets (one per generator)")
+        loo_rows = leave_one_out(
+            detectors, factories, val, test,
+            lambda a: load_split(study.datasets[a], "train", study.max_items, a), progress)
     described = {name: (det.describe() if hasattr(det, "describe") else
                         {"kind": type(det).__name__, "threshold": getattr(det, "threshold_",
                                                                             None),
@@ -545,8 +606,15 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
                                      "trained_on": ds, "fit_seconds": fit_seconds[(kind, ds)]}
     settings = {"split": study.split, "perturbations": list(study.perturbations),
                 "seed": study.seed, "bootstrap": study.bootstrap, "max_items": study.max_items,
-                "detector_specs": study.detectors, "train": study.train}
+                "detector_specs": study.detectors, "train": study.train,
+                "leave_one_out": study.leave_one_out}
     doc = metrics_document(settings, test, described, image_rows, region_rows, cross_rows)
+    if loo_rows:
+        doc["leave_one_out"] = _clean(loo_rows)
+        means: dict[str, list[float]] = {}
+        for r in loo_rows:
+            means.setdefault(r["detector"], []).append(r["auc"])
+        doc["leave_one_out_mean_auc"] = {k: float(np.mean(v)) for k, v in means.items()}
     write_outputs(study.out, doc)
     first = next(iter(test.values()))
     write_report(study.out, doc, raw, examples, completion_examples(first))

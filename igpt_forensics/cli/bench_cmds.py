@@ -102,6 +102,18 @@ def print_table(doc: dict, title: str) -> None:
             t3.add_row(r["detector"], r["train"], r["test"], _num(r["auc"]),
                        _num(r["accuracy"]), _num(r["fpr_at_threshold"]))
         console.print(t3)
+    if doc.get("leave_one_out"):
+        held = list(dict.fromkeys(r["held_out"] for r in doc["leave_one_out"]))
+        t4 = Table(title="leave-one-generator-out: AUC on each dataset by detectors that "
+                   "never saw its generator (quantized reals)", box=box.SIMPLE_HEAD,
+                   pad_edge=False, collapse_padding=True)
+        for col in ("detector", *held, "mean"):
+            t4.add_column(col, no_wrap=True)
+        for name, mean in doc["leave_one_out_mean_auc"].items():
+            auc = {r["held_out"]: r["auc"] for r in doc["leave_one_out"]
+                   if r["detector"] == name}
+            t4.add_row(name, *(_num(auc.get(h)) for h in held), _num(mean))
+        console.print(t4)
 
 
 def make_datasets(study: Study) -> None:
@@ -158,6 +170,9 @@ def bench(
                          ] = 200,
     seed: Annotated[int, typer.Option(help="Seed of perturbations and bootstrap.")] = 0,
     out: Annotated[Path, typer.Option(help="Report folder.")] = Path("report"),
+    leave_one_out: Annotated[bool, typer.Option(
+        "--leave-one-out", help="Also test each dataset with detectors trained (or "
+        "thresholded) on all the other datasets only.")] = False,
 ) -> None:
     """Benchmark detectors on labeled datasets: metrics.json, metrics.csv, report.html."""
     if config is not None:
@@ -173,7 +188,7 @@ def bench(
                                  for s in (detector or [])},
                       train=list(train or []), perturbations=parse_grid(perturb),
                       split=split, max_items=max_items, seed=seed, bootstrap=bootstrap,
-                      out=str(out))
+                      out=str(out), leave_one_out=leave_one_out)
     _run(study, model, "image level (fakes of every mask kind)")
 
 

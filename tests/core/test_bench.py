@@ -183,3 +183,30 @@ def test_bench_scores_each_image_once_per_perturbation(tiny_dataset, tmp_path):
     assert det.scored == 2 * 2 * per_test + 2 * (len(val.real) + len(val.qreal))
     partial = sum(k in ("top-half", "box") for k in test.kinds)
     assert det.localized == 2 * 2 * partial  # maps of the partial fakes, once each
+
+
+def test_leave_one_generator_out_never_tests_on_a_seen_generator(tiny_checkpoint, tiny_dataset,
+                                                                   tmp_path):
+    other = tmp_path / "topk"
+    generate_dataset(other, 60, model=tiny_checkpoint, masks="top-half,full", top_k=4, seed=2,
+                     batch_size=32)
+    third = tmp_path / "t07"
+    generate_dataset(third, 60, model=tiny_checkpoint, masks="box,full", temperature=0.7,
+                     seed=3, batch_size=32)
+    r = CliRunner().invoke(app, [
+        "bench", "--dataset", str(tiny_dataset), "--dataset", str(other), "--dataset",
+        str(third), "--detector", "examples.outside_detector:StreakDetector", "--train",
+        "rowcol", "--bootstrap", "10", "--leave-one-out", "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    assert "leave-one-generator-out" in r.output
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    rows = doc["leave_one_out"]
+    names = {"ds", "topk", "t07"}
+    detectors = {"examples.outside_detector:StreakDetector", "rowcol"}
+    assert sorted((x["detector"], x["held_out"]) for x in rows) == sorted(
+        (d, h) for d in detectors for h in names)
+    for x in rows:
+        assert x["held_out"] not in x["trained_on"]  # never tested on a seen generator
+        assert set(x["trained_on"]) == names - {x["held_out"]}
+        assert 0.0 <= x["auc"] <= 1.0
+    assert set(doc["leave_one_out_mean_auc"]) == {x["detector"] for x in rows}
