@@ -39,7 +39,94 @@ def _plt():
     return plt
 
 
-def roc_figure(raw: dict, dataset: str, real_form: str = "qreal") -> bytes:
+BASELINES = ("rowcol", "laplacian", "colors")  # single-feature statistics: the bar to clear
+LABELS = {"auc": "AUC", "auc_lo": "AUC low", "auc_hi": "AUC high", "ap": "AP", "eer": "EER",
+          "tpr_at_1fpr": "TPR @ 1% FPR", "tpr_at_5fpr": "TPR @ 5% FPR",
+          "accuracy": "accuracy @ thr", "fpr_at_threshold": "FPR @ thr",
+          "tpr_at_threshold": "TPR @ thr", "real_form": "reals", "pixel_auc": "pixel AUC",
+          "f1": "F1", "iou": "IoU", "n_real": "reals", "n_fake": "fakes",
+          "generator_sha256": "generator sha256", "fit_seconds": "fit s",
+          "held_out": "held-out dataset"}
+
+
+def detector_colors(names) -> dict[str, str]:
+    """One color per detector, the same in every plot of the report."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10"]
+    return {n: matplotlib.colors.to_hex(cmap(i % 10)) for i, n in enumerate(sorted(set(names)))}
+
+
+def summary(doc: dict, target_fpr: float = 0.01) -> dict:
+    """What the report says first: the detector to trust and the warnings that go with it.
+
+    The best detector is the one with the highest AUC against quantized reals (format
+    parity: both classes through the same palette and encoder), unperturbed, all fakes,
+    ranked by the lower end of its interval when there is one. Warnings: test sets too small
+    for TPR at 1% FPR, thresholds whose real false-positive rate misses the target, baselines
+    that beat a detector, and detectors that score far better against photographed reals
+    than against quantized ones (they read the container, not the generator)."""
+    rows = [r for r in doc["image"] if r["perturbation"] == "none" and r["fakes"] == "all"]
+    q = [r for r in rows if r["real_form"] == "qreal"]
+    warnings = []
+    ranking = sorted(q, key=lambda r: (-(r.get("auc_lo") or r["auc"]), -r["auc"]))
+    best = next((r for r in ranking if r["detector"] not in BASELINES), None)
+    for r in q:
+        if r.get("n_real", 1000) < 100:
+            warnings.append(f"{r['detector']} on {r['dataset']}: only {r['n_real']} real test "
+                            "images; TPR at 1% FPR rests on one or no false positive")
+            break
+    for r in q:
+        fpr = r.get("fpr_at_threshold")
+        if fpr is not None and fpr > 2 * target_fpr + 0.01:
+            warnings.append(f"{r['detector']} on {r['dataset']}: its threshold lets {fpr:.1%} "
+                            f"of real images through (target {target_fpr:.0%}): it does not "
+                            "transfer to these photos")
+    for r in q:
+        if r["detector"] in BASELINES:
+            beaten = [x["detector"] for x in q if x["dataset"] == r["dataset"]
+                      and x["detector"] not in BASELINES and x["auc"] < r["auc"]]
+            if beaten:
+                warnings.append(f"baseline {r['detector']} (AUC {r['auc']:.3f}) beats "
+                                f"{', '.join(beaten)} on {r['dataset']}")
+    photo = {(r["detector"], r["dataset"]): r["auc"] for r in rows if r["real_form"] == "real"}
+    for r in q:
+        gap = photo.get((r["detector"], r["dataset"]), r["auc"]) - r["auc"]
+        if gap > 0.2:
+            warnings.append(f"{r['detector']} on {r['dataset']}: AUC {r['auc'] + gap:.3f} "
+                            f"against photographed reals but {r['auc']:.3f} against quantized "
+                            "reals: it reads the palette/format, not the generator")
+    out = {"best": best, "ranking": [(r["detector"], r["dataset"], r["auc"]) for r in ranking],
+           "warnings": warnings}
+    if doc.get("leave_one_out_mean_auc"):
+        out["leave_one_out"] = doc["leave_one_out_mean_auc"]
+    return out
+
+
+def _verdict_box(doc: dict) -> str:
+    s = summary(doc)
+    b = s["best"]
+    if b is None:
+        head = "<p>No detector beyond the baselines was benchmarked.</p>"
+    else:
+        ci = (f" [95% CI {b['auc_lo']:.3f}-{b['auc_hi']:.3f}]" if b.get("auc_lo") is not None
+              else "")
+        fpr = b.get("fpr_at_threshold")
+        head = (f"<p><b>Detector to trust here: {html.escape(b['detector'])}</b> on "
+                f"{html.escape(b['dataset'])}: AUC {b['auc']:.3f}{ci} against quantized reals; "
+                + (f"at its threshold it flags {b.get('tpr_at_threshold', 0):.1%} of fakes "
+                   f"and {fpr:.1%} of reals (target 1%)." if fpr is not None else "") + "</p>")
+    if s.get("leave_one_out"):
+        head += "<p>Leave-one-generator-out mean AUC: " + ", ".join(
+            f"{html.escape(k)} {v:.3f}" for k, v in s["leave_one_out"].items()) + "</p>"
+    warn = "".join(f"<li>{html.escape(w)}</li>" for w in s["warnings"])
+    return (f"<div class='verdict'>{head}"
+            + (f"<p>Warnings:</p><ul>{warn}</ul>" if warn else "<p>No warnings.</p>")
+            + "</div>")
+
+
+def roc_figure(raw: dict, dataset: str, real_form: str = "qreal",
+               colors: dict[str, str] | None = None) -> bytes:
     """ROC of every detector on one dataset, unperturbed."""
     from sklearn.metrics import roc_curve
 
@@ -51,7 +138,7 @@ def roc_figure(raw: dict, dataset: str, real_form: str = "qreal") -> bytes:
             continue
         y = np.r_[np.zeros(len(s[real_form])), np.ones(len(s["fake"]))]
         f, t, _ = roc_curve(y, np.r_[s[real_form], s["fake"]])
-        ax.plot(f, t, label=det)
+        ax.plot(f, t, label=det, color=(colors or {}).get(det))
     ax.plot([0, 1], [0, 1], ls=":", c="gray")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate",
            title=f"ROC, {dataset} ({'quantized ' if real_form == 'qreal' else ''}real vs fake)")
@@ -59,7 +146,7 @@ def roc_figure(raw: dict, dataset: str, real_form: str = "qreal") -> bytes:
     return _figure_png(fig)
 
 
-def histogram_figure(scores: dict, title: str) -> bytes:
+def histogram_figure(scores: dict, title: str, threshold: float | None = None) -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.2, 3))
     allv = np.r_[scores["real"], scores["qreal"], scores["fake"]]
@@ -67,12 +154,15 @@ def histogram_figure(scores: dict, title: str) -> bytes:
     for key, label in (("real", "real"), ("qreal", "quantized real"), ("fake", "fake")):
         if scores[key]:
             ax.hist(scores[key], bins=bins, alpha=0.5, label=label, density=True)
+    if threshold is not None and np.isfinite(threshold):
+        ax.axvline(threshold, color="black", ls="--", lw=1, label="threshold")
     ax.set(xlabel="score (higher = more likely synthetic)", ylabel="density", title=title)
     ax.legend(fontsize=7)
     return _figure_png(fig)
 
 
-def robustness_figure(image_rows: list[dict], dataset: str) -> bytes:
+def robustness_figure(image_rows: list[dict], dataset: str,
+                      colors: dict[str, str] | None = None) -> bytes:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     dets = sorted({r["detector"] for r in image_rows})
@@ -82,7 +172,8 @@ def robustness_figure(image_rows: list[dict], dataset: str) -> bytes:
         if not rows:
             continue
         xs = np.arange(len(rows))
-        ax.plot(xs, [r["auc"] for r in rows], marker="o", label=det)
+        ax.plot(xs, [r["auc"] for r in rows], marker="o", label=det,
+                color=(colors or {}).get(det))
         ax.set_xticks(xs, [r["perturbation"] for r in rows], rotation=30, fontsize=7)
     ax.axhline(0.5, ls=":", c="gray")
     ax.set(ylabel="AUC", ylim=(0, 1.02), title=f"AUC under perturbations, {dataset}")
@@ -109,7 +200,7 @@ def _table(rows: list[dict], cols: list[str]) -> str:
             return f"{v:.3f}"
         return html.escape(str(v)) if v is not None else "-"
 
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in cols)
+    head = "".join(f"<th>{html.escape(LABELS.get(c, c))}</th>" for c in cols)
     body = "".join("<tr>" + "".join(f"<td>{fmt(r.get(c))}</td>" for c in cols) + "</tr>"
                    for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -120,31 +211,52 @@ def write_report(out: str | Path, doc: dict, raw: dict, examples: dict[str, byte
                  ) -> Path:
     """Assemble ``out/report.html`` from the metrics document, raw scores and figures."""
     out = Path(out)
+    m = doc["machine"]
     parts = [f"<h1>{html.escape(title)}</h1>",
-             f"<p>tool {doc['tool_version']}, {doc['created']}, {html.escape(str(doc['machine']))}"
-             f". Scores: higher = more likely synthetic. Thresholds are calibrated on real "
-             f"images only (1% false positives).</p>"]
+             f"<p>igpt-forensics {doc['tool_version']}, {doc['created']}; python "
+             f"{html.escape(str(m.get('python')))}, torch {html.escape(str(m.get('torch')))}, "
+             f"{m.get('threads')} threads, {html.escape(str(m.get('platform')))}. Scores: "
+             "higher = more likely synthetic. Thresholds are calibrated on real images only "
+             "(1% false positives). Judge detectors against quantized reals (format parity).</p>",
+             _verdict_box(doc)]
     datasets = [d["name"] for d in doc["datasets"]]
+    colors = detector_colors([d["name"] for d in doc["detectors"]]
+                             + [r["detector"] for r in doc["image"]])
+    thresholds = {d["name"]: d.get("threshold") for d in doc["detectors"]}
+    for d in doc["detectors"]:
+        if d.get("name_in_tables"):
+            thresholds.setdefault(d["name_in_tables"], d.get("threshold"))
     parts.append("<h2>Datasets</h2>" + _table(doc["datasets"], ["name", "path", "n_real",
                                                                "n_fake", "generator_sha256"]))
     parts.append("<h2>Detectors</h2>" + _table(doc["detectors"], ["name", "kind", "threshold"]))
-    main = [r for r in doc["image"] if r["perturbation"] == "none" and r["fakes"] == "all"]
-    parts.append("<h2>Image level (unperturbed)</h2>" + _table(
+    main = sorted((r for r in doc["image"] if r["perturbation"] == "none"
+                   and r["fakes"] == "all"), key=lambda r: (r["real_form"] != "qreal",
+                                                            -r["auc"]))
+    parts.append("<h2>Image level (unperturbed), best first</h2>" + _table(
         main, ["detector", "dataset", "real_form", "auc", "auc_lo", "auc_hi", "ap", "eer",
                "tpr_at_1fpr", "tpr_at_5fpr", "accuracy", "fpr_at_threshold"]))
     figs = []
     for ds in datasets:
-        figs.append(roc_figure(raw, ds))
-        figs.append(robustness_figure(doc["image"], ds))
+        figs.append(roc_figure(raw, ds, colors=colors))
+        figs.append(robustness_figure(doc["image"], ds, colors=colors))
         for det, per_ds in raw.items():
             s = per_ds.get(ds, {}).get("none")
             if s:
-                figs.append(histogram_figure(s, f"{det} on {ds}"))
+                figs.append(histogram_figure(s, f"{det} on {ds}", thresholds.get(det)))
     parts.append("<h2>Curves</h2>" + "".join(
         f'<img src="{data_uri(f)}" alt="figure">' for f in figs))
-    parts.append("<h2>Per mask kind and perturbation</h2>" + _table(
-        doc["image"], ["detector", "dataset", "perturbation", "real_form", "fakes", "auc", "ap",
-                       "tpr_at_1fpr", "accuracy"]))
+    kinds = sorted({r["fakes"] for r in doc["image"]} - {"all"})
+    pivot: dict[tuple, dict] = {}
+    for r in doc["image"]:
+        if r["real_form"] != "qreal":
+            continue
+        row = pivot.setdefault((r["detector"], r["dataset"], r["perturbation"]),
+                               {"detector": r["detector"], "dataset": r["dataset"],
+                                "perturbation": r["perturbation"]})
+        row[f"AUC {r['fakes']}"] = r["auc"]
+    parts.append("<h2>AUC per mask kind and perturbation (quantized reals)</h2>" + _table(
+        sorted(pivot.values(), key=lambda r: (r["detector"], r["dataset"])),
+        ["detector", "dataset", "perturbation", "AUC all", *(f"AUC {k}" for k in kinds)]))
     if doc["region"]:
         parts.append("<h2>Region level (partial fakes)</h2>" + _table(
             doc["region"], ["detector", "dataset", "perturbation", "fakes", "pixel_auc", "f1",
@@ -153,6 +265,11 @@ def write_report(out: str | Path, doc: dict, raw: dict, examples: dict[str, byte
         parts.append("<h2>Cross-dataset (train/threshold on A, test on B)</h2>" + _table(
             doc["cross"], ["detector", "train", "test", "auc", "ap", "accuracy",
                            "fpr_at_threshold", "fit_seconds"]))
+    if doc.get("leave_one_out"):
+        parts.append("<h2>Leave-one-generator-out (never tested on a generator seen in "
+                     "training)</h2>" + _table(doc["leave_one_out"], [
+                         "detector", "held_out", "auc", "ap", "tpr_at_1fpr", "accuracy",
+                         "fpr_at_threshold"]))
     if examples:
         parts.append("<h2>Examples: fake, ground truth, map</h2>" + "".join(
             f'<figure><img src="{data_uri(png)}" alt="{html.escape(name)}">'
@@ -163,7 +280,8 @@ def write_report(out: str | Path, doc: dict, raw: dict, examples: dict[str, byte
                      f'<img src="{data_uri(completion_png)}" alt="completions">')
     style = ("body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:"
              "collapse;font-size:12px;margin:8px 0}td,th{border:1px solid #ccc;padding:2px 6px}"
-             "img{margin:4px;image-rendering:pixelated}figure{display:inline-block}")
+             "img{margin:4px;image-rendering:pixelated}figure{display:inline-block}"
+             ".verdict{border:2px solid #333;background:#f6f6f0;padding:4px 12px;margin:8px 0}")
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
             f"</title><style>{style}</style></head><body>{''.join(parts)}</body></html>")
     atomic_write_text(out / "report.html", page)

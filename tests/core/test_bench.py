@@ -210,3 +210,37 @@ def test_leave_one_generator_out_never_tests_on_a_seen_generator(tiny_checkpoint
         assert set(x["trained_on"]) == names - {x["held_out"]}
         assert 0.0 <= x["auc"] <= 1.0
     assert set(doc["leave_one_out_mean_auc"]) == {x["detector"] for x in rows}
+
+
+def test_report_summary_names_the_detector_to_trust_and_warns():
+    from igpt_forensics.report import detector_colors, summary
+
+    def row(det, auc, form="qreal", fpr=0.01, n_real=300, lo=None):
+        return {"detector": det, "dataset": "d", "perturbation": "none", "fakes": "all",
+                "real_form": form, "auc": auc, "auc_lo": lo if lo is not None else auc - 0.05,
+                "auc_hi": auc + 0.02, "fpr_at_threshold": fpr, "n_real": n_real}
+
+    doc = {"image": [row("cnn", 0.95), row("likelihood", 0.70, fpr=0.08),
+                     row("rowcol", 0.80), row("colors", 0.20), row("colors", 0.97, "real"),
+                     row("cnn", 0.96, "real")]}
+    s = summary(doc)
+    assert s["best"]["detector"] == "cnn"  # baselines are never the detector to trust
+    text = " ".join(s["warnings"])
+    assert "baseline rowcol (AUC 0.800) beats likelihood" in text
+    assert "likelihood on d: its threshold lets 8.0% of real images through" in text
+    assert "colors on d: AUC 0.970 against photographed reals but 0.200" in text
+    small = summary({"image": [row("cnn", 0.9, n_real=18)]})
+    assert "only 18 real test images" in small["warnings"][0]
+    c1, c2 = detector_colors(["b", "a", "c"]), detector_colors(["c", "a", "b", "a"])
+    assert c1 == c2 and len(set(c1.values())) == 3  # one color per detector, every plot
+
+
+def test_report_opens_with_the_verdict_box(tiny_dataset, tmp_path):
+    study = Study(datasets={"tiny": str(tiny_dataset)},
+                  detectors={"streak": "examples.outside_detector:StreakDetector"},
+                  bootstrap=20, out=str(tmp_path / "rep"))
+    run_benchmark(study, {"streak": StreakDetector()})
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert page.index("class='verdict'") < page.index("<h2>Datasets")
+    assert "Detector to trust here: streak" in page and "{'python'" not in page
+    assert "TPR @ 1% FPR" in page and "tpr_at_1fpr" not in page
