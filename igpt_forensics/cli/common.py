@@ -48,6 +48,28 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+JsonOpt = Annotated[Path | None, typer.Option(
+    "--json", help="Write the results as JSON to this file, or '-' for standard output "
+    "(then nothing else is printed there).")]
+
+
+def emit_json(dest: Path | None, doc) -> bool:
+    """The one meaning of ``--json``: a file (written atomically), or ``-`` for stdout.
+    Returns True when the JSON went to stdout, so the caller prints no table there."""
+    import json
+
+    if dest is None:
+        return False
+    text = json.dumps(doc, indent=1)
+    if str(dest) == "-":
+        typer.echo(text)
+        return True
+    from ..files import atomic_write_text
+
+    atomic_write_text(dest, text + "\n")
+    return False
+
+
 def warn(message: str) -> None:
     """One yellow line on stderr: something works but is likely not what the user wants."""
     err_console.print(f"[bold yellow]warning:[/] {escape(message)}", soft_wrap=True)

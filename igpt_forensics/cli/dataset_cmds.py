@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -17,11 +16,13 @@ from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA, read_key
 from .common import (
     DataOpt,
     DoneBar,
+    JsonOpt,
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
     console,
     data_spec,
+    emit_json,
     progress_bar,
     report_skipped,
     user_errors,
@@ -72,8 +73,7 @@ def generate(
     watermark_key_file: WatermarkKeyOpt = None,
     watermark_gamma: WatermarkGammaOpt = DEFAULT_GAMMA,
     watermark_delta: WatermarkDeltaOpt = DEFAULT_DELTA,
-    json_out: Annotated[bool, typer.Option("--json", help="Print dataset.json's summary as "
-                                           "JSON.")] = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Write a labeled dataset of real, quantized real and generated images with a manifest.
 
@@ -86,7 +86,8 @@ def generate(
                           batch_size=batch_size, shard=shard, device=device,
                           watermark_key=key, watermark_gamma=watermark_gamma,
                           watermark_delta=watermark_delta)
-    if not json_out:
+    quiet = json_out is not None and str(json_out) == "-"
+    if not quiet:
         state = "resuming" if job.resumable else "writing"
         g = job.info["generator"]
         console.print(f"{state} {out}: {len(job.items):,} items x 3 images of "
@@ -98,11 +99,10 @@ def generate(
                           f"{w.delta}", soft_wrap=True)
     with progress_bar("images") as bar:
         info = job.run(DoneBar(bar, "generate"))
-    if json_out:
-        typer.echo(json.dumps({"dataset": str(out), "settings": info["settings"],
-                               "counts": info["counts"], "generated_items": job.generated_items,
-                               "seconds": round(job.seconds, 3)}, indent=1))
-    else:
+    if not emit_json(json_out, {"dataset": str(out), "settings": info["settings"],
+                                "counts": info["counts"],
+                                "generated_items": job.generated_items,
+                                "seconds": round(job.seconds, 3)}):
         console.print(_counts_table(f"dataset {out}", info["counts"]))
         rate = job.generated_items / job.seconds if job.seconds > 0 else 0.0
         console.print(f"generated {job.generated_items:,} items in {job.seconds:.1f} s "
@@ -133,7 +133,7 @@ def export(
     real: Annotated[str, typer.Option(help="Real images to export: both, real (as "
                                       "photographed) or qreal (through the palette).")
                     ] = "both",
-    json_out: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Write the dataset in a layout other detection repositories read."""
     if layout not in pv.EXPORT_LAYOUTS:
@@ -143,8 +143,7 @@ def export(
         task = bar.add_task("export", total=None)
         counts = pv.export_folders(dataset, out, real=real,
                                    progress=lambda k: bar.advance(task, k))
-    if json_out:
-        typer.echo(json.dumps(counts, indent=1))
+    if emit_json(json_out, counts):
         return
     table = Table(title=f"exported {dataset} to {out} ({layout})")
     for col in ("split", "0_real", "1_fake"):
@@ -158,12 +157,11 @@ def export(
 @user_errors
 def stats(
     dataset: Annotated[Path, typer.Argument(help="Dataset folder.")],
-    json_out: Annotated[bool, typer.Option("--json", help="Print counts as JSON.")] = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Count images per split, label, form and mask kind (from the manifest)."""
     s = pv.dataset_stats(dataset)
-    if json_out:
-        typer.echo(json.dumps(s, indent=1))
+    if emit_json(json_out, s):
         return
     shard = "" if s["shard"] == [0, 1] else f", shard {s['shard'][0]}/{s['shard'][1]}"
     state = "complete" if s["complete"] else "[yellow]incomplete[/]"

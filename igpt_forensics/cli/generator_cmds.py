@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -30,11 +29,13 @@ from ..viz import completion_grid
 from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA
 from .common import (
     DataOpt,
+    JsonOpt,
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
     console,
     data_spec,
+    emit_json,
     err_console,
     fail,
     progress_bar,
@@ -274,7 +275,7 @@ def nll(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     model: ModelOpt = None,
     device: DeviceOpt = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON rows instead.")] = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Bits/dim of each image under the model (lower = likelier)."""
     net, palette, cfg = load_checkpoint(model, pick_device(device))
@@ -286,10 +287,8 @@ def nll(
         stats = net.token_stats(torch.from_numpy(palette.encode(batch)))
         bpd = (stats["nll"].double().mean(1) / math.log(2)).tolist()
         rows = [{"path": str(f), "bits_per_dim": b} for f, b in zip(files, bpd)]
-    if as_json:
-        print(json.dumps({"model": cfg["path"], "model_sha256": cfg["sha256"], "rows": rows,
-                          "skipped": bad}))
-    else:
+    if not emit_json(json_out, {"model": cfg["path"], "model_sha256": cfg["sha256"],
+                                "rows": rows, "skipped": bad}):
         table = Table(title=f"bits/dim under {cfg['path']}")
         table.add_column("file")
         table.add_column("bits/dim", justify="right")

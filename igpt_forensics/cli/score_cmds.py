@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -24,8 +23,10 @@ from ..files import atomic_write_bytes, atomic_write_text
 from ..viz import png_bytes
 from .common import (
     DataOpt,
+    JsonOpt,
     console,
     data_spec,
+    emit_json,
     err_console,
     fail,
     progress_bar,
@@ -98,7 +99,7 @@ def score(
         help="Folder for per-image maps: NAME.overlay.png and NAME.map.png (16-bit, "
         "value/65535 = map), at each image's size.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write rows as CSV.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write rows as JSON.")] = None,
+    json_out: JsonOpt = None,
     device: DeviceOpt = None,
     max_pixels: Annotated[int, typer.Option(
         min=1, help="Refuse larger images (scoring time grows with the pixels: about 2 "
@@ -156,10 +157,11 @@ def score(
         report_skipped(bad)
         raise fail("no readable images to score")
     info = det.describe()
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(
-            {"detector": info, "score": "higher = more likely synthetic",
-             "threshold": det.threshold_, "rows": rows, "skipped": bad}, indent=1))
+    to_stdout = emit_json(json_out, {"detector": info, "score": "higher = more likely "
+                                     "synthetic", "threshold": det.threshold_, "rows": rows,
+                                     "skipped": bad})
+    if to_stdout:
+        return
     if csv_out is not None:
         buf = io.StringIO()
         fields = ["path", "score", "verdict", "region_score", "region_fraction"]

@@ -4,7 +4,6 @@ split. Scores: higher = more likely synthetic."""
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -26,8 +25,7 @@ from detectors.trained import (
 )
 
 from ..errors import InputError
-from ..files import atomic_write_text
-from .common import console, err_console, progress_bar, user_errors
+from .common import JsonOpt, console, emit_json, err_console, progress_bar, user_errors
 
 SHOWN_FIELDS = ("loss", "val_loss", "val_auc")
 
@@ -98,8 +96,7 @@ def train_detector(
     seed: Annotated[int, typer.Option(help="Seed of initialization, batches and splits.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "auto",
     test: Annotated[bool, typer.Option(help="Report metrics on the test split.")] = True,
-    json_out: Annotated[Path | None, typer.Option(
-        "--json", help="Also write the summary as JSON.")] = None,
+    json_out: JsonOpt = None,
 ) -> None:
     """Train a detector on generated datasets (train splits; the validation splits for early
     stopping and the threshold), save it, and report test metrics (per dataset, and all)."""
@@ -108,6 +105,8 @@ def train_detector(
     if max_items is not None and max_items < 1:
         raise InputError(f"--max-items must be >= 1, got {max_items}")
     forms = parse_real_forms(real_forms)
+    # with --json -, standard output holds the JSON alone: the tables go to stderr
+    shown = err_console if json_out is not None and str(json_out) == "-" else console
     if test:  # before training, not after it: a missing test split is known from the counts
         for d in dataset:
             check_splits(d, ("test",))
@@ -141,7 +140,7 @@ def train_detector(
                   *(f"{t[k]:.3f}" if k in t else "-" for k in ("auc", "ap", "tpr_at_1fpr",
                                                                "fpr_at_threshold")),
                   f"{seconds:.1f}")
-    console.print(table)
+    shown.print(table)
     if "test_by_dataset" in summary:
         t1 = Table(title="test split of each dataset (quantized reals and reals vs its fakes)")
         for col in ("dataset", "AUC", "AP", "TPR@1%FPR", "FPR at threshold"):
@@ -150,9 +149,9 @@ def train_detector(
             a = res["all"]
             t1.add_row(name, *(f"{a[k]:.3f}" for k in ("auc", "ap", "tpr_at_1fpr",
                                                         "fpr_at_threshold")))
-        console.print(t1)
+        shown.print(t1)
     if "test" in summary:
-        _print_test(summary["test"])
+        _print_test(summary["test"], shown)
     if kind == "features":
         imp = det.feature_importances()
         summary["feature_importances"] = dict(imp)
@@ -161,21 +160,20 @@ def train_detector(
         t2.add_column("importance", justify="right")
         for name, v in imp[:12]:
             t2.add_row(name, f"{v:.3f}")
-        console.print(t2)
+        shown.print(t2)
     if kind == "fusion":
         t3 = Table(title="members (standardized coefficient; map weight)")
         for col in ("member", "coefficient", "map weight"):
             t3.add_column(col)
         for m in fi["members"]:
             t3.add_row(f"{m['name']} {m['spec']}", f"{m['coef']:.3f}", f"{m['map_weight']:.2f}")
-        console.print(t3)
-    if json_out is not None:
-        atomic_write_text(json_out, json.dumps(summary, indent=1))
+        shown.print(t3)
+    emit_json(json_out, summary)
     err_console.print(f"saved to {out} in {seconds:.1f} s; use: igpt-forensics score "
                       f"--detector {out} IMAGES")
 
 
-def _print_test(test: dict) -> None:
+def _print_test(test: dict, shown=console) -> None:
     table = Table(title="test split")
     for col in ("real images", "AUC", "AP", "TPR@1%FPR", "accuracy at threshold"):
         table.add_column(col, justify="right")
@@ -184,7 +182,7 @@ def _print_test(test: dict) -> None:
             continue
         table.add_row(key.replace("_vs_fake", " vs fake"), f"{m['auc']:.3f}", f"{m['ap']:.3f}",
                       f"{m['tpr_at_1fpr']:.3f}", f"{m['accuracy']:.3f}")
-    console.print(table)
+    shown.print(table)
     pix = {k[len("pixels_"):]: v for k, v in test.items() if k.startswith("pixels_")}
     if pix:
         t = Table(title="maps on partial fakes (test)")
@@ -193,7 +191,7 @@ def _print_test(test: dict) -> None:
         for k, v in pix.items():
             t.add_row(k, str(v["n_images"]), f"{v['pixel_auc']:.3f}", f"{v['f1']:.3f}",
                       f"{v['iou']:.3f}")
-        console.print(t)
+        shown.print(t)
 
 
 def register(app: typer.Typer) -> None:

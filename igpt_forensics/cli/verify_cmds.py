@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -17,7 +16,16 @@ from ..errors import InputError
 from ..palette import Palette
 from ..verify import Verifier
 from ..watermark import key_fingerprint, read_key
-from .common import console, fail, progress_bar, report_skipped, user_errors, warn
+from .common import (
+    JsonOpt,
+    console,
+    emit_json,
+    fail,
+    progress_bar,
+    report_skipped,
+    user_errors,
+    warn,
+)
 
 STATUS_STYLE = {"intact": "green", "tampered": "bold red", "resized": "yellow",
                 "missing": "dim", "invalid": "red"}
@@ -64,8 +72,7 @@ def verify(
     watermark_gamma: Annotated[float | None, typer.Option(
         "--watermark-gamma", help="Green fraction. Default: what the file's stamp records, "
         "else 0.25.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")
-                        ] = False,
+    json_out: JsonOpt = None,
 ) -> None:
     """Check each image's provenance stamp (intact, tampered, resized, missing) and test it
     for the keyed watermark: per image, per region, and under shifted positions (a crop).
@@ -85,11 +92,9 @@ def verify(
             except InputError as e:
                 bad.append(str(e))
             bar.advance(task)
-    if json_out:
-        typer.echo(json.dumps({"palette_sha256": verifier.palette.sha256,
-                               "key_sha256": None if key is None else key_fingerprint(key),
-                               "rows": rows, "skipped": bad}, indent=1))
-    else:
+    if not emit_json(json_out, {"palette_sha256": verifier.palette.sha256,
+                                "key_sha256": None if key is None else key_fingerprint(key),
+                                "rows": rows, "skipped": bad}):
         table = Table(title="verify" + ("" if key else " (no key: stamps only)"))
         for col, just in (("file", "left"), ("metadata", "left"), ("z image", "right"),
                           ("best region", "right"), ("shifted", "right"),

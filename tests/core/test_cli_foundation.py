@@ -92,3 +92,21 @@ def test_threads_option_sets_torch_threads_before_or_after_the_command(monkeypat
         assert 1 <= default_threads() <= (__import__("os").cpu_count() or 1)
     finally:
         torch.set_num_threads(before)
+
+
+def test_json_means_a_file_or_stdout_in_every_command(tiny_checkpoint, tmp_path):
+    import json
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.full((12, 12, 3), 120, np.uint8)).save(photo)
+    to_file = tmp_path / "nll.json"
+    r = runner.invoke(app, ["nll", str(photo), "--model", str(tiny_checkpoint), "--json",
+                            str(to_file)])
+    assert r.exit_code == 0 and "bits/dim" in r.output  # the table, and the file
+    assert json.loads(to_file.read_text())["rows"][0]["path"] == str(photo)
+    r = runner.invoke(app, ["nll", str(photo), "--model", str(tiny_checkpoint), "--json", "-"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["rows"]  # stdout holds the JSON alone
+    for command in (["score"], ["train-detector"], ["generate"], ["verify"], ["nll"],
+                    ["dataset", "stats"], ["dataset", "export"]):
+        r = runner.invoke(app, [*command, "--help"])
+        assert "'-' for standard output" in " ".join(r.output.replace("│", " ").split()), command

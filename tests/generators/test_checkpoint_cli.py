@@ -82,7 +82,8 @@ def test_complete_cli_writes_the_igpt_figure(tmp_path, tiny_checkpoint):
 
 def test_nll_cli_matches_token_stats(tmp_path, tiny_checkpoint):
     files = _photo_files(tmp_path, 1)
-    r = runner.invoke(app, ["nll", str(files[0]), "--model", str(tiny_checkpoint), "--json"])
+    r = runner.invoke(app, ["nll", str(files[0]), "--model", str(tiny_checkpoint), "--json",
+                            "-"])
     assert r.exit_code == 0, r.output
     row = json.loads(r.output)["rows"][0]
     model, palette, _ = load_checkpoint(tiny_checkpoint)

@@ -245,7 +245,7 @@ def test_generate_command_stats_and_export(ckpt, ref, tmp_path):
     assert len(recs) == 12 and all(x["box"] == [1, 2, 3, 4] for x in fakes)
     assert all((x["temperature"], x["top_k"]) == (0.8, 5) for x in fakes)
 
-    r = runner.invoke(app, ["dataset", "stats", str(ref), "--json"])
+    r = runner.invoke(app, ["dataset", "stats", str(ref), "--json", "-"])
     assert r.exit_code == 0, r.output
     s = json.loads(r.output)
     assert s["images"] == 3 * N and s["by_label"] == {"real": 2 * N, "fake": N}

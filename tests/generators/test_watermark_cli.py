@@ -108,7 +108,7 @@ def test_watermarked_tiny_samples_are_detected_and_others_are_not(ckpt):
 
 
 def verify_json(*args) -> dict:
-    r = runner.invoke(app, ["verify", *map(str, args), "--json"])
+    r = runner.invoke(app, ["verify", *map(str, args), "--json", "-"])
     assert r.exit_code == 0, r.output
     return json.loads(r.stdout[r.stdout.index("{"):])
 
