@@ -156,7 +156,7 @@ def test_generate_stamps_every_png_and_verify_finds_the_mark(ckpt, key_file, tmp
     assert r.exit_code == 0, r.output
     for rec in records:
         assert (tmp_path / "again" / rec["path"]).read_bytes() == (ds / rec["path"]).read_bytes()
-    (tmp_path / "other.key").write_bytes(b"other")
+    (tmp_path / "other.key").write_bytes(b"another secret key, 32 bytes ok")
     r = runner.invoke(app, [*args[:-4], "--watermark-key-file", str(tmp_path / "other.key"),
                             "--watermark-delta", str(TINY_DELTA), "--out", str(ds)])
     assert "different settings" in one_line_error(r) and "watermark" in r.output
@@ -205,7 +205,7 @@ def test_bad_inputs_are_one_line_errors_and_bad_files_are_skipped(ckpt, key_file
              "no such watermark key file"),
             (["generate", "--model", str(ckpt), "--n", "1", "--out", str(tmp_path / "ds"),
               "--watermark-key-file", str(key_file), "--watermark-gamma", "1.5"],
-             "--watermark-gamma must be in (0, 1)")):
+             "--watermark-gamma must be in [0.01, 0.99]")):
         assert message in one_line_error(runner.invoke(app, args))
     assert not (tmp_path / "ds").exists()
     (photo.parent / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
