@@ -137,6 +137,9 @@ class Detector(ABC):
     name: ClassVar[str] = ""  # set by register_detector
     default_asset: ClassVar[Path | None] = None  # shipped calibration, for pretrained=True
     default_asset_command: ClassVar[str] = ""  # the command that makes it
+    # False when localize() only spreads a per-tile score over its tile (no pixel map):
+    # benchmarks then report "no map" instead of region metrics of a constant map
+    has_pixel_maps: ClassVar[bool] = True
 
     # parameters: whatever the subclass' __init__ takes, stored under the same names
     @classmethod

@@ -314,6 +314,8 @@ class FeaturesDetector(TrainedDetector):
     ``map_fpr``; ``seed``; ``batch_size`` and ``device`` for the likelihood model.
     """
 
+    has_pixel_maps = False  # one score per 32x32 tile, spread over it
+
     dense_maps = False  # one value per tile: fusion leaves these maps out
 
     def __init__(self, likelihood_model: str | None = None, use_likelihood: bool = True,

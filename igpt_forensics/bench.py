@@ -147,7 +147,8 @@ def evaluate(detector, det_name: str, data: Split, perturbations: Sequence[str] 
     rows: list[dict] = []
     raw: dict[str, dict] = {}
     threshold = getattr(detector, "threshold_", None)
-    with_maps = localize and hasattr(detector, "localize")
+    with_maps = (localize and hasattr(detector, "localize")
+                 and getattr(detector, "has_pixel_maps", True))
     kinds = np.array(data.kinds)
     for spec in perturbations:
         if progress:
@@ -604,6 +605,9 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
     for (kind, ds), det in trained.items():
         described[f"{kind}@{ds}"] = {**det.describe(), "name_in_tables": kind,
                                      "trained_on": ds, "fit_seconds": fit_seconds[(kind, ds)]}
+    for key, det in [*detectors.items(), *((f"{k}@{d}", v) for (k, d), v in trained.items())]:
+        described[key]["pixel_maps"] = bool(hasattr(det, "localize")
+                                            and getattr(det, "has_pixel_maps", True))
     settings = {"split": study.split, "perturbations": list(study.perturbations),
                 "seed": study.seed, "bootstrap": study.bootstrap, "max_items": study.max_items,
                 "detector_specs": study.detectors, "train": study.train,

@@ -257,10 +257,13 @@ def write_report(out: str | Path, doc: dict, raw: dict, examples: dict[str, byte
     parts.append("<h2>AUC per mask kind and perturbation (quantized reals)</h2>" + _table(
         sorted(pivot.values(), key=lambda r: (r["detector"], r["dataset"])),
         ["detector", "dataset", "perturbation", "AUC all", *(f"AUC {k}" for k in kinds)]))
-    if doc["region"]:
+    no_map = sorted({d.get("name_in_tables", d["name"]) for d in doc["detectors"]
+                     if d.get("pixel_maps") is False})
+    if doc["region"] or no_map:
         parts.append("<h2>Region level (partial fakes)</h2>" + _table(
             doc["region"], ["detector", "dataset", "perturbation", "fakes", "pixel_auc", "f1",
-                            "iou"]))
+                            "iou"]) + (f"<p>No pixel map: {html.escape(', '.join(no_map))} "
+                                       "(not scored on regions).</p>" if no_map else ""))
     if doc["cross"]:
         parts.append("<h2>Cross-dataset (train/threshold on A, test on B)</h2>" + _table(
             doc["cross"], ["detector", "train", "test", "auc", "ap", "accuracy",
