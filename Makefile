@@ -49,9 +49,10 @@ default-generator: $(STAMP)
 	$(BIN)/igpt-forensics export-model runs/default-gen igpt_forensics/assets/default-generator --half
 
 # Reproduces the shipped calibration of the likelihood detector for the bundled generator
-# (igpt_forensics/assets/likelihood-default): real patches of the val photo, self-drawn samples.
+# (igpt_forensics/assets/likelihood-default): real patches of the val photos (builtin coffee
+# and the Debian ColdRipple: make photos), self-drawn samples of the bundled generator.
 likelihood-default: $(STAMP)
-	$(BIN)/igpt-forensics calibrate --detector likelihood --data builtin --out igpt_forensics/assets/likelihood-default
+	$(BIN)/igpt-forensics --threads 2 calibrate --detector likelihood $(GEN_DATA) --out igpt_forensics/assets/likelihood-default
 
 # The default study of README (datasets are made first; studies/runs/default-study/report/report.html).
 default-study: $(STAMP)

@@ -89,8 +89,9 @@ from .base import (
 )
 
 DEFAULT_CALIBRATION = ASSETS / "likelihood-default"
-CALIBRATE_COMMAND = ("igpt-forensics calibrate --detector likelihood --data builtin "
-                     f"--out {DEFAULT_CALIBRATION}")
+CALIBRATE_COMMAND = ("make likelihood-default (igpt-forensics calibrate --detector likelihood "
+                     "--data builtin --data data/debian-photos.tsv --out "
+                     f"{DEFAULT_CALIBRATION})")
 DEFAULT_SAMPLING = ("temperature=1", "temperature=0.9", "top_k=40", "top_p=0.9")
 SAMPLE_MASKS = ("full", "top-half")
 TILINGS = ("tile", "resize")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from ..data import ImageSource, sample_patches
 from ..viz import image_grid, save_png
@@ -20,7 +21,9 @@ def show(
     data: DataOpt = None,
     size: Annotated[int, typer.Option(min=2, max=1024, help="Patch size.")] = 32,
     n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Number of patches.")] = 64,
-    split: Annotated[str, typer.Option(help="train, heldout or all.")] = "train",
+    split: Annotated[str, typer.Option(
+        help="Photos to cut patches from: train, val, test, heldout (val + test) or all.")
+                     ] = "train",
     seed: Annotated[int, typer.Option(help="Patch seed.")] = 0,
     scale: Annotated[int, typer.Option(min=1, max=64, help="Upscale factor of the grid.")] = 3,
     out: Annotated[Path, typer.Option(help="Grid PNG to write.")] = Path("patches.png"),
@@ -29,7 +32,15 @@ def show(
     source = ImageSource(data_spec(data))
     patches, crops = sample_patches(source, n, size, seed, split=split)
     save_png(image_grid(patches, scale=scale), out)
-    photos = sorted({c.photo_id for c in crops})
-    console.print(f"wrote {out}: {n} patches of {size}x{size} from {len(photos)} "
-                  f"{split} photos ({', '.join(photos[:12])}{' ...' if len(photos) > 12 else ''})")
+    used = {c.photo_id for c in crops}
+    console.print(f"wrote {out}: {n} patches of {size}x{size} from {len(used)} photos "
+                  f"of split '{split}'")
+    table = Table(title=f"photos of {source.spec} by split (* = in this grid)")
+    for col in ("split", "photos", "ids"):
+        table.add_column(col, justify="right" if col == "photos" else "left")
+    for name in ("train", "val", "test"):
+        ids = source.photo_ids(name)
+        shown = ", ".join(f"{p}{'*' if p in used else ''}" for p in ids[:8])
+        table.add_row(name, str(len(ids)), shown + (" ..." if len(ids) > 8 else ""))
+    console.print(table)
     report_skipped(source.report.bad)
