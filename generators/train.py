@@ -39,11 +39,11 @@ PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
-class TrainConfig:
-    data: str | list[str] = "builtin"  # one data spec or several (their photos together)
-    size: int = 32
-    colors: int = 512
-    preset: str = "small"
+class Schedule:
+    """What every training run here shares: steps of a batch, AdamW's learning rate with
+    linear warm-up and cosine decay to ``min_lr`` (`lr_at`), weight decay, gradient clipping.
+    The batch of step ``s`` comes from ``(seed, s)`` alone (`batch_indices`)."""
+
     steps: int = 2000
     batch_size: int = 16
     lr: float = 2e-3
@@ -51,6 +51,14 @@ class TrainConfig:
     warmup: int = 100
     weight_decay: float = 0.01
     grad_clip: float = 1.0
+
+
+@dataclass
+class TrainConfig(Schedule):
+    data: str | list[str] = "builtin"  # one data spec or several (their photos together)
+    size: int = 32
+    colors: int = 512
+    preset: str = "small"
     train_patches: int = 20000  # pool of training patches drawn once (seeded)
     eval_patches: int = 256  # held-out patches for bits/dim
     eval_every: int = 100
@@ -76,7 +84,7 @@ class TrainConfig:
                              f"got {self.precision!r}")
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
+def lr_at(step: int, cfg: Schedule) -> float:
     """Linear warm-up, then cosine decay to ``min_lr`` at the last step."""
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup

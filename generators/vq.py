@@ -44,6 +44,8 @@ from igpt_forensics.files import (
 )
 from igpt_forensics.metrics import psnr
 
+from .train import Schedule, batch_indices, load_state, lr_at, save_state
+
 FORMAT = "igpt-forensics-vq-tokenizer-v1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 LIMITS = {"image_size": 1024, "downsample": 64, "n_codes": 1 << 16, "code_dim": 256,
@@ -266,20 +268,15 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu",
 # -- training ---------------------------------------------------------------------------------
 
 @dataclass
-class TokenizerTrainConfig:
+class TokenizerTrainConfig(Schedule):
+    batch_size: int = 32
+    weight_decay: float = 0.0
     data: str | list[str] = "builtin"
     size: int = 32
     downsample: int = 4
     n_codes: int = 512
     code_dim: int = 8
     channels: int = 64
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 2e-3
-    min_lr: float = 1e-4
-    warmup: int = 100
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
     restart_every: int = 50  # a code idle this many steps is restarted
     train_patches: int = 20000
     eval_patches: int = 256
@@ -323,7 +320,6 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out: str | Path, resume: bool = F
     The batch of step ``s`` depends on ``(seed, s)`` only and the state (weights, optimizer,
     idle counters) is saved atomically, so a killed run resumed ends bit-identical.
     """
-    from .train import batch_indices, load_state, lr_at, save_state
 
     cfg.check()
     out = Path(out)

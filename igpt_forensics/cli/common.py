@@ -48,6 +48,12 @@ def fail(message: str) -> typer.Exit:
     return typer.Exit(1)
 
 
+# The sampling options of `complete` and `generate` (defaults: COMPLETION_SAMPLING).
+TemperatureOpt = Annotated[float, typer.Option(help="Sampling temperature.")]
+TopKOpt = Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")]
+TopPOpt = Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")]
+
+
 JsonOpt = Annotated[Path | None, typer.Option(
     "--json", help="Write the results as JSON to this file, or '-' for standard output "
     "(then nothing else is printed there).")]

@@ -17,6 +17,9 @@ from .common import (
     DataOpt,
     DoneBar,
     JsonOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
@@ -56,12 +59,9 @@ def generate(
                                        "full, box:T,L,H,W, file:PATH.")] = "top-half,box,full",
     size: Annotated[int | None, typer.Option(
         help="Image side; must equal the generator's. Default: the generator's.")] = None,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")
-                           ] = COMPLETION_SAMPLING["temperature"],
-    top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")
-                     ] = COMPLETION_SAMPLING["top_k"],
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass (1 = off).")
-                     ] = COMPLETION_SAMPLING["top_p"],
+    temperature: TemperatureOpt = COMPLETION_SAMPLING["temperature"],
+    top_k: TopKOpt = COMPLETION_SAMPLING["top_k"],
+    top_p: TopPOpt = COMPLETION_SAMPLING["top_p"],
     seed: Annotated[int, typer.Option(help="Dataset seed: every patch, mask and pixel "
                                       "derives from it and the item number.")] = 0,
     batch_size: Annotated[int, typer.Option(help="Images sampled together (no effect on "

@@ -30,6 +30,9 @@ from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA
 from .common import (
     DataOpt,
     JsonOpt,
+    TemperatureOpt,
+    TopKOpt,
+    TopPOpt,
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
@@ -197,12 +200,9 @@ def complete(
     mask: Annotated[str, typer.Option(help="top-half, box, full, box:T,L,H,W or file:PNG.")
                     ] = "top-half",
     samples: Annotated[int, typer.Option(help="Completions per image.")] = 4,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature.")
-                           ] = COMPLETION_SAMPLING["temperature"],
-    top_k: Annotated[int, typer.Option(help="Keep the k likeliest colors (0 = off).")
-                     ] = COMPLETION_SAMPLING["top_k"],
-    top_p: Annotated[float, typer.Option(help="Nucleus mass (1 = off).")
-                     ] = COMPLETION_SAMPLING["top_p"],
+    temperature: TemperatureOpt = COMPLETION_SAMPLING["temperature"],
+    top_k: TopKOpt = COMPLETION_SAMPLING["top_k"],
+    top_p: TopPOpt = COMPLETION_SAMPLING["top_p"],
     seed: Annotated[int, typer.Option(help="Seed; each completion derives its own.")] = 0,
     scale: Annotated[int, typer.Option(min=1, max=64, help="Upscale factor of the grid.")
                      ] = 4,
