@@ -423,7 +423,11 @@ def remove_temporaries(folder: str | Path) -> int:
 
 
 def is_empty_folder(path: Path) -> bool:
-    return path.is_dir() and not any(path.iterdir())
+    """A folder with nothing in it but the temporary files of atomic writes (``.NAME.*.tmp``)
+    that a kill left behind: a run killed while writing its first dataset.json may start
+    again there."""
+    return path.is_dir() and all(p.is_file() and p.name.startswith(".") and
+                                 p.name.endswith(".tmp") for p in path.iterdir())
 
 
 def check_new_folder(path: Path, what: str) -> None:

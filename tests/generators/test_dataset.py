@@ -309,3 +309,12 @@ def test_refuses_to_resume_with_other_settings_or_into_a_foreign_folder(ckpt, re
     assert "not a dataset" in one_line_error(r)
     r = runner.invoke(app, ["generate", "--model", str(ckpt), "--n", str(N), "--out", str(ref)])
     assert r.exit_code == 0 and tree(ref) == before  # same settings: complete, nothing to do
+
+
+def test_a_kill_while_the_first_dataset_json_is_written_does_not_block_the_rerun(ckpt, tmp_path):
+    out = tmp_path / "ds"
+    out.mkdir()
+    (out / ".dataset.json.k2j3.tmp").write_text('{"format": "igpt-for')  # torn atomic write
+    r = runner.invoke(app, ["generate", "--model", str(ckpt), "--n", "3", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert pv.read_info(out)["complete"]
