@@ -78,15 +78,76 @@ class Split:
         return out
 
 
+def negatives(split: Split) -> list[np.ndarray]:
+    """The reals a fake is compared with: quantized reals (format parity) when the dataset
+    has them, the reals as they are otherwise (an outside folder)."""
+    return split.qreal or split.real
+
+
 def kind_family(kind: str) -> str:
     return "box" if kind.startswith("box") else kind
 
 
+LABEL_DIRS = {"0_real": "real", "1_fake": "fake"}
+
+
+def is_labeled_folder(folder: Path) -> bool:
+    """A folder of another project's layout: ``0_real/`` and ``1_fake/`` somewhere below it
+    (CNNDetection, UniversalFakeDetect; ``dataset export`` writes it too)."""
+    return not (folder / pv.INFO).exists() and any(
+        p.is_dir() and p.name in LABEL_DIRS for p in folder.rglob("*_*"))
+
+
+def load_labeled_folder(folder: Path, split: str, max_items: int | None = None,
+                        name: str | None = None) -> Split:
+    """One split of an outside labeled folder: images below a ``0_real`` folder are real,
+    below ``1_fake`` fake; a ``train``/``val``/``test`` folder on the path gives the split,
+    else the hash of the path does (the photo-hash rule of `data`). There are no masks (a
+    fake counts as fully synthesized) and no quantized twins (reals are compared as they
+    are: no format parity unless the folder provides it)."""
+    from .data import find_images, photo_split
+
+    out = Split(name or folder.name, folder, split,
+                info={"layout": "0_real/1_fake", "generator": {}, "settings": {}})
+    files, out.skipped = find_images([folder])
+    counts = {"real": 0, "fake": 0}
+    for f in files:
+        parts = f.relative_to(folder).parts
+        labels = [LABEL_DIRS[p] for p in parts[:-1] if p in LABEL_DIRS]
+        if not labels:
+            continue
+        named = [p for p in parts[:-1] if p in pv.SPLITS]
+        rel = f.relative_to(folder).as_posix()
+        if (named[0] if named else photo_split(rel)) != split:
+            continue
+        label = labels[-1]
+        if max_items is not None and counts[label] >= max_items:
+            continue
+        try:
+            image = load_image(f)
+        except InputError as e:
+            out.skipped.append(str(e))
+            continue
+        counts[label] += 1
+        getattr(out, label).append(image)
+        out.ids[label].append(rel)
+        if label == "fake":
+            out.masks.append(np.ones(image.shape[:2], bool))
+            out.kinds.append("full")
+    if not out.fake or not out.real:
+        raise InputError(f"{folder}: the '{split}' split has no real/fake images to score "
+                         f"({counts['real']} real, {counts['fake']} fake)")
+    return out
+
+
 def load_split(folder: str | Path, split: str = "test", max_items: int | None = None,
                name: str | None = None) -> Split:
-    """Read one split of a dataset made by ``generate``; unreadable files are skipped and
-    listed in ``skipped`` (an item loses only the files that are bad)."""
+    """Read one split of a dataset made by ``generate`` (or of an outside ``0_real/ 1_fake``
+    folder); unreadable files are skipped and listed in ``skipped`` (an item loses only the
+    files that are bad)."""
     folder = Path(folder)
+    if folder.is_dir() and is_labeled_folder(folder):
+        return load_labeled_folder(folder, split, max_items, name)
     info = pv.read_info(folder)
     out = Split(name or folder.name, folder, split, info=info)
     items: set[int] = set()
@@ -228,13 +289,15 @@ def cross_matrix(detectors: dict[str, Any], trained: dict[tuple[str, str], Any],
         for b in test:
             done = scored.get((key, b))
             if done is not None:
-                s_neg, s_pos = np.asarray(done["qreal"]), np.asarray(done["fake"])
+                s_neg = np.asarray(done["qreal"] or done["real"])
+                s_pos = np.asarray(done["fake"])
             else:
-                s_neg = det.score(_stack_or_list(test[b].qreal))
+                s_neg = det.score(_stack_or_list(negatives(test[b])))
                 s_pos = det.score(_stack_or_list(test[b].fake))
             labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
             m = image_metrics(labels, np.r_[s_neg, s_pos], det.threshold_, bootstrap=0)
-            rows.append({"detector": name, "train": a, "test": b, "real_form": "qreal",
+            rows.append({"detector": name, "train": a, "test": b,
+                         "real_form": "qreal" if test[b].qreal else "real",
                          "fit_seconds": fit_seconds.get((name, a), 0.0),
                          **{k: m[k] for k in ("auc", "ap", "tpr_at_1fpr", "accuracy",
                                               "tpr_at_threshold", "fpr_at_threshold")}})
@@ -265,7 +328,7 @@ def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Spli
                     progress(f"leave-one-out: training {kind} without {b}")
                 dets.append((kind, factory(pool_train, pool_val)))
         for name, det in dets:
-            s_neg = np.asarray(det.score(_stack_or_list(test[b].qreal)), np.float64)
+            s_neg = np.asarray(det.score(_stack_or_list(negatives(test[b]))), np.float64)
             s_pos = np.asarray(det.score(_stack_or_list(test[b].fake)), np.float64)
             labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
             m = image_metrics(labels, np.r_[s_neg, s_pos], det.threshold_, bootstrap=0)
@@ -275,7 +338,8 @@ def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Spli
                 np.r_[s_neg, s_pos[kinds == k]], bootstrap=0)["auc"])
                 for k in sorted(set(test[b].kinds))}
             rows.append({"detector": name, "held_out": b, "trained_on": pool,
-                         "real_form": "qreal", "auc_by_kind": by_kind,
+                         "real_form": "qreal" if test[b].qreal else "real",
+                         "auc_by_kind": by_kind,
                          **{k: m[k] for k in ("auc", "ap", "tpr_at_1fpr", "accuracy",
                                               "tpr_at_threshold", "fpr_at_threshold")}})
     return rows

@@ -67,7 +67,8 @@ def summary(doc: dict, target_fpr: float = 0.01) -> dict:
     that beat a detector, and detectors that score far better against photographed reals
     than against quantized ones (they read the container, not the generator)."""
     rows = [r for r in doc["image"] if r["perturbation"] == "none" and r["fakes"] == "all"]
-    q = [r for r in rows if r["real_form"] == "qreal"]
+    # quantized reals where the data has them (format parity), the reals otherwise
+    q = [r for r in rows if r["real_form"] == "qreal"] or rows
     warnings = []
     ranking = sorted(q, key=lambda r: (-(r.get("auc_lo") or r["auc"]), -r["auc"]))
     best = next((r for r in ranking if r["detector"] not in BASELINES), None)
@@ -134,10 +135,11 @@ def roc_figure(raw: dict, dataset: str, real_form: str = "qreal",
     fig, ax = plt.subplots(figsize=(4.2, 4))
     for det, per_ds in raw.items():
         s = per_ds.get(dataset, {}).get("none")
-        if not s or not s[real_form]:
+        if not s:
             continue
-        y = np.r_[np.zeros(len(s[real_form])), np.ones(len(s["fake"]))]
-        f, t, _ = roc_curve(y, np.r_[s[real_form], s["fake"]])
+        form = real_form if s[real_form] else "real"  # an outside folder has no qreal
+        y = np.r_[np.zeros(len(s[form])), np.ones(len(s["fake"]))]
+        f, t, _ = roc_curve(y, np.r_[s[form], s["fake"]])
         ax.plot(f, t, label=det, color=(colors or {}).get(det))
     ax.plot([0, 1], [0, 1], ls=":", c="gray")
     ax.set(xlabel="false-positive rate", ylabel="true-positive rate",
@@ -166,9 +168,11 @@ def robustness_figure(image_rows: list[dict], dataset: str,
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     dets = sorted({r["detector"] for r in image_rows})
+    forms = {r["real_form"] for r in image_rows if r["dataset"] == dataset}
+    form = "qreal" if "qreal" in forms else "real"
     for det in dets:
         rows = [r for r in image_rows if r["detector"] == det and r["dataset"] == dataset
-                and r["real_form"] == "qreal" and r["fakes"] == "all"]
+                and r["real_form"] == form and r["fakes"] == "all"]
         if not rows:
             continue
         xs = np.arange(len(rows))

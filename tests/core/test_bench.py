@@ -244,3 +244,29 @@ def test_report_opens_with_the_verdict_box(tiny_dataset, tmp_path):
     assert page.index("class='verdict'") < page.index("<h2>Datasets")
     assert "Detector to trust here: streak" in page and "{'python'" not in page
     assert "TPR @ 1% FPR" in page and "tpr_at_1fpr" not in page
+
+
+def test_an_outside_labeled_folder_is_benchmarked_with_no_conversion(tiny_dataset, tmp_path):
+    from igpt_forensics import provenance as pv
+
+    exported = tmp_path / "exp"  # OUT/<split>/0_real, 1_fake: CNNDetection's layout
+    pv.export_folders(tiny_dataset, exported, real="qreal")
+    flat = tmp_path / "flat" / "gen-a"  # 0_real/ 1_fake/ with no split folders
+    for label in ("0_real", "1_fake"):
+        (flat / label).mkdir(parents=True)
+        for p in sorted((exported).glob(f"*/{label}/*.png"))[:40]:
+            (flat / label / p.name).write_bytes(p.read_bytes())
+    (flat / "1_fake" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nno")
+    test = load_split(exported, "test")
+    ref = load_split(tiny_dataset, "test")
+    assert len(test.real) == len(ref.qreal) and len(test.fake) == len(ref.fake)
+    assert test.kinds == ["full"] * len(test.fake) and not test.qreal
+    r = CliRunner().invoke(app, ["bench", "--dataset", str(exported), "--dataset",
+                                 str(tmp_path / "flat"), "--detector",
+                                 "examples.outside_detector:StreakDetector", "--bootstrap", "10",
+                                 "--split", "train", "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert {d["name"] for d in doc["datasets"]} == {"exp", "flat"}
+    assert any("broken.png" in line for d in doc["datasets"] for line in d["skipped"])
+    assert {x["real_form"] for x in doc["cross"]} == {"real"}
