@@ -13,7 +13,10 @@ its fakes, and a figure of held-out completions.
    model's palette (quantized reals: both classes are palette colors, so no statistic wins on
    the container). AUC is reported two-sided (the better orientation, which flatters the
    baselines): 0.5 means the statistic cannot tell the fakes from quantized reals.
-3. **Figure**: top-half completions of held-out patches at the chosen setting (masked input,
+3. **The default**: the setting whose fakes the baselines separate least in the worst case
+   over mask kinds (per mask kind, the mean AUC of the three baselines; then the maximum):
+   what ``complete`` and ``generate`` should sample with (``COMPLETION_SAMPLING``).
+4. **Figure**: top-half completions of held-out patches at that setting (masked input,
    samples, original), written to ``--figure``.
 
 Everything is seeded: the same model and arguments give the same numbers and the same PNG.
@@ -126,7 +129,7 @@ def main() -> None:
     ap.add_argument("--setting", action="append", default=None,
                     help=f"sampling settings (repeat; default: {', '.join(SETTINGS)})")
     ap.add_argument("--figure-setting", default=None,
-                    help="setting of the figure (default: the least separable top-half one)")
+                    help="setting of the figure (default: the least separable one)")
     ap.add_argument("--figure", type=Path, default=Path("runs/completions-heldout.png"))
     ap.add_argument("--figure-rows", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
@@ -171,13 +174,15 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
 
-    # The setting whose top-half fakes the baselines separate least (mean AUC).
-    def mean_auc(setting: str) -> float:
-        row = result["separability"][setting]["top-half"]
-        return float(np.mean([row[b]["auc"] for b in BASELINES]))
+    # The setting the baselines separate least in the worst case over mask kinds (per mask,
+    # the mean AUC of the three baselines): a default must serve whole images too.
+    def worst(setting: str) -> float:
+        return max(float(np.mean([row[b]["auc"] for b in BASELINES]))
+                   for row in (result["separability"][setting][k] for k in MASKS))
 
-    best = min(result["separability"], key=mean_auc)
-    result["least_separable_top_half"] = {"setting": best, "mean_auc": mean_auc(best)}
+    best = min(result["separability"], key=worst)
+    result["least_separable"] = {"setting": best, "worst_mask_mean_auc": worst(best),
+                                 "criterion": "max over mask kinds of the mean baseline AUC"}
     figure_setting = args.figure_setting or best
     kw = parse_sampling(figure_setting)
     rows = heldout_patches(sources, size, args.figure_rows, args.seed + 11)
@@ -189,8 +194,8 @@ def main() -> None:
     result["figure"] = {"path": str(args.figure), "setting": figure_setting}
     result["seconds"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(result, indent=1))
-    print(f"least separable top-half setting: {best} (mean baseline AUC "
-          f"{mean_auc(best):.3f}); figure {args.figure} at {figure_setting}; "
+    print(f"least separable setting over every mask kind: {best} (worst mean baseline AUC "
+          f"{worst(best):.3f}); figure {args.figure} at {figure_setting}; "
           f"{result['seconds']:.0f} s")
 
 
