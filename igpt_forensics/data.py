@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
-from .files import inside
+from .files import inside, read_bounded
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -46,6 +46,7 @@ IMAGE_EXTENSIONS = frozenset(
 MAX_PIXELS = 8192 * 8192
 HELDOUT_FRACTION = 0.2
 CACHE_BYTES = 512 * 2**20  # decoded photos kept in memory while sampling patches
+MAX_FILE_BYTES = 1 << 30  # an image file larger than this is refused before it is read
 MAX_PATCH_SIZE = 4096
 MAX_PATCH_BYTES = 8 * 2**30  # one call's patches, checked before they are allocated
 
@@ -384,11 +385,9 @@ class _SingleSource:
                   sha256: str | None = None) -> None:
         def load() -> np.ndarray:
             try:
-                data = path.read_bytes()
-            except FileNotFoundError:
-                raise InputError(f"{name}: no such file") from None
-            except OSError as e:
-                raise InputError(f"{name}: unreadable ({e.strerror or e})") from None
+                data = read_bounded(path, MAX_FILE_BYTES, "image file")
+            except InputError as e:  # named as the spec names it
+                raise InputError(str(e).replace(str(path), name, 1)) from None
             digest = hashlib.sha256(data).hexdigest()
             if sha256 is not None and digest != sha256:
                 raise InputError(f"{name}: sha256 {digest[:12]}... differs from the list's "

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -25,6 +26,34 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, checked before reading: a
+    missing, unreadable, non-regular (a FIFO would hang, /dev/zero never ends) or oversized
+    file is one line naming it and ``what`` it should be."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such {what}") from None
+    except OSError as e:
+        raise InputError(f"{path}: unreadable {what} ({e.strerror or e})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(f"{path}: is a folder, not a {what}")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"{path}: not a regular file (expected a {what})")
+    if st.st_size > limit:
+        raise InputError(f"{path}: {st.st_size:,} bytes, more than a {what} may have "
+                         f"({limit:,})")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as e:
+        raise InputError(f"{path}: unreadable {what} ({e.strerror or e})") from None
+    if len(data) > limit:  # it grew while we looked
+        raise InputError(f"{path}: more than a {what} may have ({limit:,} bytes)")
+    return data
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

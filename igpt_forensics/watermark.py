@@ -44,7 +44,6 @@ import hashlib
 import hmac
 import json
 import math
-import stat
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +52,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .files import read_bounded
 from .palette import Palette
 
 SCHEME = "igpt-forensics-greenlist-v1"
@@ -84,21 +84,12 @@ def read_key(path: str | Path, warn: Callable[[str], None] | None = None) -> byt
     accepted with a warning through ``warn`` (default: ``warnings.warn``)."""
     path = Path(path)
     try:
-        st = path.stat()
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such watermark key file") from None
-    except OSError as e:
-        raise InputError(f"{path}: unreadable watermark key file ({e.strerror or e})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{path}: is a folder, not a watermark key file")
-    if not stat.S_ISREG(st.st_mode):  # a FIFO would hang, /dev/zero never ends
-        raise InputError(f"{path}: not a regular file (a watermark key is a file of secret "
-                         "bytes)")
-    try:
-        with open(path, "rb") as f:
-            key = f.read(MAX_KEY_BYTES + 1)
-    except OSError as e:
-        raise InputError(f"{path}: unreadable watermark key file ({e.strerror or e})") from None
+        key = read_bounded(path, MAX_KEY_BYTES, "watermark key file")
+    except InputError as e:
+        if "more than" in str(e):
+            raise InputError(f"{path}: watermark key file is larger than 1 MiB; is it the "
+                             "key?") from None
+        raise
     if not key:
         raise InputError(f"{path}: empty watermark key file (put secret bytes in it, e.g. "
                          "head -c 32 /dev/urandom > KEY)")

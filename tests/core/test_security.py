@@ -189,3 +189,18 @@ def test_write_folder_survives_a_kill_at_every_point(tmp_path, monkeypatch):
     with pytest.raises(InputError, match="not a folder of this kind"):
         files.write_folder(tmp_path / "mine", lambda d: None, "a.json")
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+
+
+def test_image_files_are_read_with_a_bound(tmp_path, monkeypatch):
+    from igpt_forensics import data
+    from igpt_forensics.data import ImageSource
+
+    (tmp_path / "root").mkdir()
+    os.mkfifo(tmp_path / "root" / "fifo.png")  # would hang if it were read
+    (tmp_path / "root" / "big.png").write_bytes(b"\0" * 2048)
+    (tmp_path / "list.txt").write_text("# root: root\nfifo.png\nbig.png\n")
+    monkeypatch.setattr(data, "MAX_FILE_BYTES", 1024)
+    source = ImageSource(tmp_path / "list.txt")
+    assert list(source.photos()) == []
+    bad = " ".join(source.report.bad)
+    assert "fifo.png: not a regular file" in bad and "big.png: 2,048 bytes, more than" in bad
