@@ -158,8 +158,10 @@ def bench(
         help="Detector kind to train per dataset (features, cnn, fusion; baselines rowcol, "
         "laplacian, colors): tested in distribution and in the cross-dataset matrix (repeat).")
     ] = None,
-    perturb: Annotated[str, typer.Option(help="Comma-separated: none, jpeg90, jpeg75, "
-                                         "jpeg50, resize0.5, blur1, noise2, crop24.")
+    perturb: Annotated[str, typer.Option(
+        help="Comma-separated perturbations, each one of: none, jpegQ (quality 1-100), "
+        "resizeF (factor in (0, 4]), blurS (Gaussian sigma), noiseS (noise sigma), cropN "
+        "(center crop side); e.g. none,jpeg90,jpeg75,jpeg50,resize0.5,blur1,noise2,crop24.")
                        ] = "none",
     config: Annotated[Path | None, typer.Option(help="A study TOML file (see README).")
                       ] = None,
