@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import roc_auc_score
 
 from . import __version__
 from . import provenance as pv
@@ -287,21 +288,31 @@ def cross_matrix(detectors: dict[str, Any], trained: dict[tuple[str, str], Any],
     rows = []
     for name, a, key, det in pairs:
         for b in test:
-            done = scored.get((key, b))
-            if done is not None:
-                s_neg = np.asarray(done["qreal"] or done["real"])
-                s_pos = np.asarray(done["fake"])
-            else:
-                s_neg = det.score(_stack_or_list(negatives(test[b])))
-                s_pos = det.score(_stack_or_list(test[b].fake))
-            labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
-            m = image_metrics(labels, np.r_[s_neg, s_pos], det.threshold_, bootstrap=0)
+            row, _, _ = transfer_metrics(det, test[b], scored.get((key, b)))
             rows.append({"detector": name, "train": a, "test": b,
-                         "real_form": "qreal" if test[b].qreal else "real",
-                         "fit_seconds": fit_seconds.get((name, a), 0.0),
-                         **{k: m[k] for k in ("auc", "ap", "tpr_at_1fpr", "accuracy",
-                                              "tpr_at_threshold", "fpr_at_threshold")}})
+                         "fit_seconds": fit_seconds.get((name, a), 0.0), **row})
     return rows
+
+
+TRANSFER_METRICS = ("auc", "ap", "tpr_at_1fpr", "accuracy", "tpr_at_threshold",
+                    "fpr_at_threshold")
+
+
+def transfer_metrics(det, split: Split, done: dict | None = None,
+                     ) -> tuple[dict, np.ndarray, np.ndarray]:
+    """One detector on one test split, unperturbed, at its own threshold: its negatives
+    (`negatives`) against the fakes. ``done`` reuses the scores `evaluate` made. Returns the
+    row's metrics and the two score arrays."""
+    if done is not None:
+        s_neg, s_pos = np.asarray(done["qreal"] or done["real"]), np.asarray(done["fake"])
+    else:
+        s_neg = np.asarray(det.score(_stack_or_list(negatives(split))), np.float64)
+        s_pos = np.asarray(det.score(_stack_or_list(split.fake)), np.float64)
+    labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
+    m = image_metrics(labels, np.r_[s_neg, s_pos], det.threshold_, bootstrap=0)
+    row = {"real_form": "qreal" if split.qreal else "real",
+           **{k: m[k] for k in TRANSFER_METRICS}}
+    return row, s_neg, s_pos
 
 
 def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Split, Split], Any]],
@@ -327,21 +338,14 @@ def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Spli
                 if progress:
                     progress(f"leave-one-out: training {kind} without {b}")
                 dets.append((kind, factory(pool_train, pool_val)))
+        kinds = np.array(test[b].kinds)
         for name, det in dets:
-            s_neg = np.asarray(det.score(_stack_or_list(negatives(test[b]))), np.float64)
-            s_pos = np.asarray(det.score(_stack_or_list(test[b].fake)), np.float64)
-            labels = np.r_[np.zeros(len(s_neg)), np.ones(len(s_pos))]
-            m = image_metrics(labels, np.r_[s_neg, s_pos], det.threshold_, bootstrap=0)
-            kinds = np.array(test[b].kinds)
-            by_kind = {k: float(image_metrics(
+            row, s_neg, s_pos = transfer_metrics(det, test[b])
+            by_kind = {k: float(roc_auc_score(
                 np.r_[np.zeros(len(s_neg)), np.ones(int((kinds == k).sum()))],
-                np.r_[s_neg, s_pos[kinds == k]], bootstrap=0)["auc"])
-                for k in sorted(set(test[b].kinds))}
+                np.r_[s_neg, s_pos[kinds == k]])) for k in sorted(set(test[b].kinds))}
             rows.append({"detector": name, "held_out": b, "trained_on": pool,
-                         "real_form": "qreal" if test[b].qreal else "real",
-                         "auc_by_kind": by_kind,
-                         **{k: m[k] for k in ("auc", "ap", "tpr_at_1fpr", "accuracy",
-                                              "tpr_at_threshold", "fpr_at_threshold")}})
+                         "auc_by_kind": by_kind, **row})
     return rows
 
 
