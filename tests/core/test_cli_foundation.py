@@ -89,7 +89,18 @@ def test_threads_option_sets_torch_threads_before_or_after_the_command(monkeypat
         monkeypatch.setenv(THREADS_ENV, "2")  # no option: the environment, else free cores
         assert default_threads() == 2
         monkeypatch.delenv(THREADS_ENV)
-        assert 1 <= default_threads() <= (__import__("os").cpu_count() or 1)
+        import os
+
+        monkeypatch.setattr(os, "cpu_count", lambda: 8)
+        for load, want in ((0.2, 8), (5.4, 3), (20.0, 1)):  # one thread per free core
+            monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, load, load))
+            assert default_threads() == want, load
+
+        def no_loadavg():
+            raise OSError
+
+        monkeypatch.setattr(os, "getloadavg", no_loadavg)  # unknown load: every core
+        assert default_threads() == 8
     finally:
         torch.set_num_threads(before)
 
