@@ -413,18 +413,20 @@ class LikelihoodDetector(Detector):
         if self.model is None and not (DEFAULT_MODEL / "config.json").exists():
             raise InputError(f"the bundled default generator is missing ({DEFAULT_MODEL}); "
                              "pass a checkpoint folder as the scoring model")
-        model, palette, config = load_checkpoint(self.model, device=pick_device(self.device))
+        model, codec, config = load_checkpoint(self.model, device=pick_device(self.device))
         want = getattr(self, "model_sha256_", None)
         if want is not None and config["sha256"] != want:
             raise InputError(f"this likelihood detector was fitted for a scoring model with "
                              f"weights sha256 {want[:12]}..., but {config['path']} has "
                              f"{config['sha256'][:12]}...: fit it again for this model "
                              f"({CALIBRATE_COMMAND.split(' --out')[0]} --model PATH --out DIR)")
-        self._loaded = (key, model, palette, config)
-        return model, palette
+        self._loaded = (key, model, codec, config)
+        return model, codec
 
     def scoring_model(self):
-        """(model, palette, checkpoint config) of the scoring model, loaded and checked."""
+        """(model, codec, checkpoint config) of the scoring model, loaded and checked. The
+        codec is a palette (pixel family) or a VQ tokenizer (VQ family: the statistics are
+        then per code, on the code grid, and the maps are spread over each code's cell)."""
         self._scorer()
         return self._loaded[1:]
 
@@ -453,10 +455,18 @@ class LikelihoodDetector(Detector):
 
     @property
     def image_size(self) -> int:
+        """The side in pixels of the tiles the scoring model reads."""
+        self._scorer()
+        return self._loaded[3]["image_size"]
+
+    @property
+    def grid(self) -> int:
+        """The side of the token grid of a tile (= image_size for the pixel family)."""
         return self._scorer()[0].config.image_size
 
     def _window(self) -> int:
-        return max(1, min(int(self.window), self.image_size))
+        """The window side, in tokens."""
+        return max(1, min(int(self.window), self.grid))
 
     def _check_params(self) -> None:
         if self.tiling not in TILINGS:
@@ -471,12 +481,13 @@ class LikelihoodDetector(Detector):
 
     # -- statistics
     def pixel_stats(self, tiles: np.ndarray) -> PixelStats:
-        """Per-pixel NLL, entropy and variance of SxS uint8 tiles (T, S, S, 3)."""
-        model, palette = self._scorer()
-        S = model.config.image_size
-        tokens = torch.from_numpy(palette.encode(tiles))
+        """Per-token NLL, entropy and variance of SxS uint8 tiles (T, S, S, 3), on the token
+        grid (T, G, G): per pixel for the pixel family, per code for the VQ family."""
+        model, codec = self._scorer()
+        G = model.config.image_size
+        tokens = torch.from_numpy(codec.encode(tiles))
         st = model.token_stats(tokens, batch_size=self.batch_size)
-        return PixelStats(*(st[k].double().numpy().reshape(-1, S, S)
+        return PixelStats(*(st[k].double().numpy().reshape(-1, G, G)
                             for k in ("nll", "entropy", "var")))
 
     def _tiles(self, images: list[np.ndarray]) -> tuple[np.ndarray, list[Layout], np.ndarray]:
@@ -528,8 +539,8 @@ class LikelihoodDetector(Detector):
             raise InputError(f"fit needs at least 4 real images, got {len(real)}")
         self.model_sha256_ = None  # a refit may change the model: check nothing stale
         self._loaded = None
-        model, palette = self._scorer()
-        S, k = model.config.image_size, self._window()
+        model, codec = self._scorer()
+        G, k = model.config.image_size, self._window()
         rng = np.random.default_rng(self.seed)
 
         # real: stats of every tile; images split into fit / held-back by index
@@ -540,14 +551,14 @@ class LikelihoodDetector(Detector):
         held_real[rng.permutation(len(real))[: max(2, len(real) // 3)]] = True
 
         # fakes: self-drawn, evenly over settings and masks, seeded per image
-        samples, sample_masks = self._draw(model, palette, real_tiles, configs,
+        samples, sample_masks = self._draw(model, codec, real_tiles, configs,
                                            lambda n: progress and progress(n, total))
         fake_tiles = samples
         fake_pixmask = sample_masks
         if fakes_given:
             more, _, _ = self._tiles(fakes_given)
             fake_tiles = np.concatenate([fake_tiles, more]) if len(fake_tiles) else more
-            fake_pixmask = np.concatenate([fake_pixmask, np.ones((len(more), S, S), bool)])
+            fake_pixmask = np.concatenate([fake_pixmask, np.ones((len(more), G, G), bool)])
         fake_stats = self._stats_progress(fake_tiles, None, 0)
         held_fake = np.zeros(len(fake_tiles), bool)
         held_fake[rng.permutation(len(fake_tiles))[: max(1, len(fake_tiles) // 3)]] = True
@@ -590,8 +601,8 @@ class LikelihoodDetector(Detector):
         tpr = float(np.mean(fake_scores > self.threshold_))
         _, _, config = self._loaded[1:]
         self.model_sha256_ = config["sha256"]
-        self.image_size_ = S
-        self.n_colors_ = palette.n_colors
+        self.image_size_ = self.image_size
+        self.n_colors_ = codec.n_tokens
         self.fit_info_ = {
             "real_images": len(real), "real_tiles": len(real_tiles),
             "self_drawn": len(samples), "outside_fakes": len(fakes_given),
@@ -655,7 +666,9 @@ class LikelihoodDetector(Detector):
             k = self._window()
             win = self.window_model_.decision(window_features(stats, k))  # (T, m, m)
             out["region"] = win.reshape(len(win), -1).max(1)
-            out["map"] = _spread_windows(1.0 / (1.0 + np.exp(-win)), k).astype(np.float32)
+            tile_map = _spread_windows(1.0 / (1.0 + np.exp(-win)), k).astype(np.float32)
+            d = self.image_size // self.grid  # a code's cell, for the VQ family
+            out["map"] = tile_map.repeat(d, 1).repeat(d, 2) if d > 1 else tile_map
         return out
 
     def _aggregate(self, per_tile: dict[str, np.ndarray], owner: np.ndarray,
@@ -686,9 +699,10 @@ class LikelihoodDetector(Detector):
         return PixelStats(*(np.concatenate([getattr(p, f) for p in parts])
                             for f in ("nll", "entropy", "var")))
 
-    def _draw(self, model, palette, real_tiles: np.ndarray, configs: list[dict],
+    def _draw(self, model, codec, real_tiles: np.ndarray, configs: list[dict],
               progress: Callable[[int], Any]) -> tuple[np.ndarray, np.ndarray]:
-        """Samples of the scoring model itself: (n, S, S, 3) images and their pixel masks.
+        """Samples of the scoring model itself: (n, S, S, 3) images and the masks of their
+        drawn tokens on the token grid (n, G, G).
 
         ``n_samples`` are spread evenly over the sampling settings, and within a setting
         over ``sample_masks`` in turn; the rows of one setting share each ``sample`` call
@@ -696,11 +710,12 @@ class LikelihoodDetector(Detector):
         """
         from igpt_forensics.masks import make_mask
 
-        S = model.config.image_size
-        kinds = [make_mask(kind, S)[0] for kind in self.sample_masks]
+        S, G = self.image_size, model.config.image_size
+        kinds = [codec.token_mask(make_mask(kind, S)[0][None])[0].reshape(G, G)
+                 for kind in self.sample_masks]
         per_config = np.full(len(configs), self.n_samples // len(configs))
         per_config[: self.n_samples % len(configs)] += 1
-        real_tokens = palette.encode(real_tiles)
+        real_tokens = codec.encode(real_tiles)
         images, masks = [], []
         for ci, (cfg, n) in enumerate(zip(configs, per_config)):
             if n == 0:
@@ -709,15 +724,15 @@ class LikelihoodDetector(Detector):
             seeds = np.random.default_rng([self.seed, ci]).integers(0, 2**44, n)
             pick = np.random.default_rng([self.seed, ci, 1]).integers(0, len(real_tokens), n)
             known = torch.from_numpy(real_tokens[pick])
-            flat = torch.from_numpy(mask.reshape(n, S * S))
+            flat = torch.from_numpy(mask.reshape(n, G * G))
             for s in range(0, n, self.batch_size):
                 sl = slice(s, s + self.batch_size)
                 drawn = model.sample(known[sl], flat[sl], seeds[sl], **cfg)
-                images.append(palette.decode(drawn.numpy()))
+                images.append(codec.decode(drawn.numpy(), (S, S)))
                 masks.append(mask[sl])
                 progress(len(drawn))
         if not images:
-            return np.zeros((0, S, S, 3), np.uint8), np.zeros((0, S, S), bool)
+            return np.zeros((0, S, S, 3), np.uint8), np.zeros((0, G, G), bool)
         return np.concatenate(images), np.concatenate(masks)
 
     # -- persistence

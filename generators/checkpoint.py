@@ -1,13 +1,26 @@
 """One checkpoint format: a folder with ``model.safetensors`` and ``config.json``.
 
-``config.json`` holds the model shape (`GPTConfig`), hence the image size, and the palette, so
-a checkpoint alone turns images into tokens and back. Loading never unpickles anything.
+``config.json`` names the generator's family and holds the model shape (`GPTConfig`) and the
+image size, and what turns images into tokens and back (the codec), so a checkpoint alone
+completes images:
+
+- ``"family": "pixel"``: iGPT's pixel-GPT; the palette's colors are in config.json and a
+  token is one pixel;
+- ``"family": "vq"``: a GPT over the codes of a VQ tokenizer (LlamaGen style); the
+  tokenizer's weights are ``tokenizer.safetensors`` beside the model (their sha256 and shape
+  in config.json), a token is a ``downsample x downsample`` cell, and the GPT's
+  ``image_size`` is the side of the code grid.
+
+Loading never unpickles anything. ``--model`` also takes the names of the bundled generators
+(`MODEL_NAMES`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -26,28 +39,67 @@ from igpt_forensics.palette import Palette
 
 from .model import GPTConfig, PixelGPT
 
+if TYPE_CHECKING:
+    from .vq import VQCodec
+
 FORMAT = "igpt-forensics-pixelgpt-v1"
-WEIGHTS, CONFIG = "model.safetensors", "config.json"
+WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.safetensors"
+FAMILIES = ("pixel", "vq")
 DEFAULT_MODEL = ASSETS / "default-generator"
+# Names that ``--model`` takes besides a folder: the bundled generators of each family.
+MODEL_NAMES = {"pixel-default": DEFAULT_MODEL, "vq-default": ASSETS / "vq-generator"}
 
 
-def save_checkpoint(model: PixelGPT, palette: Palette, out_dir: str | Path,
+def resolve_model(path: str | Path | None) -> Path:
+    """``None`` or ``"pixel-default"``: the bundled pixel-GPT; ``"vq-default"``: the bundled
+    VQ generator; anything else: a checkpoint folder (``./vq-default`` for a folder of that
+    name)."""
+    if path is None or str(path) == "pixel-default":
+        if not DEFAULT_MODEL.is_dir():
+            raise InputError(f"no bundled default generator is installed ({DEFAULT_MODEL} is "
+                             "missing); pass --model CHECKPOINT")
+        return DEFAULT_MODEL
+    if str(path) in MODEL_NAMES:
+        found = MODEL_NAMES[str(path)]
+        if not found.is_dir():
+            raise InputError(f"the bundled generator {path!r} is not installed ({found} is "
+                             "missing); pass --model CHECKPOINT")
+        return found
+    return Path(path)
+
+
+def _weights(module: torch.nn.Module, dtype: torch.dtype | None) -> dict:
+    return {k: v.detach().cpu().to(dtype if dtype and v.is_floating_point() else v.dtype)
+            .contiguous() for k, v in module.state_dict().items()}
+
+
+def save_checkpoint(model: PixelGPT, codec, out_dir: str | Path,
                     meta: dict | None = None, dtype: torch.dtype | None = None) -> Path:
-    """Write ``out_dir/model.safetensors`` and ``out_dir/config.json`` (each atomically).
+    """Write ``out_dir/model.safetensors`` and ``out_dir/config.json`` (each atomically),
+    and for the VQ family ``out_dir/tokenizer.safetensors``.
 
-    ``dtype=torch.float16`` halves the file (the bundled default ships so); loading always
-    gives float32 parameters.
+    ``codec``: a `Palette` (pixel family) or a `generators.vq.VQCodec`. ``dtype=torch.float16``
+    halves the files (the bundled defaults ship so); loading always gives float32 parameters.
     """
-    if palette.n_colors != model.config.vocab_size:
-        raise InputError(f"palette has {palette.n_colors} colors, model expects "
-                         f"{model.config.vocab_size}")
+    if codec.n_tokens != model.config.vocab_size:
+        raise InputError(f"the {codec.family} codec has {codec.n_tokens} tokens, model "
+                         f"expects {model.config.vocab_size}")
     out_dir = Path(out_dir)
-    state = {k: v.detach().cpu().to(dtype or v.dtype).contiguous()
-             for k, v in model.state_dict().items()}
-    atomic_write_bytes(out_dir / WEIGHTS, save(state, metadata={"format": FORMAT}))
-    config = {"format": FORMAT, "model": model.config.to_dict(),
-              "image_size": model.config.image_size, "palette": palette.to_dict(),
-              "meta": meta or {}}
+    config = {"format": FORMAT, "family": codec.family, "model": model.config.to_dict(),
+              "image_size": model.config.image_size * codec.scale}
+    if codec.family == "pixel":
+        config["palette"] = codec.to_dict()
+    else:
+        if codec.grid != model.config.image_size:
+            raise InputError(f"the tokenizer's code grid is {codec.grid}x{codec.grid}, the "
+                             f"model's {model.config.image_size}x{model.config.image_size}")
+        blob = save(_weights(codec.tokenizer, dtype), metadata={"format": FORMAT})
+        atomic_write_bytes(out_dir / TOKENIZER, blob)
+        config["tokenizer"] = {"model": codec.tokenizer.config.to_dict(),
+                               "sha256": hashlib.sha256(blob).hexdigest()}
+    atomic_write_bytes(out_dir / WEIGHTS, save(_weights(model, dtype),
+                                               metadata={"format": FORMAT}))
+    config["meta"] = meta or {}
     atomic_write_text(out_dir / CONFIG, json.dumps(config, indent=1))
     return out_dir
 
@@ -62,21 +114,7 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
-def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu",
-                    ) -> tuple[PixelGPT, Palette, dict]:
-    """Load a checkpoint folder (``None``: the bundled default) -> (model, palette, config)."""
-    path = Path(path) if path is not None else DEFAULT_MODEL
-    config = read_config(path)
-    check_sha256sums(path)  # a packaged checkpoint (export-model) lists its files' hashes
-    try:
-        model = PixelGPT(GPTConfig.from_dict(config["model"]))
-    except (KeyError, TypeError) as e:
-        raise InputError(f"{path / CONFIG}: bad model config ({e})") from None
-    palette = Palette.from_dict(config.get("palette", {}), name=str(path / CONFIG))
-    if palette.n_colors != model.config.vocab_size:
-        raise InputError(f"{path / CONFIG}: palette has {palette.n_colors} colors, model "
-                         f"expects {model.config.vocab_size}")
-    weights = path / WEIGHTS
+def _load_weights(module: torch.nn.Module, weights: Path) -> None:
     try:
         state = load_file(weights)
     except FileNotFoundError:
@@ -84,11 +122,64 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{weights}: corrupt weights file ({e})") from None
     try:
-        model.load_state_dict(state, strict=True)
+        module.load_state_dict({k: v.float() if v.is_floating_point() else v
+                                for k, v in state.items()}, strict=True)
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise InputError(f"{weights}: weights do not match config.json ({first})") from None
+
+
+def _load_codec(path: Path, config: dict, model: PixelGPT):
+    """The checkpoint's codec: its palette, or its VQ tokenizer (checked against config)."""
+    family = config.get("family", "pixel")  # checkpoints made before the VQ family
+    if family not in FAMILIES:
+        raise InputError(f"{path / CONFIG}: unknown family {family!r} (known: "
+                         f"{', '.join(FAMILIES)})")
+    if family == "pixel":
+        codec = Palette.from_dict(config.get("palette", {}), name=str(path / CONFIG))
+    else:
+        from .vq import VQCodec, VQConfig, VQTokenizer
+
+        tok = config.get("tokenizer")
+        if not isinstance(tok, dict) or not isinstance(tok.get("sha256"), str):
+            raise InputError(f"{path / CONFIG}: a vq checkpoint needs a 'tokenizer' entry "
+                             "with its 'model' and 'sha256'")
+        tokenizer = VQTokenizer(VQConfig.from_dict(tok.get("model")))
+        if (path / TOKENIZER).is_file() and sha256_file(path / TOKENIZER) != tok["sha256"]:
+            raise InputError(f"{path / TOKENIZER}: sha256 differs from config.json "
+                             "(file altered?)")
+        _load_weights(tokenizer, path / TOKENIZER)
+        codec = VQCodec(tokenizer, tok["sha256"])
+        if codec.grid != model.config.image_size:
+            raise InputError(f"{path / CONFIG}: tokenizer grid {codec.grid} != model grid "
+                             f"{model.config.image_size}")
+    if codec.n_tokens != model.config.vocab_size:
+        raise InputError(f"{path / CONFIG}: the {family} codec has {codec.n_tokens} tokens, "
+                         f"model expects {model.config.vocab_size}")
+    return codec
+
+
+def load_checkpoint(path: str | Path | None = None, device: str | torch.device = "cpu",
+                    ) -> tuple[PixelGPT, Palette | VQCodec, dict]:
+    """Load a checkpoint folder or name (`resolve_model`) -> (model, codec, config).
+
+    The codec is a `Palette` (pixel family) or a `generators.vq.VQCodec`; ``config`` gains
+    ``family``, ``image_size`` (pixels), ``sha256`` (of the model weights) and ``path``.
+    """
+    path = resolve_model(path)
+    config = read_config(path)
+    check_sha256sums(path)  # a packaged checkpoint (export-model) lists its files' hashes
+    try:
+        model = PixelGPT(GPTConfig.from_dict(config["model"]))
+    except (KeyError, TypeError) as e:
+        raise InputError(f"{path / CONFIG}: bad model config ({e})") from None
+    codec = _load_codec(path, config, model)
+    _load_weights(model, path / WEIGHTS)
     model.to(device).eval()
-    config["sha256"] = sha256_file(weights)
+    if codec.family == "vq":
+        codec.tokenizer.to(device)
+    config["family"] = codec.family
+    config["image_size"] = model.config.image_size * codec.scale
+    config["sha256"] = sha256_file(path / WEIGHTS)
     config["path"] = str(path)
-    return model, palette, config
+    return model, codec, config

@@ -4,10 +4,15 @@
 ``data.sample_patches(source, n, size, seed, split="all")[i]``) written three times:
 
 - ``real``: as photographed;
-- ``qreal``: round-tripped through the generator's palette, so a detector cannot win by
-  counting colors (fakes are palette images);
-- ``fake``: the generator's completion of ``qreal`` under a mask whose kind cycles through
-  ``masks`` (item ``i`` gets ``masks[i % len(masks)]``), with the mask saved beside it.
+- ``qreal``: the real image in the generator's format (``codec.twin``): for the pixel family
+  round-tripped through the palette, so a detector cannot win by counting colors (fakes are
+  palette images); for the VQ family the real image itself (a decoded real image is a fake,
+  mask kind ``recon``);
+- ``fake``: the generator's completion of the real image under a mask whose kind cycles
+  through ``masks`` (item ``i`` gets ``masks[i % len(masks)]``), with the mask saved beside
+  it (the drawn tokens' pixels). A VQ fake is the decoder's output for the whole image, so it
+  also gets a ``changed`` map: where its pixels differ from the real image
+  (`generators.complete.changed_mask`).
 
 Seeds come from (dataset seed, item) alone (`provenance.item_seed`) and the model draws its
 random numbers per image, so an item's bytes do not depend on the batch size, the shard or
@@ -39,7 +44,8 @@ from igpt_forensics.stamp import stamped_png
 from igpt_forensics.viz import png_bytes
 from igpt_forensics.watermark import DEFAULT_DELTA, DEFAULT_GAMMA, WatermarkKey
 
-from .checkpoint import DEFAULT_MODEL, load_checkpoint
+from .checkpoint import load_checkpoint
+from .complete import changed_mask
 from .model import COMPLETION_SAMPLING, PixelGPT, check_sampling, list_presets, preset_config
 
 DEFAULT_MASKS = ("top-half", "box", "full")
@@ -73,17 +79,18 @@ class _Item:
     fake: np.ndarray
     mask: np.ndarray
     forms: tuple[str, ...]  # the rows still missing from the manifest
+    changed: np.ndarray | None = None  # VQ family: decoded pixels that differ from the real
 
 
 class DatasetJob:
     """A validated ``generate`` run: `prepare_dataset` builds it (no file is written until
     `run`), `run` writes or finishes the dataset."""
 
-    def __init__(self, out: Path, settings: dict, info: dict, model: PixelGPT, palette,
+    def __init__(self, out: Path, settings: dict, info: dict, model: PixelGPT, codec,
                  photos: PatchSampler, batch_size: int, resumable: bool,
                  watermark: WatermarkKey | None = None):
         self.out, self.settings, self.info = out, settings, info
-        self.model, self.palette, self.photos = model, palette, photos
+        self.model, self.codec, self.photos = model, codec, photos
         self.watermark = watermark
         self.batch_size = batch_size
         self.resumable = resumable  # the folder already holds this dataset (maybe partly)
@@ -94,7 +101,8 @@ class DatasetJob:
         self.seconds = 0.0
         g = info["generator"]
         self._fake_fields = dict(
-            palette_sha256=g["palette_sha256"], generator_sha256=g["sha256"],
+            family=codec.family, palette_sha256=g["palette_sha256"],
+            tokenizer_sha256=g.get("tokenizer_sha256"), generator_sha256=g["sha256"],
             generator_preset=g["preset"], generator_shape=g["shape"],
             temperature=settings["temperature"], top_k=settings["top_k"],
             top_p=settings["top_p"], watermark=watermark.describe() if watermark else None)
@@ -125,7 +133,7 @@ class DatasetJob:
                                                                            self.digits)):
                 raise InputError(f"{path}: row {r.get('id')!r} does not belong to this "
                                  "dataset (manifest edited?)")
-            files = [r["path"]] + ([r["mask_path"]] if r.get("mask_path") else [])
+            files = [f for f, _ in pv.record_files(r)]
             if done[item] & FORM_BITS[form] or not all((self.out / f).exists() for f in files):
                 drop = True
                 continue
@@ -137,7 +145,7 @@ class DatasetJob:
 
         def keep():
             for r in pv.read_manifest(self.out / pv.MANIFEST):
-                files = [r["path"]] + ([r["mask_path"]] if r.get("mask_path") else [])
+                files = [f for f, _ in pv.record_files(r)]
                 if r["id"] not in seen and all((self.out / f).exists() for f in files):
                     seen.add(r["id"])
                     yield r
@@ -146,10 +154,10 @@ class DatasetJob:
 
     # -- generation ----------------------------------------------------------------------
     def _make(self, items: list[int], done: np.ndarray) -> list[_Item]:
-        size, n_pix = self.size, self.size * self.size
+        size, codec = self.size, self.codec
         real, crops = self.photos.patches(items)
-        tokens = self.palette.encode(real)
-        qreal = self.palette.decode(tokens, (size, size))
+        tokens = codec.encode(real)
+        qreal = codec.twin(real)
         kinds = self.settings["masks"]
         masks = np.empty((len(items), size, size), dtype=bool)
         boxes, seeds, item_kinds = [], [], []
@@ -160,6 +168,8 @@ class DatasetJob:
             boxes.append(box.as_list() if box is not None else None)
             seeds.append(pv.item_seed(self.settings["seed"], item, "sample"))
             item_kinds.append(kind)
+        drawn = codec.token_mask(masks)  # at the codec's granularity
+        masks = codec.cell_mask(drawn, size)
         fake_tokens = tokens.copy()
         # One sample call per mask kind: the model steps over the union of the batch's masked
         # positions, so a top-half group costs half of a full one. Pixels do not depend on the
@@ -167,15 +177,16 @@ class DatasetJob:
         for kind in dict.fromkeys(item_kinds):
             idx = [k for k, kk in enumerate(item_kinds) if kk == kind]
             out = self.model.sample(
-                torch.from_numpy(tokens[idx]), torch.from_numpy(masks[idx].reshape(-1, n_pix)),
+                torch.from_numpy(tokens[idx]), torch.from_numpy(drawn[idx]),
                 [seeds[k] for k in idx], self.settings["temperature"], self.settings["top_k"],
                 self.settings["top_p"], watermark=self.watermark)
             fake_tokens[idx] = out.numpy()
-        fakes = self.palette.decode(fake_tokens, (size, size))
+        fakes = codec.decode(fake_tokens, (size, size))
+        changed = changed_mask(fakes, real) if codec.family == "vq" else [None] * len(items)
         return [
             _Item(item, crops[k], item_kinds[k], boxes[k], seeds[k], real[k], qreal[k],
                   fakes[k], masks[k],
-                  tuple(f for f in pv.FORMS if not done[item] & FORM_BITS[f]))
+                  tuple(f for f in pv.FORMS if not done[item] & FORM_BITS[f]), changed[k])
             for k, item in enumerate(items)]
 
     def _write(self, batch: list[_Item], manifest: pv.ManifestWriter) -> int:
@@ -189,21 +200,30 @@ class DatasetJob:
             paths = pv.item_paths(it.item, self.digits)
             images = {"real": it.real, "qreal": it.qreal, "fake": it.fake}
             mask_blob = png_bytes(it.mask.astype(np.uint8) * 255)
+            changed_blob = (png_bytes(it.changed.astype(np.uint8) * 255)
+                            if it.changed is not None else None)
             c = it.crop
             common = dict(item=it.item, split=self._splits[c.photo_id], size=self.size,
                           photo_id=c.photo_id, photo_sha256=self.photos.sha256[c.photo_id],
                           crop=[c.top, c.left, c.side])
             records, blobs = {}, {"mask": mask_blob}
+            changed = {}
+            if changed_blob is not None:
+                blobs["changed"] = changed_blob
+                changed = dict(changed_path=paths["changed"],
+                               changed_sha256=hashlib.sha256(changed_blob).hexdigest(),
+                               changed_pixels=int(it.changed.sum()))
             for form in pv.FORMS:
                 extra = {}
                 if form == "qreal":
-                    extra = dict(palette_sha256=self._fake_fields["palette_sha256"])
+                    extra = dict(family=self._fake_fields["family"],
+                                 palette_sha256=self._fake_fields["palette_sha256"])
                 elif form == "fake":
                     extra = dict(
                         **self._fake_fields, mask_kind=it.kind, box=it.box,
                         mask_path=paths["mask"],
                         mask_sha256=hashlib.sha256(mask_blob).hexdigest(),
-                        masked_pixels=int(it.mask.sum()), seed=it.seed)
+                        masked_pixels=int(it.mask.sum()), seed=it.seed, **changed)
                 records[form] = pv.make_record(
                     id=pv.image_id(it.item, form, self.digits), form=form,
                     label=pv.LABEL_OF[form], path=paths[form],
@@ -324,19 +344,23 @@ def prepare_dataset(
         raise InputError(f"{out}: not empty and not a dataset (no {pv.INFO}); choose a new "
                          "--out")
 
-    if model is None and not DEFAULT_MODEL.is_dir():
-        raise InputError("no bundled default generator is installed; pass --model CHECKPOINT")
-    gen, palette, config = load_checkpoint(model, device=pick_device(device))
+    gen, codec, config = load_checkpoint(model, device=pick_device(device))
     mark = None
     if watermark_key is not None:
-        mark = WatermarkKey(watermark_key, palette, watermark_gamma, watermark_delta)
-    model_size = gen.config.image_size
+        mark = WatermarkKey(watermark_key, codec, watermark_gamma, watermark_delta)
+    model_size = config["image_size"]
     if size is None:
         size = model_size
     if size != model_size:
         raise InputError(f"--size {size} does not match the generator, which makes "
                          f"{model_size}x{model_size} images")
     for kind in kinds:
+        if kind == "recon":
+            if codec.family != "vq":
+                raise InputError("mask 'recon' is for VQ-family generators (a real image "
+                                 "encoded and decoded); the pixel family's palette round "
+                                 "trip is the qreal form, labeled real")
+            continue
         mask, _ = make_mask(kind, size, np.random.default_rng(0))
         if not mask.any():
             raise InputError(f"mask '{kind}' synthesizes no pixels")
@@ -346,19 +370,27 @@ def prepare_dataset(
     photo_list = [{"id": pid, "split": source.split_of(pid), "sha256": photos.sha256[pid],
                    "height": photos.shapes[pid][0], "width": photos.shapes[pid][1]}
                   for pid in photos.good]
-    generator = {"sha256": config["sha256"], "preset": _preset_name(gen, config),
-                 "shape": gen.config.to_dict(), "palette_sha256": palette.sha256,
-                 "n_colors": palette.n_colors}
+    pixel = codec.family == "pixel"
+    generator = {"sha256": config["sha256"], "family": codec.family,
+                 "preset": _preset_name(gen, config), "shape": gen.config.to_dict(),
+                 "palette_sha256": codec.sha256 if pixel else None,
+                 "n_colors": codec.n_tokens if pixel else None}
+    if not pixel:
+        generator.update(tokenizer_sha256=codec.sha256, n_codes=codec.n_tokens,
+                         downsample=codec.scale)
     settings = {"n": n, "size": size, "masks": kinds, "temperature": float(temperature),
                 "top_k": int(top_k), "top_p": float(top_p), "seed": seed,
                 "shard": [shard[0], shard[1]], "generator_sha256": config["sha256"],
-                "palette_sha256": palette.sha256, "source_sha256": photos.fingerprint}
+                "palette_sha256": codec.sha256 if pixel else None,
+                "source_sha256": photos.fingerprint}
+    if not pixel:  # only then: pixel datasets made before the VQ family still resume
+        settings["tokenizer_sha256"] = codec.sha256
     if mark is not None:  # only then: datasets made before watermarks existed still resume
         settings["watermark"] = mark.describe()
     if existing is not None:
         _refuse_other_settings(out, existing["settings"], settings)
     info = pv.new_info(settings, source.spec, generator, photo_list, list(source.report.bad))
-    return DatasetJob(out, settings, info, gen, palette, photos, batch_size,
+    return DatasetJob(out, settings, info, gen, codec, photos, batch_size,
                       resumable=existing is not None, watermark=mark)
 
 

@@ -1,11 +1,17 @@
-"""Training a pixel-GPT on a data source: AdamW, warm-up + cosine decay, held-out bits/dim,
-atomic resumable checkpoints, and DistributedDataParallel under ``torchrun``.
+"""Training a generator's GPT on a data source: AdamW, warm-up + cosine decay, held-out
+bits/dim, atomic resumable checkpoints, and DistributedDataParallel under ``torchrun``.
+
+Both families train here: ``family="pixel"`` fits (or takes) a palette and models pixels;
+``family="vq"`` takes a trained VQ tokenizer (`generators.vq`) and models its codes, the
+tokenizer copied into the run folder so a resume uses exactly the same one.
 
 Exact resume: the batch of step ``s`` depends only on ``(seed, s)`` and the learning rate only
 on ``s``, so the state to restore is the weights, the optimizer moments and the step. A killed
 run resumed with ``resume=True`` ends with the same weights as one that was never killed.
 
-Bits/dim here is bits per palette token (one token per pixel), the unit iGPT reports in nats.
+Bits/dim here is bits per token: per palette pixel for the pixel family (the unit iGPT reports
+in nats), per code for the VQ family (divide by ``downsample**2`` for bits per pixel of the
+code sequence, which is not a lossless code of the image: the decoder is lossy).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ from igpt_forensics.errors import InputError
 from igpt_forensics.files import atomic_write_bytes, atomic_write_text
 from igpt_forensics.palette import Palette
 
-from .checkpoint import save_checkpoint
+from .checkpoint import FAMILIES, save_checkpoint
 from .model import PixelGPT, create_model
 
 LN2 = math.log(2.0)
@@ -69,8 +75,19 @@ class TrainConfig(Schedule):
     device: str = "auto"
     precision: str = "fp32"  # fp32, or bf16: autocast matmuls (2.2x faster on a bf16 CPU)
     overrides: dict = field(default_factory=dict)  # GPTConfig fields over the preset
+    family: str = "pixel"  # pixel: a GPT over palette pixels; vq: over a tokenizer's codes
+    tokenizer: str | None = None  # vq: the trained tokenizer folder (train-tokenizer)
 
     def check(self) -> None:
+        if self.family not in FAMILIES:
+            raise InputError(f"--family must be one of {', '.join(FAMILIES)}, got "
+                             f"{self.family!r}")
+        if self.family == "vq" and not self.tokenizer:
+            raise InputError("--family vq needs --tokenizer FOLDER (made by train-tokenizer)")
+        if self.family == "pixel" and self.tokenizer:
+            raise InputError("--tokenizer is for --family vq; the pixel family uses a palette")
+        if self.family == "vq" and self.palette:
+            raise InputError("--palette is for --family pixel; the vq family uses --tokenizer")
         if self.steps < 1:
             raise InputError(f"--steps must be >= 1, got {self.steps}")
         if self.batch_size < 1:
@@ -182,25 +199,55 @@ def _dist() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def prepare_data(cfg: TrainConfig, report: Callable[[str], None] = lambda s: None,
-                 ) -> tuple[Palette, np.ndarray, np.ndarray, list[str], list[dict]]:
-    """Training and held-out tokens from the data source; the palette fitted on training.
+@dataclass
+class TokenData:
+    """What a run trains on: the codec, training tokens (and those of the flipped training
+    images, for codecs whose tokens do not flip with the image), held-out tokens, the bad
+    files skipped and the photos used (id, split, file, sha256), which the checkpoint
+    records."""
 
-    Also returns the bad files skipped and the photos used (id, split, file, sha256), which
-    the checkpoint records.
-    """
+    codec: object  # Palette | generators.vq.VQCodec
+    train: np.ndarray
+    train_flipped: np.ndarray | None
+    held: np.ndarray
+    bad: list[str]
+    photos: list[dict]
+
+
+def prepare_data(cfg: TrainConfig, report: Callable[[str], None] = lambda s: None,
+                 ) -> TokenData:
+    """Training and held-out tokens from the data source; the palette fitted on training
+    (pixel family) or the tokenizer's codes (VQ family)."""
     source = ImageSource(cfg.data)
     train_photos = PatchSampler(source, cfg.size, cfg.seed, split="train")
     held_photos = PatchSampler(source, cfg.size, cfg.seed + 1, split="heldout")
     train, _ = train_photos.patches(range(cfg.train_patches))
     held, _ = held_photos.patches(range(cfg.eval_patches))
-    if cfg.palette:
-        palette = Palette.load(cfg.palette)
+    flipped = None
+    if cfg.family == "vq":
+        codec = load_codec(cfg.tokenizer)
+        if codec.image_size != cfg.size:
+            raise InputError(f"--tokenizer {cfg.tokenizer} makes {codec.image_size}x"
+                             f"{codec.image_size} images, not --size {cfg.size}")
+        report(f"encoding {len(train):,} training patches with the tokenizer")
+        # a code grid flipped is not the code grid of the flipped image: encode both
+        flipped = codec.encode(np.ascontiguousarray(train[:, :, ::-1])) if cfg.flip else None
+    elif cfg.palette:
+        codec = Palette.load(cfg.palette)
     else:
         report(f"fitting a {cfg.colors}-color palette")
-        palette = Palette.fit(train, cfg.colors, seed=cfg.seed)
+        codec = Palette.fit(train, cfg.colors, seed=cfg.seed)
     photos = source.describe(train_photos.good + held_photos.good)
-    return palette, palette.encode(train), palette.encode(held), source.report.bad, photos
+    return TokenData(codec, codec.encode(train), flipped, codec.encode(held),
+                     source.report.bad, photos)
+
+
+def load_codec(tokenizer: str | Path):
+    """A tokenizer folder (train-tokenizer) -> its `VQCodec`."""
+    from .vq import VQCodec, load_tokenizer
+
+    model, config = load_tokenizer(tokenizer)
+    return VQCodec(model, config["sha256"])
 
 
 def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
@@ -236,19 +283,32 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
                          "choose another --out")
 
     t0 = time.perf_counter()
-    palette_path = out / "palette.json"
-    # A resumed run reuses the palette it fitted, so its tokens are exactly the same.
-    data_cfg = replace(cfg, palette=str(palette_path)) if resume else cfg
-    palette, train_tok, held_tok, bad, photos = prepare_data(data_cfg, report)
+    # A resumed run reuses the palette it fitted (the tokenizer it copied), so its tokens
+    # are exactly the same.
+    if cfg.family == "pixel":
+        data_cfg = replace(cfg, palette=str(out / "palette.json")) if resume else cfg
+    else:
+        data_cfg = replace(cfg, tokenizer=str(out / "tokenizer")) if resume else cfg
+    data = prepare_data(data_cfg, report)
+    codec = data.codec
     if rank == 0 and not resume:
-        palette.save(palette_path)
+        if cfg.family == "pixel":
+            codec.save(out / "palette.json")
+        else:
+            from .vq import save_tokenizer
+
+            save_tokenizer(codec.tokenizer, out / "tokenizer", {"copied_from": cfg.tokenizer,
+                                                                 "sha256": codec.sha256})
         atomic_write_text(out / "train_config.json", json.dumps(asdict(cfg)))
-    train_tok = torch.from_numpy(train_tok)
-    held_tok = torch.from_numpy(held_tok)
-    unigram = unigram_bits(train_tok.numpy(), held_tok.numpy(), palette.n_colors)
+    train_tok = torch.from_numpy(data.train)
+    train_flipped = torch.from_numpy(data.train_flipped) if data.train_flipped is not None \
+        else None
+    held_tok = torch.from_numpy(data.held)
+    unigram = unigram_bits(data.train, data.held, codec.n_tokens)
+    grid = cfg.size // codec.scale
 
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.preset, vocab_size=palette.n_colors, image_size=cfg.size,
+    model = create_model(cfg.preset, vocab_size=codec.n_tokens, image_size=grid,
                          **cfg.overrides).to(device)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
@@ -270,7 +330,11 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
     while step < cfg.steps:
         idx, flip = batch_indices(step, cfg, len(train_tok))
         idx, flip = idx[rank::world], flip[rank::world]
-        tokens = flip_tokens(train_tok[idx], flip, cfg.size).to(device)
+        if train_flipped is None:
+            tokens = flip_tokens(train_tok[idx], flip, grid)
+        else:
+            tokens = torch.where(flip[:, None], train_flipped[idx], train_tok[idx])
+        tokens = tokens.to(device)
         for group in opt.param_groups:
             group["lr"] = lr_at(step, cfg)
         torch.manual_seed(cfg.seed * 1_000_003 + step)  # dropout, if any, replays on resume
@@ -293,14 +357,15 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
                 on_step(step, loss.item() / LN2, bpd)
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save_state(out, step, model, opt, history)
-                _write_model(out, model, palette, cfg, step, last_bpd, unigram, photos)
+                _write_model(out, model, codec, cfg, step, last_bpd, unigram, data.photos)
         if stop_after is not None and done_here >= stop_after:
             break
     if world > 1:
         dist.barrier()
     return {"step": step, "heldout_bits_per_dim": last_bpd, "unigram_bits_per_dim": unigram,
             "seconds": time.perf_counter() - t0, "params": model.num_params(),
-            "skipped": bad, "model": model}
+            "skipped": data.bad, "model": model, "family": cfg.family,
+            "pixels_per_token": codec.scale**2}
 
 
 def _ddp_loss(ddp_model, tokens: torch.Tensor) -> torch.Tensor:
@@ -311,9 +376,11 @@ def _ddp_loss(ddp_model, tokens: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.flatten(0, 1).float(), tokens.flatten())
 
 
-def _write_model(out: Path, model: PixelGPT, palette: Palette, cfg: TrainConfig, step: int,
+def _write_model(out: Path, model: PixelGPT, codec, cfg: TrainConfig, step: int,
                  bpd: float | None, unigram: float, photos: list[dict]) -> None:
     meta = {"trained_by": "igpt-forensics train-generator", "preset": cfg.preset,
             "step": step, "heldout_bits_per_dim": bpd, "unigram_bits_per_dim": unigram,
             "train": asdict(cfg), "photos": photos}
-    save_checkpoint(model, palette, out, meta)
+    if codec.family == "vq":  # bits per code; per pixel of the code sequence beside it
+        meta["heldout_bits_per_pixel"] = None if bpd is None else bpd / codec.scale**2
+    save_checkpoint(model, codec, out, meta)

@@ -142,8 +142,9 @@ class VQTokenizer(nn.Module):
     @staticmethod
     def to_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1]."""
-        x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor)
-                            else images)
+        if not isinstance(images, torch.Tensor):  # torch wants a writable array
+            images = torch.from_numpy(np.require(images, requirements="W"))
+        x = images
         return x.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
     @staticmethod
@@ -226,6 +227,75 @@ class VQTokenizer(nn.Module):
             self.codebook.weight[dead] = z[pick].to(self.codebook.weight.dtype)
             self.idle[dead] = 0
         return len(dead)
+
+
+class VQCodec:
+    """The VQ family's codec (see `igpt_forensics.palette`): images <-> code tokens.
+
+    A token covers a ``scale x scale`` cell (``scale = downsample``), so masks are made at
+    code granularity: a code is sampled when any pixel of its cell is masked, and decoding
+    re-synthesises every pixel of the image, also those of the kept codes.
+    """
+
+    family = "vq"
+
+    def __init__(self, tokenizer: VQTokenizer, sha256: str):
+        self.tokenizer = tokenizer.eval()
+        self.sha256 = sha256  # of the tokenizer's weights file
+        self.scale = tokenizer.config.downsample
+        self.grid = tokenizer.config.grid
+        self.image_size = tokenizer.config.image_size
+
+    @property
+    def n_tokens(self) -> int:
+        return self.tokenizer.config.n_codes
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """uint8 (N, S, S, 3) -> codes (N, grid*grid) int64, raster order."""
+        return self.tokenizer.encode(images).numpy()
+
+    def decode(self, tokens: np.ndarray, shape: tuple[int, int] | None = None) -> np.ndarray:
+        """codes (N, grid*grid) -> uint8 (N, S, S, 3), every pixel from the decoder."""
+        if shape is not None and tuple(shape) != (self.image_size, self.image_size):
+            raise InputError(f"this tokenizer decodes {self.image_size}x{self.image_size} "
+                             f"images, not {shape[0]}x{shape[1]}")
+        tokens = np.asarray(tokens)
+        if tokens.ndim != 2:
+            raise InputError(f"codes must have shape (N, {self.grid**2}), got {tokens.shape}")
+        return self.tokenizer.decode(torch.from_numpy(tokens.astype(np.int64)))
+
+    def quantize(self, images: np.ndarray) -> np.ndarray:
+        """Encode then decode: the "final component" of the generator applied to real images
+        (the ``recon`` fakes)."""
+        return self.decode(self.encode(images))
+
+    def twin(self, images: np.ndarray) -> np.ndarray:
+        """The real image in this family's format, labeled real (``qreal``). A VQ generator
+        has no real-image format: every pixel it outputs is decoded, so a decoded real image
+        is a fake (``recon``). The twin is the real image itself."""
+        return np.array(images, copy=True)
+
+    def token_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Pixel mask (N, S, S) -> code mask (N, grid*grid): a code whose cell holds any
+        masked pixel is sampled."""
+        mask = np.asarray(mask, dtype=bool)
+        n, g, d = len(mask), self.grid, self.scale
+        if mask.shape[1:] != (self.image_size, self.image_size):
+            raise InputError(f"mask must be {self.image_size}x{self.image_size}, got "
+                             f"{mask.shape[1:]}")
+        return mask.reshape(n, g, d, g, d).any(axis=(2, 4)).reshape(n, g * g)
+
+    def cell_mask(self, token_mask: np.ndarray, size: int) -> np.ndarray:
+        """Code mask (N, grid*grid) -> the pixels of those codes' cells (N, S, S)."""
+        if size != self.image_size:
+            raise InputError(f"size {size} != the tokenizer's image size {self.image_size}")
+        g, d = self.grid, self.scale
+        cells = np.asarray(token_mask, dtype=bool).reshape(-1, g, g)
+        return cells.repeat(d, axis=1).repeat(d, axis=2)
+
+    def __repr__(self) -> str:
+        return (f"VQCodec({self.n_tokens} codes, {self.grid}x{self.grid} for "
+                f"{self.image_size}x{self.image_size}, sha256={self.sha256[:12]})")
 
 
 # -- checkpoints ------------------------------------------------------------------------------

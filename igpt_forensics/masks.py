@@ -6,7 +6,12 @@ Mask kinds, named by a short spec that ``complete`` and ``generate`` take:
 - ``box``: a random rectangle (a quarter to half of each side) is synthesized, the rest kept;
   ``box:TOP,LEFT,HEIGHT,WIDTH`` fixes it;
 - ``full``: nothing is given;
-- ``file:PATH``: a mask image of the right size, non-zero = synthesize.
+- ``file:PATH``: a mask image of the right size, non-zero = synthesize;
+- ``recon`` (VQ family only): nothing is drawn, the real image is encoded and decoded; its
+  mask is empty but the decoder made every pixel (the "final component" fakes).
+
+A generator whose tokens cover cells of pixels (the VQ family) draws every token whose cell
+holds a masked pixel: the mask it records is the union of those cells.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import numpy as np
 
 from .errors import InputError
 
-MASK_KINDS = ("top-half", "box", "full")
+MASK_KINDS = ("top-half", "box", "full", "recon")
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,8 @@ def make_mask(spec: str, size: int, rng: np.random.Generator | None = None,
         raise InputError(f"image size must be at least 2, got {size}")
     if spec == "full":
         return np.ones((size, size), dtype=bool), None
+    if spec == "recon":
+        return np.zeros((size, size), dtype=bool), None
     if spec == "top-half":
         mask = np.zeros((size, size), dtype=bool)
         mask[size // 2:] = True

@@ -3,6 +3,11 @@
 iGPT reduced 24-bit color to a 9-bit palette (512 k-means clusters) so that a 32x32 image is a
 sequence of 1024 tokens over a small vocabulary. ``tokens`` are always palette indices in
 raster order, shape ``(..., H*W)``; ``images`` are uint8 ``(..., H, W, 3)``.
+
+A palette is the pixel family's *codec*: what turns images into a generator's tokens and back.
+The VQ family's codec is `generators.vq.VQCodec`; both answer the same calls (``family``,
+``scale``, ``n_tokens``, ``sha256``, ``encode``, ``decode``, ``twin``, ``token_mask``,
+``cell_mask``), so completion, datasets and scoring do not ask which family they hold.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ ENCODE_CHUNK = 16384
 class Palette:
     """A fixed list of RGB colors (uint8, ``(K, 3)``)."""
 
+    family = "pixel"
+    scale = 1  # pixels per token side: one token per pixel
+
     def __init__(self, colors: np.ndarray):
         colors = np.asarray(colors)
         if colors.ndim != 2 or colors.shape[1] != 3 or len(colors) < 1:
@@ -40,6 +48,10 @@ class Palette:
 
     @property
     def n_colors(self) -> int:
+        return len(self.colors)
+
+    @property
+    def n_tokens(self) -> int:
         return len(self.colors)
 
     @property
@@ -115,6 +127,22 @@ class Palette:
         """Round-trip images through the palette (what a pixel-GPT can represent)."""
         images = np.asarray(images)
         return self.decode(self.encode(images), images.shape[-3:-1])
+
+    def twin(self, images: np.ndarray) -> np.ndarray:
+        """The real image in this family's format, labeled real (``qreal``): through the
+        palette, so a detector cannot win by counting colors."""
+        return self.quantize(images)
+
+    @staticmethod
+    def token_mask(mask: np.ndarray) -> np.ndarray:
+        """Pixel mask (N, S, S) -> token mask (N, S*S): one token per pixel."""
+        mask = np.asarray(mask, dtype=bool)
+        return mask.reshape(len(mask), -1)
+
+    @staticmethod
+    def cell_mask(token_mask: np.ndarray, size: int) -> np.ndarray:
+        """Token mask (N, S*S) -> the pixels those tokens cover (N, S, S)."""
+        return np.asarray(token_mask, dtype=bool).reshape(-1, size, size)
 
     def psnr(self, images: np.ndarray) -> float:
         """Round-trip PSNR in dB over a batch of images."""

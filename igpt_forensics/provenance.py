@@ -69,12 +69,17 @@ RECORD_FIELDS = (
     "photo_id",          # source photo (data spec id)
     "photo_sha256",      # data.image_sha256 of the decoded source photo
     "crop",              # [top, left, side] of the square cut from the photo
-    "palette_sha256",    # qreal, fake: the palette the pixels went through
-    "mask_kind",         # fake: top-half | box | full | box:T,L,H,W | file:PATH
+    "family",            # qreal, fake: the generator's family, pixel | vq
+    "palette_sha256",    # qreal, fake (pixel family): the palette the pixels went through
+    "tokenizer_sha256",  # fake (vq family): the tokenizer whose decoder made every pixel
+    "mask_kind",         # fake: top-half | box | full | box:T,L,H,W | file:PATH | recon
     "box",               # fake: [top, left, height, width] for box masks
-    "mask_path",         # fake: mask PNG, 255 = synthesized
+    "mask_path",         # fake: mask PNG, 255 = synthesized (the drawn tokens' pixels)
     "mask_sha256",       # fake: of the mask PNG's bytes
     "masked_pixels",     # fake: number of synthesized pixels
+    "changed_path",      # fake (vq family): PNG, 255 = decoded pixel differs from the real
+    "changed_sha256",    # fake (vq family): of the changed PNG's bytes
+    "changed_pixels",    # fake (vq family): number of changed pixels
     "generator_sha256",  # fake: sha256 of the checkpoint's model.safetensors
     "generator_preset",  # fake: preset name (or "custom")
     "generator_shape",   # fake: the model's GPTConfig
@@ -98,9 +103,19 @@ def image_id(item: int, form: str, digits: int = MIN_ID_DIGITS) -> str:
 
 
 def item_paths(item: int, digits: int = MIN_ID_DIGITS) -> dict[str, str]:
-    """Relative POSIX paths of an item's files: one per form, and ``mask``."""
+    """Relative POSIX paths of an item's files: one per form, ``mask`` and ``changed``."""
     folder = f"{IMAGES}/{item // ITEMS_PER_FOLDER:05d}"
-    return {k: f"{folder}/{item:0{digits}d}-{k}.png" for k in (*FORMS, "mask")}
+    return {k: f"{folder}/{item:0{digits}d}-{k}.png" for k in (*FORMS, "mask", "changed")}
+
+
+# The files a record names, as (path field, sha256 field): the image, and a fake's maps.
+FILE_FIELDS = (("path", "sha256"), ("mask_path", "mask_sha256"),
+               ("changed_path", "changed_sha256"))
+
+
+def record_files(record: dict) -> list[tuple[str, str | None]]:
+    """(relative path, sha256) of every file a record names."""
+    return [(record[p], record.get(h)) for p, h in FILE_FIELDS if record.get(p)]
 
 
 def item_seed(seed: int, item: int, stream: str) -> int:
@@ -228,7 +243,7 @@ def read_manifest(path: str | Path) -> Iterator[dict]:
 def check_record(record: dict, where: str) -> dict:
     """The fields that name files and folders are safe before anything opens or writes one:
     ``id`` a plain name, ``split`` and ``form`` known, ``item`` a count, ``path`` and
-    ``mask_path`` relative paths without ``..``. A crafted manifest is one clear line."""
+    ``mask_path`` and ``changed_path`` relative paths without ``..``. A crafted manifest is one clear line."""
     check_plain_name(record.get("id"), where, "id")
     if record.get("split") not in SPLITS:
         raise InputError(f"{where}: split {record.get('split')!r} is not one of "
@@ -239,8 +254,9 @@ def check_record(record: dict, where: str) -> dict:
     if isinstance(item, bool) or not isinstance(item, int) or item < 0:
         raise InputError(f"{where}: item {item!r} is not a non-negative integer")
     check_relative(record.get("path"), where)
-    if record.get("mask_path") is not None:
-        check_relative(record["mask_path"], where)
+    for field, _ in FILE_FIELDS[1:]:
+        if record.get(field) is not None:
+            check_relative(record[field], where)
     return record
 
 
@@ -492,11 +508,8 @@ def merge_datasets(folders: list[str | Path], out: str | Path,
     def checked_rows(folder: Path) -> Iterator[dict]:
         for r in read_manifest(folder / MANIFEST):
             where = f"{folder / MANIFEST}: {r['id']}"
-            copy_checked(inside(folder, r["path"], where), inside(out, r["path"], where),
-                         r["sha256"])
-            if r["mask_path"]:
-                copy_checked(inside(folder, r["mask_path"], where),
-                             inside(out, r["mask_path"], where), r["mask_sha256"])
+            for rel, sha in record_files(r):
+                copy_checked(inside(folder, rel, where), inside(out, rel, where), sha)
             if progress is not None:
                 progress(1)
             yield r

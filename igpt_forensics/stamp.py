@@ -138,9 +138,11 @@ COMPLETION_FIELDS = (
     "source_pixels_sha256",  # data.image_sha256 of the input as the model saw it (fitted)
     "size",                  # image side in pixels
     "mask_spec",             # top-half | box | full | box:T,L,H,W | file:PATH
-    "mask_bits",             # pack_mask(mask): the synthesized pixels, raster order
+    "mask_bits",             # pack_mask(mask): the pixels of the drawn tokens, raster order
     "generator_sha256",      # sha256 of the checkpoint's model.safetensors
-    "palette_sha256",
+    "family",                # pixel | vq (vq: the decoder re-synthesised every pixel)
+    "palette_sha256",        # pixel family: the palette
+    "tokenizer_sha256",      # vq family: the tokenizer's weights
     "temperature", "top_k", "top_p",
     "seed",                  # this completion's sampling seed
     "watermark",             # WatermarkKey.describe() (key fingerprint, never the key) or null

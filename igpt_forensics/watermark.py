@@ -265,6 +265,12 @@ class WatermarkKey:
                  context_groups: int = DEFAULT_CONTEXT_GROUPS, period: int = DEFAULT_PERIOD):
         if not isinstance(key, bytes) or not key:
             raise InputError("the watermark key must be non-empty bytes")
+        if getattr(palette, "family", "pixel") != "pixel":
+            # Its green lists are over palette colors and a pixel's neighbours; a VQ decoder
+            # re-synthesises every pixel, so a green list over codes would not survive it the
+            # same way and needs its own measurement before it is offered.
+            raise InputError(f"the keyed watermark works with pixel-family generators only; "
+                             f"this is a {palette.family}-family generator")
         if not GAMMA_RANGE[0] <= gamma <= GAMMA_RANGE[1]:
             raise InputError(f"--watermark-gamma must be in [{GAMMA_RANGE[0]}, "
                              f"{GAMMA_RANGE[1]}], got {gamma}")

@@ -56,7 +56,9 @@ def generate(
     model: Annotated[Path | None, typer.Option(
         help="Generator checkpoint folder. Default: the bundled generator.")] = None,
     masks: Annotated[str, typer.Option(help="Mask kinds, cycled over items: top-half, box, "
-                                       "full, box:T,L,H,W, file:PATH.")] = "top-half,box,full",
+                                       "full, box:T,L,H,W, file:PATH; recon (VQ family: a "
+                                       "real image encoded and decoded).")
+                     ] = "top-half,box,full",
     size: Annotated[int | None, typer.Option(
         help="Image side; must equal the generator's. Default: the generator's.")] = None,
     temperature: TemperatureOpt = COMPLETION_SAMPLING["temperature"],
@@ -91,7 +93,8 @@ def generate(
         state = "resuming" if job.resumable else "writing"
         g = job.info["generator"]
         console.print(f"{state} {out}: {len(job.items):,} items x 3 images of "
-                      f"{job.size}x{job.size}; generator {g['preset']} {g['sha256'][:12]} on "
+                      f"{job.size}x{job.size}; {g['family']} generator {g['preset']} "
+                      f"{g['sha256'][:12]} on "
                       f"{job.device}", soft_wrap=True)
         if job.watermark is not None:
             w = job.watermark

@@ -48,7 +48,8 @@ from .common import (
 )
 
 ModelOpt = Annotated[Path | None, typer.Option(
-    "--model", help="Checkpoint folder (model.safetensors + config.json); default: bundled.")]
+    "--model", help="Checkpoint folder, or a bundled generator: pixel-default (the default) "
+    "or vq-default.")]
 DeviceOpt = Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")]
 
 
@@ -84,11 +85,18 @@ def train_generator_cmd(
     precision: Annotated[str, typer.Option(
         help="fp32, or bf16 (autocast: about 2x faster on CPUs with bf16 support).")
                          ] = _TRAIN.precision,
+    family: Annotated[str, typer.Option(
+        help="pixel: a GPT over palette pixels (iGPT); vq: over the codes of --tokenizer "
+        "(LlamaGen style).")] = _TRAIN.family,
+    tokenizer: Annotated[Path | None, typer.Option(
+        help="--family vq: a tokenizer folder made by train-tokenizer.")] = None,
     device: DeviceOpt = _TRAIN.device,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out exactly.")] = False,
 ) -> None:
-    """Train a pixel-GPT on real photos; held-out bits/dim on held-out photos."""
+    """Train a generator's GPT on real photos (pixels, or a VQ tokenizer's codes); held-out
+    bits/dim on held-out photos."""
     cfg = TrainConfig(data=data_spec(data), size=size, colors=colors, preset=preset,
+                      family=family, tokenizer=str(tokenizer) if tokenizer else None,
                       steps=steps, batch_size=batch_size, lr=lr, min_lr=min_lr,
                       warmup=min(warmup, steps), train_patches=train_patches,
                       eval_patches=eval_patches, eval_every=eval_every,
@@ -101,18 +109,22 @@ def train_generator_cmd(
         def on_step(step: int, loss_bits: float, bpd: float | None) -> None:
             fields = {"loss": f"loss {loss_bits:.3f} bits"}
             if bpd is not None:
-                fields["bpd"] = f"held-out {bpd:.3f} bits/dim"
+                fields["bpd"] = f"held-out {bpd:.3f} bits/token"
             bar.update(task, completed=step, **fields)
 
         result = train_generator(cfg, out, resume=resume, on_step=on_step,
                                  report=lambda s: bar.console.print(s))
-    table = Table(title=f"generator {out}")
-    for col in ("steps", "params", "held-out bits/dim", "unigram bits/dim", "minutes"):
+    unit = "bits/dim" if result["family"] == "pixel" else "bits/code"
+    table = Table(title=f"{result['family']} generator {out}")
+    for col in ("steps", "params", f"held-out {unit}", f"unigram {unit}", "minutes"):
         table.add_column(col)
     bpd = result["heldout_bits_per_dim"]
     table.add_row(str(result["step"]), f"{result['params']:,}",
                   f"{bpd:.3f}" if bpd is not None else "-",
                   f"{result['unigram_bits_per_dim']:.3f}", f"{result['seconds'] / 60:.1f}")
+    if result["family"] == "vq" and bpd is not None:
+        table.caption = (f"{bpd / result['pixels_per_token']:.3f} bits per pixel of the code "
+                         "sequence (a lossy code: the decoder does not return the photo)")
     console.print(table)
     report_skipped(result["skipped"])
 
@@ -197,8 +209,9 @@ def _load_inputs(paths: list[Path], size: int) -> tuple[list[Path], np.ndarray, 
 def complete(
     images: Annotated[list[Path], typer.Argument(help="Image files or folders.")],
     model: ModelOpt = None,
-    mask: Annotated[str, typer.Option(help="top-half, box, full, box:T,L,H,W or file:PNG.")
-                    ] = "top-half",
+    mask: Annotated[str, typer.Option(
+        help="top-half, box, full, box:T,L,H,W, file:PNG, or recon (VQ family: encode and "
+        "decode only).")] = "top-half",
     samples: Annotated[int, typer.Option(help="Completions per image.")] = 4,
     temperature: TemperatureOpt = COMPLETION_SAMPLING["temperature"],
     top_k: TopKOpt = COMPLETION_SAMPLING["top_k"],
@@ -223,9 +236,12 @@ def complete(
     if samples < 1:
         raise InputError(f"--samples must be >= 1, got {samples}")
     check_sampling(temperature, top_k, top_p)
-    net, palette, cfg = load_checkpoint(model, pick_device(device))
-    mark = watermark_key(watermark_key_file, palette, watermark_gamma, watermark_delta)
-    size = net.config.image_size
+    net, codec, cfg = load_checkpoint(model, pick_device(device))
+    mark = watermark_key(watermark_key_file, codec, watermark_gamma, watermark_delta)
+    size = cfg["image_size"]
+    if mask == "recon" and codec.family != "vq":
+        raise InputError("--mask recon is for VQ-family generators (encode and decode); a "
+                         "pixel-family generator would only return the palette round trip")
     files, originals, bad = _load_inputs(images, size)
     if not files:
         report_skipped(bad)
@@ -236,10 +252,12 @@ def complete(
                       for i, f in enumerate(files)])
     t0 = time.perf_counter()
     with err_console.status(f"sampling {len(files) * samples} completions"):
-        result = complete_images(net, palette, originals, masks, seeds, temperature, top_k, top_p,
+        result = complete_images(net, codec, originals, masks, seeds, temperature, top_k, top_p,
                                  watermark=mark)
     dt = time.perf_counter() - t0
-    settings = dict(generator_sha256=cfg["sha256"], palette_sha256=palette.sha256,
+    settings = dict(generator_sha256=cfg["sha256"], family=codec.family,
+                    palette_sha256=codec.sha256 if codec.family == "pixel" else None,
+                    tokenizer_sha256=codec.sha256 if codec.family == "vq" else None,
                     temperature=temperature, top_k=top_k, top_p=top_p,
                     watermark=mark.describe() if mark else None)
     if save_dir is not None:
@@ -258,10 +276,15 @@ def complete(
                    "seed": seed, "scale": scale, **settings, "size": list(grid.shape[:2]),
                    "pixels_sha256": image_sha256(grid)}
     atomic_write_bytes(out, stamped_png(grid, grid_record))
-    tokens = int(result.mask.sum()) * samples
+    tokens = int(result.mask.sum()) * samples // codec.scale**2
+    what = "pixels" if codec.family == "pixel" else "codes"
     console.print(f"wrote {out}: {len(files)} images x {samples} completions "
-                  f"({tokens:,} pixels drawn in {dt:.1f} s, {tokens / dt:,.0f} tokens/s) "
-                  f"with {cfg['path']}", soft_wrap=True)
+                  f"({tokens:,} {what} drawn in {dt:.1f} s, {tokens / dt:,.0f} tokens/s) "
+                  f"with the {codec.family} generator {cfg['path']}", soft_wrap=True)
+    if codec.family == "vq":
+        console.print("the decoder re-synthesised every pixel, also outside the mask (the "
+                      "mask in each record is the region whose codes were drawn)",
+                      soft_wrap=True)
     if save_dir is not None:
         console.print(f"wrote {len(files) * samples} completions to {save_dir}", soft_wrap=True)
     if mark is not None:
@@ -277,23 +300,31 @@ def nll(
     device: DeviceOpt = "auto",
     json_out: JsonOpt = None,
 ) -> None:
-    """Bits/dim of each image under the model (lower = likelier)."""
-    net, palette, cfg = load_checkpoint(model, pick_device(device))
-    files, batch, bad = _load_inputs(images, net.config.image_size)
+    """Bits per token of each image under the model (lower = likelier): per pixel for the
+    pixel family; per code (and per pixel of the code sequence) for the VQ family, whose
+    images are encoded by its tokenizer first."""
+    net, codec, cfg = load_checkpoint(model, pick_device(device))
+    files, batch, bad = _load_inputs(images, cfg["image_size"])
     rows = []
+    per_pixel = codec.scale**2
     if files:
         import torch
 
-        stats = net.token_stats(torch.from_numpy(palette.encode(batch)))
-        bpd = (stats["nll"].double().mean(1) / math.log(2)).tolist()
-        rows = [{"path": str(f), "bits_per_dim": b} for f, b in zip(files, bpd)]
+        stats = net.token_stats(torch.from_numpy(codec.encode(batch)))
+        bpt = (stats["nll"].double().mean(1) / math.log(2)).tolist()
+        rows = [{"path": str(f), "bits_per_token": b, "bits_per_pixel": b / per_pixel}
+                for f, b in zip(files, bpt)]
     if not emit_json(json_out, {"model": cfg["path"], "model_sha256": cfg["sha256"],
-                                "rows": rows, "skipped": bad}):
-        table = Table(title=f"bits/dim under {cfg['path']}")
+                                "family": codec.family, "rows": rows, "skipped": bad}):
+        table = Table(title=f"bits per {'pixel' if per_pixel == 1 else 'code'} under the "
+                            f"{codec.family} generator {cfg['path']}")
         table.add_column("file")
-        table.add_column("bits/dim", justify="right")
+        table.add_column("bits/dim" if per_pixel == 1 else "bits/code", justify="right")
+        if per_pixel > 1:
+            table.add_column("bits/pixel", justify="right")
         for r in rows:
-            table.add_row(r["path"], f"{r['bits_per_dim']:.3f}")
+            table.add_row(r["path"], f"{r['bits_per_token']:.3f}",
+                          *([f"{r['bits_per_pixel']:.3f}"] if per_pixel > 1 else []))
         console.print(table)
         report_skipped(bad)
     if not files:
@@ -323,11 +354,11 @@ def export_model(
     a SHA256SUMS file: how the bundled default is packaged."""
     import torch
 
-    net, palette, cfg = load_checkpoint(src)
-    save_checkpoint(net, palette, out, cfg.get("meta", {}),
+    net, codec, cfg = load_checkpoint(src)
+    save_checkpoint(net, codec, out, cfg.get("meta", {}),
                     dtype=torch.float16 if half else None)
     write_sha256sums(out)
-    size = sum((out / n).stat().st_size for n in ("config.json", "model.safetensors"))
+    size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     console.print(f"wrote {out} ({size / 1e6:.1f} MB)")
 
 

@@ -29,7 +29,7 @@ def test_ids_sort_as_numbers_and_paths_are_bucketed():
     assert pv.image_id(42, "fake") == "00000042-fake"
     paths = pv.item_paths(1234)
     assert paths["mask"] == "images/00001/00001234-mask.png"
-    assert set(paths) == {"real", "qreal", "fake", "mask"}
+    assert set(paths) == {"real", "qreal", "fake", "mask", "changed"}
 
 
 @pytest.mark.parametrize("text, want", [("0/1", (0, 1)), ("3/4", (3, 4))])

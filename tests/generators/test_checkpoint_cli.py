@@ -91,7 +91,7 @@ def test_nll_cli_matches_token_stats(tmp_path, tiny_checkpoint):
 
     tokens = torch.from_numpy(palette.encode(fit_square(load_image(files[0]), 8)[None]))
     want = model.token_stats(tokens)["nll"].double().mean().item() / np.log(2)
-    assert row["bits_per_dim"] == pytest.approx(want, rel=1e-6)
+    assert row["bits_per_token"] == pytest.approx(want, rel=1e-6)
 
 
 def test_import_hf_cli(tmp_path):
