@@ -10,7 +10,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint clean photos default-generator likelihood-default default-study
+.PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
+	vq-tokenizer vq-default
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -47,6 +48,18 @@ default-generator: $(STAMP)
 	$(BIN)/igpt-forensics palette fit $(GEN_DATA) --colors 512 --size 32 --n 20000 --seed 0 --out runs/palette-512.json
 	$(BIN)/igpt-forensics --threads 2 train-generator --out runs/default-gen $(GEN_DATA) --size 32 --colors 512 --palette runs/palette-512.json --preset mini --steps 1600 --batch-size 32 --lr 3e-3 --min-lr 1e-4 --warmup 100 --train-patches 50000 --eval-every 100 --eval-patches 256 --checkpoint-every 25 --precision bf16 --seed 0 $(RESUME)
 	$(BIN)/igpt-forensics export-model runs/default-gen igpt_forensics/assets/default-generator --half
+
+# Reproduces the bundled VQ-family generator (igpt_forensics/assets/vq-generator, --model
+# vq-default) on the same photos: first a VQ tokenizer (512 codes, 32x32 -> 8x8 codes, about 40
+# minutes on one core), then the mini GPT over its codes (5000 steps of 64 images in bf16), then
+# the package with the tokenizer inside: make vq-tokenizer vq-default. A killed target
+# continues with the same command plus RESUME=--resume for that target alone.
+vq-tokenizer: $(STAMP)
+	$(BIN)/igpt-forensics --threads 1 train-tokenizer --out runs/vq-tok $(GEN_DATA) --codes 512 --channels 64 --steps 2500 --batch-size 32 --lr 2e-3 --train-patches 50000 --eval-every 100 --checkpoint-every 50 --seed 0 $(RESUME)
+
+vq-default: $(STAMP)
+	$(BIN)/igpt-forensics --threads 1 train-generator --family vq --tokenizer runs/vq-tok --out runs/vq-gen $(GEN_DATA) --size 32 --preset mini --steps 5000 --batch-size 64 --lr 3e-3 --min-lr 1e-4 --warmup 100 --train-patches 50000 --eval-patches 512 --eval-every 250 --checkpoint-every 50 --precision bf16 --seed 0 $(RESUME)
+	$(BIN)/igpt-forensics export-model runs/vq-gen igpt_forensics/assets/vq-generator --half
 
 # Reproduces the shipped calibration of the likelihood detector for the bundled generator
 # (igpt_forensics/assets/likelihood-default): real patches of the val photos (builtin coffee

@@ -1,17 +1,21 @@
-"""How real do a pixel-GPT's images look? Held-out bits/dim, trivial-baseline separability of
-its fakes, and a figure of held-out completions.
+"""How real do a generator's images look? Held-out bits/dim, trivial-baseline separability of
+its fakes, and a figure of held-out completions; for the VQ family also the tokenizer's
+reconstruction PSNR beside the pixel default's palette.
 
     .venv/bin/python benchmarks/generator_eval.py                       # the bundled default
     .venv/bin/python benchmarks/generator_eval.py --model runs/gen --n 64 --out runs/ge.json
+    .venv/bin/python benchmarks/generator_eval.py --model vq-default --out runs/ge-vq.json
 
-1. **Bits/dim** (bits per palette token) of random patches of each held-out photo: the
+1. **Bits/dim** (bits per token: per palette pixel, or per code for the VQ family, where
+   ``bits_per_pixel`` divides by the pixels of a code's cell) of random patches of each held-out photo: the
    builtin held-out photos (coffee, flower, grace_hopper) and the held-out photos of the Debian
    photo list (when its package files are installed), one row per photo and one per group.
 2. **Separability by trivial baselines**: for every sampling setting and mask kind, held-out
    patches are completed and each baseline statistic (``rowcol``, ``laplacian``, ``colors``:
    one number per image) is compared between the fakes and the same patches through the
    model's palette (quantized reals: both classes are palette colors, so no statistic wins on
-   the container). AUC is reported two-sided (the better orientation, which flatters the
+   the container; the VQ family has no real-image format, so its fakes are compared with the
+   real patches, and ``recon`` fakes, encoded and decoded, are a mask kind of their own). AUC is reported two-sided (the better orientation, which flatters the
    baselines): 0.5 means the statistic cannot tell the fakes from quantized reals.
 3. **The default**: the setting whose fakes the baselines separate least in the worst case
    over mask kinds (per mask kind, the mean AUC of the three baselines; then the maximum):
@@ -64,9 +68,9 @@ def heldout_sources() -> dict[str, ImageSource]:
     return sources
 
 
-def bits_per_photo(model, palette, source: ImageSource, n: int, seed: int) -> dict:
+def bits_per_photo(model, codec, source: ImageSource, n: int, seed: int) -> dict:
     """Mean bits/dim over ``n`` random patches of each held-out photo, and over all of them."""
-    size = model.config.image_size
+    size = model.config.image_size * codec.scale
     rows, everything = {}, []
     for pid in source.photo_ids("heldout"):
         try:
@@ -75,14 +79,23 @@ def bits_per_photo(model, palette, source: ImageSource, n: int, seed: int) -> di
             print(f"skipping {pid}: {e}", file=sys.stderr)
             continue
         patches, _ = one.patches(range(n))
-        nll = model.token_stats(torch.from_numpy(palette.encode(patches)))["nll"]
+        nll = model.token_stats(torch.from_numpy(codec.encode(patches)))["nll"]
         bits = nll.double().mean(1) / LN2
         rows[pid] = {"bits_per_dim": float(bits.mean()), "split": source.split_of(pid),
-                     "n": n}
+                     "n": n, "psnr": codec_psnr(codec, patches)}
         everything.append(bits)
     if everything:
         rows["all"] = {"bits_per_dim": float(torch.cat(everything).mean()), "n": n * len(everything)}
+    for row in rows.values():
+        row["bits_per_pixel"] = row["bits_per_dim"] / codec.scale**2
     return rows
+
+
+def codec_psnr(codec, patches: np.ndarray) -> float:
+    """PSNR (dB) of the patches through the codec: the palette, or encode + decode."""
+    from igpt_forensics.metrics import psnr
+
+    return float(psnr(patches, codec.quantize(patches)))
 
 
 def short_name(photo_id: str) -> str:
@@ -138,31 +151,42 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    model, palette, config = load_checkpoint(args.model)
-    size = model.config.image_size
+    model, codec, config = load_checkpoint(args.model)
+    size = config["image_size"]
     sources = heldout_sources()
+    masks_here = MASKS + (["recon"] if codec.family == "vq" else [])
     result = {"model": config["path"], "model_sha256": config["sha256"],
+              "family": codec.family,
+              "unit": "bits per palette pixel" if codec.family == "pixel" else "bits per code",
               "heldout_bits_per_dim_at_training": config["meta"].get("heldout_bits_per_dim"),
               "n": args.n, "seed": args.seed, "bits_per_dim": {}, "separability": {}}
     for name, src in sources.items():
-        result["bits_per_dim"][name] = bits_per_photo(model, palette, src, args.bits_patches,
+        result["bits_per_dim"][name] = bits_per_photo(model, codec, src, args.bits_patches,
                                                       args.seed)
         print(f"bits/dim {name}: " + ", ".join(
             f"{short_name(k)} {v['bits_per_dim']:.2f}"
             for k, v in result["bits_per_dim"][name].items()), flush=True)
 
     patches = heldout_patches(sources, size, args.n, args.seed + 7)
-    reals = palette.decode(palette.encode(patches)).reshape(patches.shape)
+    reals = codec.twin(patches)
+    result["psnr"] = {"codec": codec_psnr(codec, patches)}
+    if codec.family != "pixel":  # the pixel default's palette beside the tokenizer
+        _, pixel_palette, _ = load_checkpoint("pixel-default")
+        result["psnr"]["pixel_default_palette"] = codec_psnr(pixel_palette, patches)
+    print("PSNR of held-out patches through the codec: " + ", ".join(
+        f"{k} {v:.2f} dB" for k, v in result["psnr"].items()), flush=True)
     completions = {}
     for setting in args.setting or SETTINGS:
         kw = parse_sampling(setting)
         result["separability"][setting] = {}
-        for kind in MASKS:
+        for kind in masks_here:
+            if kind == "recon" and setting != (args.setting or SETTINGS)[0]:
+                continue  # no sampling: the same fakes at every setting
             rng = np.random.default_rng(args.seed)
             masks = np.stack([make_mask(kind, size, rng)[0] for _ in range(len(patches))])
             seeds = np.array([[derive_seed(args.seed, setting, kind, i)] for i in range(len(patches))])
             t = time.perf_counter()
-            c = complete(model, palette, patches, masks, seeds, **kw)
+            c = complete(model, codec, patches, masks, seeds, **kw)
             fakes = c.images[:, 0]
             completions[(setting, kind)] = c
             row = baseline_aucs(fakes, reals)
@@ -189,8 +213,8 @@ def main() -> None:
     mask, _ = make_mask("top-half", size)
     seeds = np.array([[derive_seed(args.seed, "figure", i, j) for j in range(4)]
                       for i in range(len(rows))])
-    c = complete(model, palette, rows, mask, seeds, **kw)
-    save_png(completion_grid(c.quantized, c.images, c.mask, scale=4), args.figure)
+    c = complete(model, codec, rows, mask, seeds, **kw)
+    save_png(completion_grid(codec.twin(rows), c.images, c.mask, scale=4), args.figure)
     result["figure"] = {"path": str(args.figure), "setting": figure_setting}
     result["seconds"] = time.perf_counter() - t0
     args.out.write_text(json.dumps(result, indent=1))

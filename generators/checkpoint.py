@@ -12,7 +12,7 @@ completes images:
   ``image_size`` is the side of the code grid.
 
 Loading never unpickles anything. ``--model`` also takes the names of the bundled generators
-(`MODEL_NAMES`).
+(`igpt_forensics.assets.GENERATOR_NAMES`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
-from igpt_forensics.assets import ASSETS
+from igpt_forensics.assets import GENERATOR_NAMES
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import (
     atomic_write_bytes,
@@ -45,9 +45,7 @@ if TYPE_CHECKING:
 FORMAT = "igpt-forensics-pixelgpt-v1"
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.safetensors"
 FAMILIES = ("pixel", "vq")
-DEFAULT_MODEL = ASSETS / "default-generator"
-# Names that ``--model`` takes besides a folder: the bundled generators of each family.
-MODEL_NAMES = {"pixel-default": DEFAULT_MODEL, "vq-default": ASSETS / "vq-generator"}
+DEFAULT_MODEL = GENERATOR_NAMES["pixel-default"]
 
 
 def resolve_model(path: str | Path | None) -> Path:
@@ -59,8 +57,8 @@ def resolve_model(path: str | Path | None) -> Path:
             raise InputError(f"no bundled default generator is installed ({DEFAULT_MODEL} is "
                              "missing); pass --model CHECKPOINT")
         return DEFAULT_MODEL
-    if str(path) in MODEL_NAMES:
-        found = MODEL_NAMES[str(path)]
+    if str(path) in GENERATOR_NAMES:
+        found = GENERATOR_NAMES[str(path)]
         if not found.is_dir():
             raise InputError(f"the bundled generator {path!r} is not installed ({found} is "
                              "missing); pass --model CHECKPOINT")

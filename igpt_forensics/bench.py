@@ -37,6 +37,7 @@ from sklearn.metrics import roc_auc_score
 
 from . import __version__
 from . import provenance as pv
+from .assets import GENERATOR_NAMES
 from .data import derive_seed, load_image
 from .errors import InputError
 from .files import atomic_write_text, inside
@@ -431,6 +432,8 @@ def metrics_document(settings: dict, splits: dict[str, Split], detectors: dict[s
         "settings": settings,
         "datasets": [{"name": s.name, "path": str(s.folder),
                       "generator_sha256": s.info.get("generator", {}).get("sha256"),
+                      "family": s.info.get("generator", {}).get("family", "pixel")
+                      if s.info else None,
                       "palette_sha256": s.info.get("generator", {}).get("palette_sha256"),
                       "settings": s.info.get("settings", {}),
                       "n_real": len(s.real) + len(s.qreal), "n_fake": len(s.fake),
@@ -578,8 +581,8 @@ class Study:
                                      f"{' or '.join(t.__name__ for t in want)}")
             datasets[name] = written(v["path"])
             generate[name] = {k: v[k] for k in GENERATE_KEYS if k in v}
-            if "model" in generate[name]:
-                generate[name]["model"] = here(generate[name]["model"])
+            if "model" in generate[name] and generate[name]["model"] not in GENERATOR_NAMES:
+                generate[name]["model"] = here(generate[name]["model"])  # a folder
         d["datasets"], d["generate"] = datasets, generate
         if "out" in d:
             d["out"] = written(d["out"])

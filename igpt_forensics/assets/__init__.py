@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 ASSETS = Path(__file__).parent
+# The bundled generators, by the names ``--model`` and study files take (besides folders).
+GENERATOR_NAMES = {"pixel-default": ASSETS / "default-generator",
+                   "vq-default": ASSETS / "vq-generator"}
 
 
 def bundled() -> list[tuple[str, Path, int]]:

@@ -171,7 +171,7 @@ def test_bundled_names_resolve_or_say_what_is_missing(monkeypatch, tmp_path):
     import generators.checkpoint as ck
 
     assert resolve_model("pixel-default") == resolve_model(None) == ck.DEFAULT_MODEL
-    monkeypatch.setitem(ck.MODEL_NAMES, "vq-default", tmp_path / "absent")
+    monkeypatch.setitem(ck.GENERATOR_NAMES, "vq-default", tmp_path / "absent")
     with pytest.raises(InputError, match="'vq-default' is not installed"):
         resolve_model("vq-default")
     assert resolve_model("./vq-default").name == "vq-default"  # a folder of that name
