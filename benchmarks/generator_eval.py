@@ -82,20 +82,13 @@ def bits_per_photo(model, codec, source: ImageSource, n: int, seed: int) -> dict
         nll = model.token_stats(torch.from_numpy(codec.encode(patches)))["nll"]
         bits = nll.double().mean(1) / LN2
         rows[pid] = {"bits_per_dim": float(bits.mean()), "split": source.split_of(pid),
-                     "n": n, "psnr": codec_psnr(codec, patches)}
+                     "n": n, "psnr": float(codec.psnr(patches))}
         everything.append(bits)
     if everything:
         rows["all"] = {"bits_per_dim": float(torch.cat(everything).mean()), "n": n * len(everything)}
     for row in rows.values():
         row["bits_per_pixel"] = row["bits_per_dim"] / codec.scale**2
     return rows
-
-
-def codec_psnr(codec, patches: np.ndarray) -> float:
-    """PSNR (dB) of the patches through the codec: the palette, or encode + decode."""
-    from igpt_forensics.metrics import psnr
-
-    return float(psnr(patches, codec.quantize(patches)))
 
 
 def short_name(photo_id: str) -> str:
@@ -169,10 +162,10 @@ def main() -> None:
 
     patches = heldout_patches(sources, size, args.n, args.seed + 7)
     reals = codec.twin(patches)
-    result["psnr"] = {"codec": codec_psnr(codec, patches)}
+    result["psnr"] = {"codec": float(codec.psnr(patches))}
     if codec.family != "pixel":  # the pixel default's palette beside the tokenizer
         _, pixel_palette, _ = load_checkpoint("pixel-default")
-        result["psnr"]["pixel_default_palette"] = codec_psnr(pixel_palette, patches)
+        result["psnr"]["pixel_default_palette"] = float(pixel_palette.psnr(patches))
     print("PSNR of held-out patches through the codec: " + ", ".join(
         f"{k} {v:.2f} dB" for k, v in result["psnr"].items()), flush=True)
     completions = {}

@@ -407,12 +407,9 @@ class LikelihoodDetector(Detector):
         cached = getattr(self, "_loaded", None)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
-        from generators.checkpoint import DEFAULT_MODEL, load_checkpoint
+        from generators.checkpoint import load_checkpoint
         from igpt_forensics.device import pick_device
 
-        if self.model is None and not (DEFAULT_MODEL / "config.json").exists():
-            raise InputError(f"the bundled default generator is missing ({DEFAULT_MODEL}); "
-                             "pass a checkpoint folder as the scoring model")
         model, codec, config = load_checkpoint(self.model, device=pick_device(self.device))
         want = getattr(self, "model_sha256_", None)
         if want is not None and config["sha256"] != want:

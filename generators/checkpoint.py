@@ -52,18 +52,14 @@ def resolve_model(path: str | Path | None) -> Path:
     """``None`` or ``"pixel-default"``: the bundled pixel-GPT; ``"vq-default"``: the bundled
     VQ generator; anything else: a checkpoint folder (``./vq-default`` for a folder of that
     name)."""
-    if path is None or str(path) == "pixel-default":
-        if not DEFAULT_MODEL.is_dir():
-            raise InputError(f"no bundled default generator is installed ({DEFAULT_MODEL} is "
-                             "missing); pass --model CHECKPOINT")
-        return DEFAULT_MODEL
-    if str(path) in GENERATOR_NAMES:
-        found = GENERATOR_NAMES[str(path)]
-        if not found.is_dir():
-            raise InputError(f"the bundled generator {path!r} is not installed ({found} is "
-                             "missing); pass --model CHECKPOINT")
-        return found
-    return Path(path)
+    name = "pixel-default" if path is None else str(path)
+    if name not in GENERATOR_NAMES:
+        return Path(path)
+    found = GENERATOR_NAMES[name]
+    if not found.is_dir():
+        raise InputError(f"the bundled generator {name!r} is not installed ({found} is "
+                         "missing); pass --model CHECKPOINT")
+    return found
 
 
 def _weights(module: torch.nn.Module, dtype: torch.dtype | None) -> dict:
@@ -120,8 +116,7 @@ def _load_weights(module: torch.nn.Module, weights: Path) -> None:
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{weights}: corrupt weights file ({e})") from None
     try:
-        module.load_state_dict({k: v.float() if v.is_floating_point() else v
-                                for k, v in state.items()}, strict=True)
+        module.load_state_dict(state, strict=True)  # copies (and casts) into float32
     except RuntimeError as e:
         first = str(e).splitlines()[0]
         raise InputError(f"{weights}: weights do not match config.json ({first})") from None

@@ -225,7 +225,9 @@ def prepare_data(cfg: TrainConfig, report: Callable[[str], None] = lambda s: Non
     held, _ = held_photos.patches(range(cfg.eval_patches))
     flipped = None
     if cfg.family == "vq":
-        codec = load_codec(cfg.tokenizer)
+        from .vq import VQCodec
+
+        codec = VQCodec.load(cfg.tokenizer)
         if codec.image_size != cfg.size:
             raise InputError(f"--tokenizer {cfg.tokenizer} makes {codec.image_size}x"
                              f"{codec.image_size} images, not --size {cfg.size}")
@@ -240,14 +242,6 @@ def prepare_data(cfg: TrainConfig, report: Callable[[str], None] = lambda s: Non
     photos = source.describe(train_photos.good + held_photos.good)
     return TokenData(codec, codec.encode(train), flipped, codec.encode(held),
                      source.report.bad, photos)
-
-
-def load_codec(tokenizer: str | Path):
-    """A tokenizer folder (train-tokenizer) -> its `VQCodec`."""
-    from .vq import VQCodec, load_tokenizer
-
-    model, config = load_tokenizer(tokenizer)
-    return VQCodec(model, config["sha256"])
 
 
 def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,

@@ -246,6 +246,12 @@ class VQCodec:
         self.grid = tokenizer.config.grid
         self.image_size = tokenizer.config.image_size
 
+    @classmethod
+    def load(cls, path: str | Path) -> VQCodec:
+        """A tokenizer folder (train-tokenizer) -> its codec."""
+        model, config = load_tokenizer(path)
+        return cls(model, config["sha256"])
+
     @property
     def n_tokens(self) -> int:
         return self.tokenizer.config.n_codes
@@ -268,6 +274,10 @@ class VQCodec:
         """Encode then decode: the "final component" of the generator applied to real images
         (the ``recon`` fakes)."""
         return self.decode(self.encode(images))
+
+    def psnr(self, images: np.ndarray) -> float:
+        """Round-trip PSNR in dB over a batch of images (as `Palette.psnr`)."""
+        return psnr(images, self.quantize(images))
 
     def twin(self, images: np.ndarray) -> np.ndarray:
         """The real image in this family's format, labeled real (``qreal``). A VQ generator

@@ -286,9 +286,9 @@ def test_bad_settings_are_one_line_errors_before_any_work(ckpt, tmp_path, extra,
 
 
 def test_default_model_missing_is_a_clear_error(tmp_path, monkeypatch):
-    import generators.checkpoint
+    from igpt_forensics.assets import GENERATOR_NAMES
     assert DEFAULT_MODEL.is_dir()  # shipped; hide it to see what a broken install reports
-    monkeypatch.setattr(generators.checkpoint, "DEFAULT_MODEL", tmp_path / "missing")
+    monkeypatch.setitem(GENERATOR_NAMES, "pixel-default", tmp_path / "missing")
     r = runner.invoke(app, ["generate", "--n", "3", "--out", str(tmp_path / "ds")])
     assert "--model" in one_line_error(r)
 
