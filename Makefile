@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
-	vq-tokenizer vq-default
+	vq-tokenizer vq-default default-datasets cnn-default
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -70,3 +70,16 @@ likelihood-default: $(STAMP)
 # The default study of README (datasets are made first; studies/runs/default-study/report/report.html).
 default-study: $(STAMP)
 	$(BIN)/igpt-forensics bench --config studies/default.toml
+
+# The default study's three datasets alone (pixel t1, pixel top-p 0.9, VQ), resumable.
+default-datasets: $(STAMP)
+	$(BIN)/igpt-forensics bench --config studies/default.toml --datasets-only
+
+# Reproduces the shipped cnn detector (igpt_forensics/assets/cnn-default; score --detector cnn):
+# trained on the train photos of all three default datasets, both generator families.
+STUDY_DS := studies/runs/default-study
+CNN_AUGMENT ?= 0.3
+cnn-default: default-datasets
+	$(BIN)/igpt-forensics --threads 2 train-detector --kind cnn --dataset $(STUDY_DS)/t1 \
+		--dataset $(STUDY_DS)/topp09 --dataset $(STUDY_DS)/vq --augment $(CNN_AUGMENT) \
+		--seed 0 --out igpt_forensics/assets/cnn-default

@@ -45,6 +45,7 @@ from PIL import Image, ImageFilter
 from torch import nn
 from torch.nn import functional as F
 
+from igpt_forensics.assets import ASSETS
 from igpt_forensics.errors import InputError
 
 from .base import (
@@ -200,7 +201,14 @@ class CNNDetector(TrainedDetector):
     ``patience``, ``batch_size``, ``lr``, ``weight_decay``, ``pixel_weight`` (the dense loss'
     weight), ``augment`` (probability of each augmentation; 0: flips only); ``target_fpr``,
     ``map_fpr``; ``seed``; ``device`` (auto, cpu, cuda, mps).
+
+    ``score --detector cnn`` (and ``create_detector("cnn", pretrained=True)``) loads the one
+    the package ships: trained on the default study's pool (both bundled generators, every
+    mask kind, temperature 1 and top-p 0.9, VQ reconstructions) by ``make cnn-default``.
     """
+
+    default_asset = ASSETS / "cnn-default"
+    default_asset_command = "make cnn-default"
 
     def __init__(self, arch: str = DEFAULT_ARCH, stages: int = 3, width: int = 32,
                  pretrained: str | None = None, epochs: int = 30, patience: int = 5,

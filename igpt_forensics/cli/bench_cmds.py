@@ -175,10 +175,19 @@ def bench(
     leave_one_out: Annotated[bool, typer.Option(
         "--leave-one-out", help="Also test each dataset with detectors trained (or "
         "thresholded) on all the other datasets only.")] = False,
+    datasets_only: Annotated[bool, typer.Option(
+        "--datasets-only", help="With --config: make (or finish) the study's datasets, then "
+        "stop (e.g. to train a detector on them).")] = False,
 ) -> None:
     """Benchmark detectors on labeled datasets: metrics.json, metrics.csv, report.html."""
+    if datasets_only and config is None:
+        raise InputError("--datasets-only needs a --config study file (its recipes)")
     if config is not None:
         study = Study.from_toml(config)
+        if datasets_only:
+            make_datasets(study)
+            console.print(f"datasets ready: {', '.join(study.datasets.values())}")
+            return
     else:
         if not dataset:
             raise InputError("name at least one --dataset (or a --config study file)")

@@ -115,7 +115,11 @@ class RateColumn(ProgressColumn):
 
 def progress_bar(unit: str = "it", fields: tuple[str, ...] = ()) -> Progress:
     """A Rich progress bar with a rate in ``unit``/s; ``fields`` are live task fields
-    (pass them to ``add_task`` and ``update``), e.g. ``("loss",)``."""
+    (pass them to ``add_task`` and ``update``), e.g. ``("loss",)``. Off a terminal (a log
+    file, a pipe, CI) a live bar shows nothing until it ends: there the progress is plain
+    lines instead (`PlainProgress`)."""
+    if not err_console.is_terminal:
+        return PlainProgress(unit, fields)
     extra = [TextColumn(f"{{task.fields[{k}]}}") for k in fields]
     return Progress(
         TextColumn("[bold blue]{task.description}"),
@@ -128,6 +132,69 @@ def progress_bar(unit: str = "it", fields: tuple[str, ...] = ()) -> Progress:
         console=err_console,
         transient=False,
     )
+
+
+class PlainProgress(Progress):
+    """A progress bar for logs: no live display; one line per task every ``every`` seconds
+    and when it finishes, e.g. ``dataset t1: 120/900 images (13%) 4.1 images/s, 0:00:29
+    elapsed, 0:03:10 left``."""
+
+    def __init__(self, unit: str = "it", fields: tuple[str, ...] = (), every: float = 30.0,
+                 get_time: Callable[[], float] | None = None):
+        super().__init__(console=err_console, disable=True, get_time=get_time)
+        self.unit, self.fields, self.every = unit, fields, every
+        self._printed: dict = {}  # task id -> time of its last line
+
+    def add_task(self, *args, **kwargs):
+        task_id = super().add_task(*args, **kwargs)
+        self._printed[task_id] = self.get_time()  # the first line comes after `every`
+        return task_id
+
+    def update(self, task_id, **kwargs) -> None:
+        super().update(task_id, **kwargs)
+        self._maybe_print(task_id)
+
+    def advance(self, task_id, advance: float = 1) -> None:
+        super().advance(task_id, advance)
+        self._maybe_print(task_id)
+
+    def stop(self) -> None:
+        """A task that ends short of its total (early stopping, an error) still gets its
+        last line."""
+        super().stop()
+        for task_id, last in self._printed.items():
+            if last is not None and self._tasks[task_id].completed:
+                self._printed[task_id] = None
+                self.console.print(self.line(self._tasks[task_id]), soft_wrap=True,
+                                   markup=False, highlight=False)
+
+    def _maybe_print(self, task_id) -> None:
+        task = self._tasks[task_id]
+        done = task.total is not None and task.completed >= task.total
+        now = self.get_time()
+        if self._printed.get(task_id) is None or not (
+                done or now - self._printed[task_id] >= self.every):
+            return
+        self._printed[task_id] = None if done else now
+        self.console.print(self.line(task), soft_wrap=True, markup=False, highlight=False)
+
+    def line(self, task) -> str:
+        total = f"/{task.total:.0f}" if task.total is not None else ""
+        pct = f" ({100 * task.completed / task.total:.0f}%)" if task.total else ""
+        speed = task.finished_speed or task.speed
+        rate = f" {speed:,.1f} {self.unit}/s," if speed else ""
+        elapsed = _clock(task.elapsed or 0.0)
+        left = task.time_remaining
+        rest = f", {_clock(left)} left" if left is not None and task.completed < (
+            task.total or 0) else ""
+        extra = " ".join(str(task.fields[k]) for k in self.fields if task.fields.get(k))
+        return (f"{task.description}: {task.completed:.0f}{total} {self.unit}{pct}{rate} "
+                f"{elapsed} elapsed{rest}" + (f"  {extra}" if extra else ""))
+
+
+def _clock(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
 def report_skipped(lines: list[str], what: str = "file") -> None:

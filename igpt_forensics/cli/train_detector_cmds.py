@@ -46,12 +46,14 @@ class _Bar:
                         info=text)
 
 
-def _params(kind: str, arch: str, epochs: int, pretrained: Path | None, model: Path | None,
-            likelihood: bool, classifier: str, members: list[str] | None, target_fpr: float,
-            seed: int, device: str) -> dict:
+def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path | None,
+            model: Path | None, likelihood: bool, classifier: str, members: list[str] | None,
+            target_fpr: float, seed: int, device: str) -> dict:
     if kind == "cnn":
-        return {"arch": arch, "epochs": epochs, "target_fpr": target_fpr, "seed": seed,
-                "device": device,
+        if not 0 <= augment <= 1:
+            raise InputError(f"--augment must be in [0, 1], got {augment}")
+        return {"arch": arch, "epochs": epochs, "augment": augment, "target_fpr": target_fpr,
+                "seed": seed, "device": device,
                 "pretrained": str(pretrained) if pretrained is not None else None}
     if kind == "features":
         return {"likelihood_model": str(model) if model is not None else None,
@@ -75,6 +77,9 @@ def train_detector(
     arch: Annotated[str, typer.Option(help="cnn: timm architecture.")] = DEFAULT_ARCH,
     epochs: Annotated[int, typer.Option(help="cnn: most epochs (early stopping on the "
                                         "validation split).")] = 30,
+    augment: Annotated[float, typer.Option(
+        help="cnn: probability of each augmentation (blur, JPEG, down-up resize, crop), "
+        "applied alike to both classes; 0: flips only.")] = 0.1,
     pretrained: Annotated[Path | None, typer.Option(
         help="cnn: timm weights file (safetensors) to start the backbone from.")] = None,
     model: Annotated[Path | None, typer.Option(
@@ -110,7 +115,7 @@ def train_detector(
     if test:  # before training, not after it: a missing test split is known from the counts
         for d in dataset:
             check_splits(d, ("test",))
-    params = _params(kind, arch, epochs, pretrained, model, likelihood, classifier, member,
+    params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
                      target_fpr, seed, device)
     t0 = time.perf_counter()
     with progress_bar("images", fields=("info",)) as bar:

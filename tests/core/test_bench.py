@@ -103,6 +103,20 @@ def test_a_study_file_makes_its_own_datasets_then_reuses_them(tiny_checkpoint, t
     assert (tmp_path / "ds" / "t1" / "manifest.jsonl").read_bytes() == before
 
 
+def test_datasets_only_makes_the_datasets_and_benchmarks_nothing(tiny_checkpoint, tmp_path):
+    study = tmp_path / "study.toml"
+    study.write_text('out = "rep"\n[detectors]\nlikelihood = "likelihood"\n'
+                     f'[datasets.t1]\npath = "ds/t1"\nn = 12\nmodel = "{tiny_checkpoint}"\n'
+                     'masks = "full"\nseed = 3\n')
+    r = CliRunner().invoke(app, ["bench", "--config", str(study), "--datasets-only"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in (tmp_path / "ds" / "t1" / "manifest.jsonl").open()]
+    assert sum(r["label"] == "fake" for r in rows) == 12 and "datasets ready" in r.output
+    assert not (tmp_path / "rep").exists()  # no detector was loaded or run
+    r = CliRunner().invoke(app, ["bench", "--datasets-only"])
+    assert r.exit_code == 1 and "needs a --config" in r.output
+
+
 @pytest.mark.parametrize("body, message", [
     ('[datasets.a]\nn = 3\n', "needs a folder"),
     ('[datasets.a]\npath = "x"\n', "needs n = ITEMS"),

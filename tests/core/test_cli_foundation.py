@@ -121,3 +121,29 @@ def test_json_means_a_file_or_stdout_in_every_command(tiny_checkpoint, tmp_path)
                     ["dataset", "stats"], ["dataset", "export"]):
         r = runner.invoke(app, [*command, "--help"])
         assert "'-' for standard output" in " ".join(r.output.replace("│", " ").split()), command
+
+
+def test_progress_off_a_terminal_is_plain_lines_in_time():
+    from igpt_forensics.cli.common import PlainProgress, err_console
+
+    clock = [0.0]
+    with err_console.capture() as cap:
+        with PlainProgress("images", fields=("loss",), every=10,
+                           get_time=lambda: clock[0]) as bar:
+            task = bar.add_task("dataset t1", total=100, loss="")
+            for _ in range(30):  # 30 images in 15 s: one line at 10 s, none before
+                clock[0] += 0.5
+                bar.advance(task)
+            early = bar.add_task("training", total=30, loss="")
+            clock[0] += 1
+            bar.update(early, completed=12, loss="loss 0.41")  # stops early: a last line
+            for _ in range(70):
+                clock[0] += 0.5
+                bar.advance(task)
+    lines = cap.get().splitlines()
+    t1 = [x for x in lines if x.startswith("dataset t1")]
+    assert t1[0].startswith("dataset t1: 20/100 images (20%)") and "2.0 images/s" in t1[0]
+    assert t1[-1].startswith("dataset t1: 100/100 images (100%)") and "left" not in t1[-1]
+    assert len(t1) == 51 // 10 + 1  # one every 10 s of its 51 s, and one when done
+    assert lines[-1].startswith("training: 12/30 images (40%)")  # its last line, at the end
+    assert lines[-1].endswith("loss 0.41")
