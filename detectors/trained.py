@@ -402,10 +402,25 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
 
     val = load("val")
     if kind == "fusion":
-        return det.fit(val.real, val.fake, val.fake_masks, progress=progress)
-    train = load("train")
-    return det.fit(train.real, train.fake, train.fake_masks,
-                   val=(val.real, val.fake, val.fake_masks), progress=progress)
+        det.fit(val.real, val.fake, val.fake_masks, progress=progress)
+    else:
+        train = load("train")
+        det.fit(train.real, train.fake, train.fake_masks,
+                val=(val.real, val.fake, val.fake_masks), progress=progress)
+    det.fit_info_["trained_on"] = [trained_on(d) for d in datasets]
+    return det
+
+
+def trained_on(folder: str | Path) -> dict[str, Any]:
+    """What a detector learned from, as its saved ``fit_info_`` keeps it: the dataset's
+    folder name, the generator (sha256, family) and the sampling and mask settings, so that
+    every figure can say which generators trained it."""
+    info = pv.read_info(folder)
+    g, st = info.get("generator") or {}, info.get("settings") or {}
+    return {"dataset": Path(folder).name, "generator_sha256": g.get("sha256"),
+            "family": g.get("family", "pixel") if g.get("sha256") else None,
+            **{k: st[k] for k in ("n", "masks", "temperature", "top_k", "top_p", "seed")
+               if k in st}}
 
 
 def evaluate_split(det: Detector, data: SplitData, pixels: bool = False) -> dict[str, Any]:

@@ -322,20 +322,30 @@ def transfer_metrics(det, split: Split, done: dict | None = None,
     return row, s_neg, s_pos
 
 
+def generator_key(split: Split) -> str:
+    """Which generator made a dataset: its checkpoint's sha256; a dataset made elsewhere
+    (no generator recorded) counts as a generator of its own."""
+    return (split.info.get("generator") or {}).get("sha256") or f"dataset:{split.folder}"
+
+
 def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Split, Split], Any]],
                   val: dict[str, Split], test: dict[str, Split],
                   train: Callable[[str], Split],
                   progress: Callable[[str], None] | None = None) -> list[dict]:
     """Leave-one-generator-out: for each dataset B, every trained kind learns on the train
-    splits of all the other datasets (threshold from their val splits) and every fixed
-    detector takes its threshold from their val reals; all are tested on B's test split
-    (quantized reals vs B's fakes, no perturbation). No detector is ever tested on a
-    generator whose fakes it saw. Rows carry the pool they trained on."""
+    splits of the datasets made by *other generators* (threshold from their val splits) and
+    every fixed detector takes its threshold from their val reals; all are tested on B's
+    test split (quantized reals vs B's fakes, no perturbation). Datasets of B's generator
+    (the same checkpoint at another sampling setting) are left out of the pool too, so no
+    detector is ever tested on a generator whose fakes it saw. Rows carry the pool they
+    trained on and the held-out generator's sha256."""
+    gen = {name: generator_key(split) for name, split in test.items()}
+    if len(set(gen.values())) < 2:
+        raise InputError("leave_one_out needs datasets of 2 or more generators; these were "
+                         f"all made by one ({', '.join(test)})")
     rows = []
     for b in test:
-        pool = [a for a in test if a != b]
-        if not pool:
-            continue
+        pool = [a for a in test if gen[a] != gen[b]]
         pool_val = Split.concat([val[a] for a in pool], "+".join(pool))
         dets = [(name, retarget(det, det.score(_stack_or_list(pool_val.real + pool_val.qreal))))
                 for name, det in detectors.items()]
@@ -352,6 +362,7 @@ def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Spli
                 np.r_[np.zeros(len(s_neg)), np.ones(int((kinds == k).sum()))],
                 np.r_[s_neg, s_pos[kinds == k]])) for k in sorted(set(test[b].kinds))}
             rows.append({"detector": name, "held_out": b, "trained_on": pool,
+                         "held_out_generator": gen[b],
                          "auc_by_kind": by_kind, **row})
     return rows
 
@@ -552,7 +563,7 @@ class Study:
         unknown = sorted(set(d) - known)
         if unknown:
             raise InputError(f"{path}: unknown keys {unknown} (known: {sorted(known)})")
-        if not d.get("datasets"):
+        if not d.get("datasets") or not isinstance(d["datasets"], dict):
             raise InputError(f"{path}: a study needs [datasets] name = \"folder\"")
         if "generate" in d:
             raise InputError(f"{path}: give generation settings inside [datasets.NAME]")

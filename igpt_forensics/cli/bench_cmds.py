@@ -140,8 +140,13 @@ def _run(study: Study, model: Path | None, title: str) -> dict:
             opened[name] = open_bench_detector(spec, model)
     factories = {kind: trainer(kind) for kind in study.train}
     with err_console.status("benchmarking") as status:
-        doc = run_benchmark(study, opened, factories,
-                            progress=lambda s: status.update(f"benchmarking: {s}"))
+        if err_console.is_terminal:
+            def show(s: str) -> None:
+                status.update(f"benchmarking: {s}")
+        else:  # a spinner shows nothing in a log: one plain line per step instead
+            def show(s: str) -> None:
+                err_console.print(f"benchmarking: {s}", markup=False, highlight=False)
+        doc = run_benchmark(study, opened, factories, progress=show)
     print_table(doc, title)
     console.print(f"wrote {Path(study.out) / 'metrics.json'}, metrics.csv and "
                   f"{Path(study.out) / 'report.html'}")

@@ -65,6 +65,7 @@ def test_bench_cli_with_a_study_file(tiny_dataset, tmp_path):
     r = CliRunner().invoke(app, ["bench", "--config", str(study)])
     assert r.exit_code == 0, r.output
     assert "streak" in r.output and (tmp_path / "rep2" / "report.html").exists()
+    assert "benchmarking: streak on tiny" in r.output  # off a terminal: plain progress lines
 
 
 def test_bench_errors(tiny_dataset, tmp_path):
@@ -201,11 +202,15 @@ def test_bench_scores_each_image_once_per_perturbation(tiny_dataset, tmp_path):
 
 def test_leave_one_generator_out_never_tests_on_a_seen_generator(tiny_checkpoint, tiny_dataset,
                                                                    tmp_path):
-    other = tmp_path / "topk"
+    from generators.train import TrainConfig, train_generator
+    from tests.conftest import TINY_TRAIN
+
+    other = tmp_path / "topk"  # the same generator as tiny_dataset, other sampling
     generate_dataset(other, 60, model=tiny_checkpoint, masks="top-half,full", top_k=4, seed=2,
                      batch_size=32)
-    third = tmp_path / "t07"
-    generate_dataset(third, 60, model=tiny_checkpoint, masks="box,full", temperature=0.7,
+    train_generator(TrainConfig(**{**TINY_TRAIN, "steps": 40, "seed": 1}), tmp_path / "gen2")
+    third = tmp_path / "t07"  # another generator
+    generate_dataset(third, 60, model=tmp_path / "gen2", masks="box,full", temperature=0.7,
                      seed=3, batch_size=32)
     r = CliRunner().invoke(app, [
         "bench", "--dataset", str(tiny_dataset), "--dataset", str(other), "--dataset",
@@ -219,11 +224,18 @@ def test_leave_one_generator_out_never_tests_on_a_seen_generator(tiny_checkpoint
     detectors = {"examples.outside_detector:StreakDetector", "rowcol"}
     assert sorted((x["detector"], x["held_out"]) for x in rows) == sorted(
         (d, h) for d in detectors for h in names)
-    for x in rows:
-        assert x["held_out"] not in x["trained_on"]  # never tested on a seen generator
-        assert set(x["trained_on"]) == names - {x["held_out"]}
+    made_by = {d["name"]: d["generator_sha256"] for d in doc["datasets"]}
+    assert made_by["ds"] == made_by["topk"] != made_by["t07"]
+    for x in rows:  # never tested on a generator whose fakes (any sampling) it trained on
+        assert all(made_by[a] != made_by[x["held_out"]] for a in x["trained_on"])
+        assert x["held_out_generator"] == made_by[x["held_out"]]
+        assert set(x["trained_on"]) == ({"t07"} if x["held_out"] != "t07" else {"ds", "topk"})
         assert 0.0 <= x["auc"] <= 1.0
     assert set(doc["leave_one_out_mean_auc"]) == {x["detector"] for x in rows}
+    r = CliRunner().invoke(app, [  # one generator only: nothing to leave out
+        "bench", "--dataset", str(tiny_dataset), "--dataset", str(other), "--train", "rowcol",
+        "--leave-one-out", "--out", str(tmp_path / "rep2")])
+    assert r.exit_code == 1 and "2 or more generators" in r.output
 
 
 def test_report_summary_names_the_detector_to_trust_and_warns():

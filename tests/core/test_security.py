@@ -204,3 +204,60 @@ def test_image_files_are_read_with_a_bound(tmp_path, monkeypatch):
     assert list(source.photos()) == []
     bad = " ".join(source.report.bad)
     assert "fifo.png: not a regular file" in bad and "big.png: 2,048 bytes, more than" in bad
+
+
+# -- study files: any value of any type under any key is a Study or one InputError line --------
+
+def _toml(v) -> str:
+    """A TOML value (inline) for a Python one; hypothesis' values are arbitrary types."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return "nan" if v != v else ("inf" if v > 0 else "-inf") if abs(v) == float("inf") \
+            else repr(v)
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, str):
+        return json.dumps(v)  # JSON's escapes are TOML's
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml(x) for x in v) + "]"
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml(x)}" for k, x in v.items()) + "}"
+
+
+_scalars = (st.booleans() | st.integers(-2**70, 2**70) | st.floats()
+            | st.sampled_from(["none", "jpeg75", "../../out", "/tmp/x", "t1", "cnn", "", "..",
+                               "likelihood", "test", "vq-default", "top-half,recon"])
+            | st.text(max_size=6))
+_values = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=3)
+                       | st.dictionaries(st.sampled_from(["path", "n", "model", "seed", "masks",
+                                                          "top_p", "a"]), inner, max_size=4),
+                       max_leaves=8)
+_study_keys = st.sampled_from(["out", "perturbations", "bootstrap", "seed", "train", "split",
+                               "max_items", "leave_one_out", "detectors", "datasets",
+                               "generate", "colour"])
+
+
+@settings(max_examples=int(os.environ.get('FUZZ_N', 150)), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.dictionaries(_study_keys, _values, max_size=6))
+def test_any_study_file_is_a_study_or_one_clear_line(tmp_path, body):
+    from igpt_forensics.bench import Study
+
+    root = tmp_path / "s"
+    root.mkdir(exist_ok=True)
+    study = root / "study.toml"
+    study.write_text("".join(f"{k} = {_toml(v)}\n" for k, v in body.items()))
+    try:
+        s = Study.from_toml(study)
+    except InputError as e:
+        assert "\n" not in str(e) and str(study) in str(e)
+        r = runner.invoke(app, ["bench", "--config", str(study), "--datasets-only"])
+        assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+        return
+    # what it accepted is typed, and everything it would write stays below its folder
+    assert isinstance(s.seed, int) and isinstance(s.bootstrap, int) and s.bootstrap >= 0
+    assert all(isinstance(p, str) for p in s.perturbations)
+    for name, recipe in s.generate.items():
+        assert Path(s.datasets[name]).resolve().is_relative_to(root.resolve())
+        assert isinstance(recipe.get("n"), int)
+    assert Path(s.out).resolve().is_relative_to(root.resolve()) or s.out == "report"

@@ -344,3 +344,8 @@ def test_train_detector_on_a_pool_of_datasets(dataset, tiny_checkpoint, tmp_path
     assert set(summary["test_by_dataset"]) == {str(dataset), str(other)}
     n_fake = sum(v["all"]["n_fake"] for v in summary["test_by_dataset"].values())
     assert summary["test"]["all"]["n_fake"] == n_fake
+    # the saved detector says which generators and settings it learned from
+    saved = load_detector(tmp_path / "det").fit_info_["trained_on"]
+    gen = json.loads((dataset / "dataset.json").read_text())["generator"]["sha256"]
+    assert [(x["dataset"], x["generator_sha256"], x["family"], x["top_k"]) for x in saved] == [
+        (dataset.name, gen, "pixel", 0), ("topk", gen, "pixel", 4)]
