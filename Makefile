@@ -78,8 +78,8 @@ default-datasets: $(STAMP)
 # Reproduces the shipped cnn detector (igpt_forensics/assets/cnn-default; score --detector cnn):
 # trained on the train photos of all three default datasets, both generator families.
 STUDY_DS := studies/runs/default-study
-CNN_AUGMENT ?= 0.3
+CNN_AUGMENT ?= 0.1
 cnn-default: default-datasets
-	$(BIN)/igpt-forensics --threads 2 train-detector --kind cnn --dataset $(STUDY_DS)/t1 \
+	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn --dataset $(STUDY_DS)/t1 \
 		--dataset $(STUDY_DS)/topp09 --dataset $(STUDY_DS)/vq --augment $(CNN_AUGMENT) \
 		--seed 0 --out igpt_forensics/assets/cnn-default

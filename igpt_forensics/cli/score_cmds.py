@@ -39,11 +39,10 @@ CHUNK = 16  # images loaded and scored together
 MAX_SCORE_PIXELS = 2048 * 2048  # default cap of --max-pixels
 SMALL_SIDE = 32  # the models' size: smaller images are scored, with a warning
 PROGRESS_FROM = 5  # show a progress bar from this many images on
+# what `score` uses with no --detector and no --model: the best shipped detector as measured
+# on generators it never saw (docs/results.md, "The shipped cnn")
+DEFAULT_SCORE_DETECTOR = "cnn"
 
-DetectorOpt = Annotated[str, typer.Option(
-    "--detector", help="A detector that ships ready (" + ", ".join(ready_detectors())
-    + "), a saved detector folder (train one with train-detector: "
-    + ", ".join(n for n in list_detectors() if n not in ready_detectors()) + ").")]
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Scoring model checkpoint folder; default: the bundled default model. "
     "With a detector name, the detector is calibrated for it first.")]
@@ -93,7 +92,14 @@ def _calibration_bar(bar, what: str):
 @user_errors
 def score(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursed).")],
-    detector: DetectorOpt = "likelihood",
+    detector: Annotated[str | None, typer.Option(
+        "--detector", show_default="cnn; likelihood with --model",
+        help="A detector that ships ready (" + ", ".join(ready_detectors()) + "), a saved "
+        "detector folder (train one with train-detector: " + ", ".join(
+            n for n in list_detectors() if n not in ready_detectors()) + "). The default "
+        "is the shipped cnn, trained on both bundled generators (the best shipped detector "
+        "measured, docs/results.md); with --model, the likelihood detector calibrated for "
+        "that model.")] = None,
     model: ModelOpt = None,
     maps: Annotated[Path | None, typer.Option(
         help="Folder for per-image maps: NAME.overlay.png and NAME.map.png (16-bit, "
@@ -113,6 +119,8 @@ def score(
     a window of the map is above the region threshold; real otherwise (region 0%)."""
     if csv_out is not None and json_out is not None:
         raise InputError("choose one of --csv and --json")
+    if detector is None:
+        detector = DEFAULT_SCORE_DETECTOR if model is None else "likelihood"
     files, bad = find_images(paths)
     if not files:
         report_skipped(bad)

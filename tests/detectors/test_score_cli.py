@@ -88,7 +88,7 @@ def test_score_csv_and_the_same_scores_as_json(calibrated, folder, tmp_path):
 def test_score_with_a_model_calibrates_for_it_first(tiny_checkpoint, folder):
     r = runner.invoke(app, ["score", str(folder / "a.png"), "--model", str(tiny_checkpoint)])
     assert r.exit_code == 0, r.output
-    assert "a.png" in r.output
+    assert "a.png" in r.output and "likelihood detector" in r.output  # not the default cnn
 
 
 def test_score_user_mistakes_are_one_red_line(calibrated, folder, tmp_path):
@@ -131,3 +131,36 @@ def test_one_verdict_rule_never_contradicts_its_region():
     assert verdicts == ["synthetic", "real", "region", "real"]
     # a real verdict reports no region, even where the map's mask covers the image
     assert shares.tolist() == [1.0, 0.0, 0.25, 0.0]
+
+
+def test_the_shipped_cnn_is_checked_says_what_trained_it_and_finds_vq_reconstructions():
+    from sklearn.metrics import roc_auc_score
+
+    from detectors.base import create_detector
+    from detectors.cnn import CNNDetector
+    from generators.checkpoint import load_checkpoint
+
+    folder = CNNDetector.default_asset
+    sums = (folder / "SHA256SUMS").read_text().splitlines()
+    listed = dict(reversed(line.split("  ", 1)) for line in sums if line.strip())
+    assert set(listed) == {"detector.json", "arrays.safetensors"}
+    for name, digest in listed.items():
+        assert sha256_file(folder / name) == digest, name
+    det = create_detector("cnn", pretrained=True)
+    gens = {name: load_checkpoint(name)[2]["sha256"] for name in ("pixel-default", "vq-default")}
+    trained = det.fit_info_["trained_on"]
+    assert {(x["family"], x["generator_sha256"]) for x in trained} == {
+        ("pixel", gens["pixel-default"]), ("vq", gens["vq-default"])}
+    # held-out photos against their encode + decode by the bundled VQ generator ("recon")
+    photos = load_patches("builtin", 48, size=32, seed=0, split="test")
+    codec = load_checkpoint("vq-default")[1]
+    fakes = codec.quantize(photos)
+    scores = det.score(list(photos) + list(fakes))
+    auc = roc_auc_score(np.r_[np.zeros(48), np.ones(48)], scores)
+    assert auc > 0.75, auc  # measured 0.85 on the default study's test split
+
+
+def test_score_uses_the_shipped_cnn_by_default(folder):
+    r = runner.invoke(app, ["score", str(folder / "a.png"), "--json", "-"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["detector"]["kind"] == "cnn"
