@@ -137,6 +137,29 @@ def test_vq_dataset_records_family_recon_and_changed_maps(vq, tmp_path):
                 load_image(out / r["path"].replace("-qreal", "-real"))).all()
 
 
+def test_bench_crosses_the_two_families(vq, tiny_checkpoint, tmp_path):
+    """A pixel and a VQ dataset in one bench: metrics.json names each family, the cross
+    matrix trains on each family and tests on the other, and leave-one-generator-out tests
+    each family with detectors trained on the other only."""
+    root, _ = vq
+    generate_dataset(tmp_path / "vqds", 60, model=root / "gen", masks="top-half,full,recon",
+                     seed=1, batch_size=32)
+    generate_dataset(tmp_path / "pixds", 60, model=tiny_checkpoint, masks="top-half,full",
+                     seed=1, batch_size=32)
+    r = runner.invoke(app, ["bench", "--dataset", str(tmp_path / "pixds"), "--dataset",
+                            str(tmp_path / "vqds"), "--train", "laplacian", "--bootstrap", "10",
+                            "--leave-one-out", "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert {d["name"]: d["family"] for d in doc["datasets"]} == {"pixds": "pixel", "vqds": "vq"}
+    pairs = {(c["detector"], c["train"], c["test"]) for c in doc["cross"]}
+    assert {("laplacian", "pixds", "vqds"), ("laplacian", "vqds", "pixds")} <= pairs
+    loo = {x["held_out"]: x["trained_on"] for x in doc["leave_one_out"]}
+    assert loo == {"pixds": ["vqds"], "vqds": ["pixds"]}
+    recon = [x for x in doc["image"] if x["dataset"] == "vqds" and x["fakes"] == "recon"]
+    assert recon and all(0.0 <= x["auc"] <= 1.0 for x in recon)
+
+
 def test_pixel_family_refuses_recon_and_vq_refuses_the_watermark(vq, tiny_checkpoint,
                                                                  tmp_path):
     root, _ = vq
