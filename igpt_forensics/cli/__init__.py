@@ -3,24 +3,97 @@ the packages, and print with Rich. No logic here that a test would want to call 
 
 from __future__ import annotations
 
+import ast
+import importlib
+from functools import cache
+from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
+from typer.core import TyperGroup
 
-from . import (
-    bench_cmds,
-    core_cmds,
-    data_cmds,
-    dataset_cmds,
-    generator_cmds,
-    palette_cmds,
-    score_cmds,
-    train_detector_cmds,
-    verify_cmds,
-)
 from .common import DEBUG
 
+# Each command, and the module of this package that registers it (``register(app)``). A
+# module is imported only when one of its commands runs or shows its own help: the root's
+# ``--help`` reads the commands' help from the modules' source and imports no torch.
+COMMANDS = {
+    "info": "core_cmds",
+    "export-model": "generator_cmds", "train-generator": "generator_cmds",
+    "train-tokenizer": "generator_cmds", "complete": "generator_cmds",
+    "nll": "generator_cmds", "import-hf": "generator_cmds",
+    "generate": "dataset_cmds", "dataset": "dataset_cmds",
+    "score": "score_cmds", "calibrate": "score_cmds",
+    "bench": "bench_cmds", "demo": "bench_cmds",
+    "train-detector": "train_detector_cmds",
+    "verify": "verify_cmds",
+    "palette": "palette_cmds", "data": "data_cmds",
+}
+
+
+@cache
+def _loaded(module: str) -> click.Group:
+    """The click commands one module registers (imports it)."""
+    sub = typer.Typer()
+    importlib.import_module(f"{__name__}.{module}").register(sub)
+    sub.callback()(lambda: None)  # a group even when the module registers one command
+    return typer.main.get_command(sub)
+
+
+@cache
+def _source_help(module: str) -> dict[str, str]:
+    """command -> its help text, read from a module's source without importing it: the
+    docstring of the function ``register`` passes to ``app.command(...)``, or the ``help``
+    of the Typer app it passes to ``add_typer``."""
+    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text())
+    docs = {n.name: ast.get_docstring(n) or "" for n in tree.body
+            if isinstance(n, ast.FunctionDef)}
+    apps = {n.targets[0].id: next((k.value.value for k in n.value.keywords
+                                   if k.arg == "help"), "")
+            for n in tree.body if isinstance(n, ast.Assign) and isinstance(n.value, ast.Call)
+            and isinstance(n.targets[0], ast.Name) and ast.unparse(n.value.func) == "typer.Typer"}
+    out = {}
+    register = next(n for n in tree.body if isinstance(n, ast.FunctionDef)
+                    and n.name == "register")
+    for call in ast.walk(register):
+        if not isinstance(call, ast.Call):
+            continue
+        f = call.func
+        if isinstance(f, ast.Attribute) and f.attr == "add_typer":  # root.add_typer(app, ...)
+            name = next(k.value.value for k in call.keywords if k.arg == "name")
+            out[name] = apps.get(call.args[0].id, "")
+        elif (isinstance(f, ast.Call) and isinstance(f.func, ast.Attribute)
+              and f.func.attr == "command"):  # app.command("name")(function)
+            fn = call.args[0].id
+            name = f.args[0].value if f.args else fn.replace("_", "-")
+            out[name] = docs.get(fn, "")
+    return out
+
+
+class LazyGroup(TyperGroup):
+    """The root group: commands come from their modules on first use (see COMMANDS)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        if getattr(ctx, "_listing_help", False):  # the root's help: name and text only
+            return click.Command(name, help=_source_help(COMMANDS[name]).get(name, ""))
+        return _loaded(COMMANDS[name]).commands.get(name)
+
+    def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        ctx._listing_help = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            ctx._listing_help = False
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     name="igpt-forensics",
     help="Synthetic-image provenance and detection with an iGPT-style pixel-GPT.",
     no_args_is_help=True,
@@ -43,17 +116,6 @@ def _root(
     from ..device import default_threads
 
     torch.set_num_threads(threads if threads is not None else default_threads())
-
-
-core_cmds.register(app)
-generator_cmds.register(app)
-dataset_cmds.register(app)
-score_cmds.register(app)
-bench_cmds.register(app)
-train_detector_cmds.register(app)
-verify_cmds.register(app)
-app.add_typer(palette_cmds.app, name="palette")
-app.add_typer(data_cmds.app, name="data")
 
 
 GLOBAL_OPTIONS = {"--threads": 1, "--debug": 0}  # option -> number of values it takes

@@ -44,3 +44,7 @@ def show(
         table.add_row(name, str(len(ids)), shown + (" ..." if len(ids) > 8 else ""))
     console.print(table)
     report_skipped(source.report.bad)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="data")

@@ -41,3 +41,7 @@ def fit(
                   f"{time.perf_counter() - t0:.1f}")
     console.print(table)
     report_skipped(source.report.bad)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="palette")

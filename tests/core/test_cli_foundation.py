@@ -147,3 +147,32 @@ def test_progress_off_a_terminal_is_plain_lines_in_time():
     assert len(t1) == 51 // 10 + 1  # one every 10 s of its 51 s, and one when done
     assert lines[-1].startswith("training: 12/30 images (40%)")  # its last line, at the end
     assert lines[-1].endswith("loss 0.41")
+
+
+def test_the_root_help_imports_no_command_module_and_matches_the_commands():
+    """`igpt-forensics --help` reads the commands' help from source (no torch import), and
+    what it reads is each real command's help."""
+    code = ("import sys\nfrom typer.testing import CliRunner\nfrom igpt_forensics.cli import app\n"
+            "r = CliRunner().invoke(app, ['--help'])\nassert r.exit_code == 0, r.output\n"
+            "heavy = sorted(m for m in ('torch', 'sklearn', 'generators', 'detectors', "
+            "'igpt_forensics.cli.score_cmds') if m in sys.modules)\nprint(heavy)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0 and p.stdout.strip() == "[]", p.stdout + p.stderr
+    import click
+
+    from igpt_forensics.cli import COMMANDS, _loaded, _source_help
+
+    for name, module in COMMANDS.items():
+        real = _loaded(module).commands[name]
+        assert _source_help(module)[name] == (real.help or ""), name
+        # every command a module registers is listed (none hidden from the root)
+        assert {c: module for c in _loaded(module).commands}.items() <= COMMANDS.items()
+    group = typer_main_group()
+    assert group.list_commands(click.Context(group)) == list(COMMANDS)
+
+
+def typer_main_group():
+    import typer
+
+    return typer.main.get_command(app)
