@@ -38,7 +38,19 @@ def _loaded(module: str) -> click.Group:
     sub = typer.Typer()
     importlib.import_module(f"{__name__}.{module}").register(sub)
     sub.callback()(lambda: None)  # a group even when the module registers one command
-    return typer.main.get_command(sub)
+    group = typer.main.get_command(sub)
+    for command in group.commands.values():
+        _plain_flags(command)
+    return group
+
+
+def _plain_flags(command: click.Command) -> None:
+    """Flags show as ``--debug``, not ``--debug <bool>``: a flag takes no value."""
+    for param in command.get_params(click.Context(command)):  # with --help
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _plain_flags(sub)
 
 
 @cache
@@ -85,6 +97,7 @@ class LazyGroup(TyperGroup):
         return _loaded(COMMANDS[name]).commands.get(name)
 
     def format_help(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        _plain_flags(self)
         ctx._listing_help = True
         try:
             super().format_help(ctx, formatter)

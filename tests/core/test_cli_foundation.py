@@ -176,3 +176,13 @@ def typer_main_group():
     import typer
 
     return typer.main.get_command(app)
+
+
+def test_flags_show_without_a_value_type():
+    for args in (["--help"], ["train-detector", "--help"], ["palette", "fit", "--help"],
+                 ["dataset", "export", "--help"]):
+        r = runner.invoke(app, args)
+        assert r.exit_code == 0 and "--help" in r.output, r.output
+        assert "<bool>" not in r.output, (args, r.output)  # a flag takes no value
+    r = runner.invoke(app, ["train-detector", "--help"])
+    assert "--no-likelihood" in r.output and "<int>" in r.output  # values keep their type
