@@ -619,8 +619,11 @@ class LikelihoodDetector(Detector):
     def localize(self, images: Images) -> Localization:
         return self.score_and_localize(images)[1]
 
-    def score_and_localize(self, images: Images) -> tuple[np.ndarray, Localization]:
-        out = self._run(images, maps=True)
+    def score_and_localize(self, images: Images, progress: Progress | None = None,
+                           ) -> tuple[np.ndarray, Localization]:
+        """Scores and maps; ``progress(tiles_done, tiles_total)`` after each chunk of tiles
+        (a large photo is thousands of tiles: minutes on a CPU)."""
+        out = self._run(images, maps=True, progress=progress)
         masks = [m > self.map_threshold_ for m in out["maps"]]
         flags = np.array([r > self.region_threshold_for(t)
                           for r, t in zip(out["region_scores"], out["n_tiles"])], dtype=bool)
@@ -642,7 +645,8 @@ class LikelihoodDetector(Detector):
         return calibrate_threshold(np.asarray(self.region_calibration_), per_tile)
 
     # -- internals
-    def _run(self, images: Images, maps: bool) -> dict[str, Any]:
+    def _run(self, images: Images, maps: bool, progress: Progress | None = None,
+             ) -> dict[str, Any]:
         items = check_images(images)
         self._check_fitted()
         self._check_params()
@@ -650,8 +654,11 @@ class LikelihoodDetector(Detector):
         # tiles go through the model and the window model in chunks: memory stays bounded
         # for a photo of thousands of tiles
         chunk = max(TILE_CHUNK, self.batch_size)
-        parts = [self._tile_outputs(self.pixel_stats(tiles[s:s + chunk]), maps)
-                 for s in range(0, len(tiles), chunk)]
+        parts = []
+        for s in range(0, len(tiles), chunk):
+            parts.append(self._tile_outputs(self.pixel_stats(tiles[s:s + chunk]), maps))
+            if progress is not None:
+                progress(len(tiles[s:s + chunk]), len(tiles))
         per_tile = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
         return self._aggregate(per_tile, owner, layouts)
 

@@ -109,7 +109,8 @@ class RateColumn(ProgressColumn):
 
     def render(self, task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text(f"{speed:,.1f} {self.unit}/s" if speed else f"- {self.unit}/s",
+        unit = task.fields.get("unit", self.unit)  # a task may count something else
+        return Text(f"{speed:,.1f} {unit}/s" if speed else f"- {unit}/s",
                     style="cyan")
 
 
@@ -163,13 +164,16 @@ class PlainProgress(Progress):
         last line."""
         super().stop()
         for task_id, last in self._printed.items():
-            if last is not None and self._tasks[task_id].completed:
+            task = self._tasks[task_id]
+            if last is not None and task.completed and task.visible:
                 self._printed[task_id] = None
                 self.console.print(self.line(self._tasks[task_id]), soft_wrap=True,
                                    markup=False, highlight=False)
 
     def _maybe_print(self, task_id) -> None:
         task = self._tasks[task_id]
+        if not task.visible:  # as the live bar: a task shown only from some size on
+            return
         done = task.total is not None and task.completed >= task.total
         now = self.get_time()
         if self._printed.get(task_id) is None or not (
@@ -179,16 +183,17 @@ class PlainProgress(Progress):
         self.console.print(self.line(task), soft_wrap=True, markup=False, highlight=False)
 
     def line(self, task) -> str:
+        unit = task.fields.get("unit", self.unit)
         total = f"/{task.total:.0f}" if task.total is not None else ""
         pct = f" ({100 * task.completed / task.total:.0f}%)" if task.total else ""
         speed = task.finished_speed or task.speed
-        rate = f" {speed:,.1f} {self.unit}/s," if speed else ""
+        rate = f" {speed:,.1f} {unit}/s," if speed else ""
         elapsed = _clock(task.elapsed or 0.0)
         left = task.time_remaining
         rest = f", {_clock(left)} left" if left is not None and task.completed < (
             task.total or 0) else ""
         extra = " ".join(str(task.fields[k]) for k in self.fields if task.fields.get(k))
-        return (f"{task.description}: {task.completed:.0f}{total} {self.unit}{pct}{rate} "
+        return (f"{task.description}: {task.completed:.0f}{total} {unit}{pct}{rate} "
                 f"{elapsed} elapsed{rest}" + (f"  {extra}" if extra else ""))
 
 

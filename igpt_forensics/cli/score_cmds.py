@@ -39,6 +39,7 @@ CHUNK = 16  # images loaded and scored together
 MAX_SCORE_PIXELS = 2048 * 2048  # default cap of --max-pixels
 SMALL_SIDE = 32  # the models' size: smaller images are scored, with a warning
 PROGRESS_FROM = 5  # show a progress bar from this many images on
+TILE_PROGRESS_FROM = 1024  # and a bar of tiles from this many (a 256x256 photo at 32x32)
 # what `score` uses with no --detector and no --model: the best shipped detector as measured
 # on generators it never saw (docs/results.md, "The shipped cnn")
 DEFAULT_SCORE_DETECTOR = "cnn"
@@ -89,6 +90,32 @@ def _calibration_bar(bar, what: str):
     return advance
 
 
+class _TileProgress:
+    """A "tiles" bar for detectors that score large images tile by tile (their
+    ``score_and_localize`` takes ``progress``): its rate and time left are the estimate a
+    user of a 5000x5000 photo needs. It appears once a chunk of images has many tiles."""
+
+    def __init__(self, bar):
+        self.bar, self.task, self.total, self.left = bar, None, 0, 0
+
+    def kwargs(self, det) -> dict:
+        import inspect
+
+        takes = "progress" in inspect.signature(det.score_and_localize).parameters
+        return {"progress": self} if takes else {}
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.left <= 0:  # the first chunk of tiles of a new call: its tiles join the bar
+            self.total, self.left = self.total + total, total
+            if self.task is None:
+                self.task = self.bar.add_task("tiles", total=self.total, visible=False,
+                                              unit="tiles")
+            self.bar.update(self.task, total=self.total,
+                            visible=self.total >= TILE_PROGRESS_FROM)
+        self.left -= done
+        self.bar.update(self.task, advance=done)
+
+
 @user_errors
 def score(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursed).")],
@@ -129,6 +156,7 @@ def score(
         det = open_detector(detector, model=model, device=device,
                             progress=_calibration_bar(bar, "calibrating") if model else None)
         task = bar.add_task("scoring", total=len(files), visible=len(files) >= PROGRESS_FROM)
+        tile_progress = _TileProgress(bar)
         rows, used = [], set()
         t0 = time.perf_counter()
         for s in range(0, len(files), CHUNK):
@@ -145,7 +173,7 @@ def score(
                 images.append(image)
                 chunk.append(f)
             if images:
-                scores, loc = det.score_and_localize(images)
+                scores, loc = det.score_and_localize(images, **tile_progress.kwargs(det))
                 verdicts, shares = loc.verdicts(scores, det.threshold_)
                 for i, f in enumerate(chunk):
                     row = {"path": str(f), "score": float(scores[i]), "verdict": verdicts[i],

@@ -164,3 +164,19 @@ def test_score_uses_the_shipped_cnn_by_default(folder):
     r = runner.invoke(app, ["score", str(folder / "a.png"), "--json", "-"])
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["detector"]["kind"] == "cnn"
+
+
+def test_a_large_photo_shows_its_tiles_progress(calibrated, tmp_path):
+    from detectors.base import load_detector
+
+    photo = load_patches("builtin", 1, size=256, seed=0, split="test")[0]
+    big = np.concatenate([photo, photo[:, ::-1]], axis=1)  # 256x512: 2048 tiles of 8x8
+    Image.fromarray(big).save(tmp_path / "big.png")
+    calls = []
+    det = load_detector(calibrated)
+    det.score_and_localize([big], progress=lambda n, total: calls.append((n, total)))
+    assert sum(n for n, _ in calls) == 2048 and {t for _, t in calls} == {2048}
+    assert len(calls) > 1  # in chunks, so a bar moves
+    r = runner.invoke(app, ["score", str(tmp_path / "big.png"), "--detector", str(calibrated)])
+    assert r.exit_code == 0, r.output
+    assert "tiles: 2048/2048 tiles (100%)" in " ".join(r.output.split())
