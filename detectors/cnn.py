@@ -57,13 +57,12 @@ from .base import (
     check_images,
     register_detector,
 )
+from .tiles import resize_map, upscale_to
 from .trained import (
     Progress,
     TrainedDetector,
     group_by_shape,
     prepare_fit,
-    resize_map,
-    upscale_to,
 )
 
 DEFAULT_ARCH = "resnet10t"

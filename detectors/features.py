@@ -54,7 +54,9 @@ from .base import (
     check_images,
     register_detector,
 )
-from .likelihood import IMAGE_FEATURES, LikelihoodDetector, LinearModel, assemble_map, tile_image
+from .likelihood import IMAGE_FEATURES, LikelihoodDetector
+from .linear import LinearModel
+from .tiles import assemble_map, tile_image
 from .trained import Progress, TrainedDetector, float_list, prepare_fit
 
 SPECTRUM_BINS = 6

@@ -44,7 +44,7 @@ from .base import (
     open_detector,
     register_detector,
 )
-from .likelihood import LinearModel
+from .linear import LinearModel
 from .trained import Progress, TrainedDetector
 
 MEMBERS_DIR = "members"

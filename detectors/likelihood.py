@@ -72,7 +72,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from igpt_forensics.assets import ASSETS
 from igpt_forensics.errors import InputError
@@ -87,6 +86,8 @@ from .base import (
     check_images,
     register_detector,
 )
+from .linear import QuadraticLogistic
+from .tiles import Layout, assemble_map, tile_image
 
 DEFAULT_CALIBRATION = ASSETS / "likelihood-default"
 CALIBRATE_COMMAND = ("make likelihood-default (igpt-forensics calibrate --detector likelihood "
@@ -195,174 +196,6 @@ def _spread_windows(p: np.ndarray, k: int) -> np.ndarray:
             acc[:, dy:dy + m, dx:dx + m] += p
             cnt[dy:dy + m, dx:dx + m] += 1
     return acc / cnt
-
-
-# -- a fitted logistic model, kept as plain numbers -----------------------------------------
-
-def quadratic(x: np.ndarray) -> np.ndarray:
-    """Features and all their pairwise products (squares included): (n, d) -> (n, d + d(d+1)/2)."""
-    i, j = np.triu_indices(x.shape[1])
-    return np.concatenate([x, x[:, i] * x[:, j]], axis=1)
-
-
-@dataclass
-class LinearModel:
-    """Standardize, then a logistic regression's log-odds: plain arrays, saved as JSON."""
-
-    features: list[str]
-    mean: np.ndarray
-    scale: np.ndarray
-    coef: np.ndarray
-    intercept: float
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, features: Sequence[str], C: float,
-            seed: int) -> LinearModel:
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.preprocessing import StandardScaler
-
-        scaler = StandardScaler().fit(x)
-        lr = LogisticRegression(C=C, class_weight="balanced", max_iter=5000, random_state=seed)
-        lr.fit(scaler.transform(x), y)
-        return cls(list(features), scaler.mean_.astype(np.float64),
-                   scaler.scale_.astype(np.float64), lr.coef_[0].astype(np.float64),
-                   float(lr.intercept_[0]))
-
-    def decision(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.scale) @ self.coef + self.intercept
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features, "mean": self.mean.tolist(),
-                "scale": self.scale.tolist(), "coef": self.coef.tolist(),
-                "intercept": self.intercept}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], expect: Sequence[str]) -> LinearModel:
-        if list(d["features"]) != list(expect):
-            raise InputError(f"saved features {d['features']} differ from this version's "
-                             f"{list(expect)}: re-run the calibration")
-        arrays = [np.asarray(d[k], dtype=np.float64) for k in ("mean", "scale", "coef")]
-        if any(a.shape != (len(expect),) for a in arrays):
-            raise InputError("saved linear model has the wrong number of coefficients")
-        return cls(list(d["features"]), *arrays, float(d["intercept"]))
-
-
-@dataclass
-class QuadraticLogistic:
-    """A logistic regression on standardized features and their pairwise products.
-
-    Why quadratic: the fakes are a mixture (temperature 1 near z = 0, truncated sampling at
-    negative z, half fakes in between) inside a real class spread wide on both sides; the log
-    density ratio of two Gaussians is exactly quadratic, so this is the smallest model that can
-    say "fake in this band, real on both sides of it". Fitted with scikit-learn, kept as plain
-    arrays (saved as JSON), evaluated with numpy.
-    """
-
-    features: list[str]
-    mean: np.ndarray  # standardize the features
-    scale: np.ndarray
-    linear: LinearModel  # then a standardized logistic regression on their quadratic expansion
-
-    @staticmethod
-    def expanded_names(features: Sequence[str]) -> list[str]:
-        i, j = np.triu_indices(len(features))
-        return list(features) + [f"{features[a]}*{features[b]}" for a, b in zip(i, j)]
-
-    @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, features: Sequence[str], C: float,
-            seed: int) -> QuadraticLogistic:
-        from sklearn.preprocessing import StandardScaler
-
-        s1 = StandardScaler().fit(x)
-        linear = LinearModel.fit(quadratic(s1.transform(x)), y, cls.expanded_names(features),
-                                 C, seed)
-        return cls(list(features), s1.mean_, s1.scale_, linear)
-
-    def decision(self, x: np.ndarray) -> np.ndarray:
-        """Log-odds of "synthetic" for rows of features (any leading shape)."""
-        lead = x.shape[:-1]
-        q = quadratic((x.reshape(-1, x.shape[-1]) - self.mean) / self.scale)
-        return self.linear.decision(q).reshape(lead)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"features": self.features, "intercept": self.linear.intercept,
-                "mean": self.mean.tolist(), "scale": self.scale.tolist(),
-                "mean2": self.linear.mean.tolist(), "scale2": self.linear.scale.tolist(),
-                "coef": self.linear.coef.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any], expect: Sequence[str]) -> QuadraticLogistic:
-        if list(d["features"]) != list(expect):
-            raise InputError(f"saved features {d['features']} differ from this version's "
-                             f"{list(expect)}: re-run the calibration")
-        n, n2 = len(expect), len(expect) + len(expect) * (len(expect) + 1) // 2
-        arrays = {k: np.asarray(d[k], dtype=np.float64)
-                  for k in ("mean", "scale", "mean2", "scale2", "coef")}
-        for k, a in arrays.items():
-            want = (n,) if k in ("mean", "scale") else (n2,)
-            if a.shape != want:
-                raise InputError(f"saved model: '{k}' has shape {a.shape}, expected {want}")
-        linear = LinearModel(cls.expanded_names(expect), arrays["mean2"], arrays["scale2"],
-                             arrays["coef"], float(d["intercept"]))
-        return cls(list(d["features"]), arrays["mean"], arrays["scale"], linear)
-
-
-# -- layout of an image as tiles --------------------------------------------------------------
-
-@dataclass
-class Layout:
-    """Where an image's tiles came from: the working image (upscaled or resized) and the
-    top-left corner of each SxS tile in it."""
-
-    shape: tuple[int, int]  # the image's own (H, W)
-    work: tuple[int, int]  # (H, W) of the image the tiles were cut from
-    origins: list[tuple[int, int]]
-
-
-def _resize(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    if image.shape[:2] == (h, w):
-        return image
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.LANCZOS),
-                      dtype=np.uint8)
-
-
-def _resize_map(m: np.ndarray, h: int, w: int) -> np.ndarray:
-    if m.shape == (h, w):
-        return m
-    shrink = h < m.shape[0] or w < m.shape[1]
-    method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    out = np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((w, h), method))
-    return np.clip(out, 0.0, 1.0)
-
-
-def _starts(n: int, s: int) -> list[int]:
-    starts = list(range(0, n - s + 1, s))
-    if starts[-1] != n - s:
-        starts.append(n - s)  # the last tile is aligned to the edge, overlapping
-    return starts
-
-
-def tile_image(image: np.ndarray, size: int, tiling: str) -> tuple[list[np.ndarray], Layout]:
-    """Cut one image into SxS tiles as ``tiling`` says (see the module docstring)."""
-    h, w = image.shape[:2]
-    if tiling == "resize":
-        return [_resize(image, size, size)], Layout((h, w), (size, size), [(0, 0)])
-    f = max(1.0, size / min(h, w))
-    hw, ww = max(size, round(h * f)), max(size, round(w * f))
-    work = _resize(image, hw, ww)
-    origins = [(y, x) for y in _starts(hw, size) for x in _starts(ww, size)]
-    tiles = [work[y:y + size, x:x + size] for y, x in origins]
-    return tiles, Layout((h, w), (hw, ww), origins)
-
-
-def assemble_map(tile_maps: np.ndarray, layout: Layout, size: int) -> np.ndarray:
-    """Per-tile maps (T, S, S) -> one float32 map at the image's own size."""
-    acc = np.zeros(layout.work)
-    cnt = np.zeros(layout.work)
-    for m, (y, x) in zip(tile_maps, layout.origins):
-        acc[y:y + size, x:x + size] += m
-        cnt[y:y + size, x:x + size] += 1
-    return _resize_map((acc / cnt).astype(np.float32), *layout.shape).astype(np.float32)
 
 
 # -- the detector -----------------------------------------------------------------------------
@@ -798,12 +631,8 @@ __all__ = [
     "IMAGE_FEATURES",
     "WINDOW_FEATURES",
     "LikelihoodDetector",
-    "LinearModel",
-    "QuadraticLogistic",
-    "quadratic",
     "PixelStats",
     "image_features",
     "parse_sampling",
-    "tile_image",
     "window_features",
 ]

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from igpt_forensics import provenance as pv
 from igpt_forensics.data import load_image
@@ -121,34 +120,6 @@ def prepare_fit(real_images: Images, fake_images: Images | None, fake_masks: Any
         if n < min_each:
             raise InputError(f"need at least {min_each} {what} images to fit, got {n}")
     return data
-
-
-# -- images of other sizes ---------------------------------------------------------------------
-
-def resize_image(image: np.ndarray, h: int, w: int) -> np.ndarray:
-    if image.shape[:2] == (h, w):
-        return image
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.Resampling.LANCZOS),
-                      dtype=np.uint8)
-
-
-def resize_map(m: np.ndarray, h: int, w: int) -> np.ndarray:
-    """A float map to (h, w): box filter when shrinking, bilinear when growing, in [0, 1]."""
-    if m.shape == (h, w):
-        return m.astype(np.float32)
-    shrink = h < m.shape[0] or w < m.shape[1]
-    method = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    out = np.asarray(Image.fromarray(m.astype(np.float32), mode="F").resize((w, h), method))
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def upscale_to(image: np.ndarray, size: int) -> np.ndarray:
-    """Upscale (Lanczos) so that the shorter side is at least ``size``; larger images as is."""
-    h, w = image.shape[:2]
-    f = size / min(h, w)
-    if f <= 1.0:
-        return image
-    return resize_image(image, max(size, round(h * f)), max(size, round(w * f)))
 
 
 def group_by_shape(items: list[np.ndarray]) -> dict[tuple[int, ...], list[int]]:
@@ -465,10 +436,7 @@ __all__ = [
     "load_split",
     "parse_real_forms",
     "prepare_fit",
-    "resize_image",
-    "resize_map",
     "split_counts",
     "state_digest",
     "train_on_dataset",
-    "upscale_to",
 ]

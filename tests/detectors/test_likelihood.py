@@ -25,8 +25,8 @@ from detectors.likelihood import (
     IMAGE_FEATURES,
     LikelihoodDetector,
     parse_sampling,
-    tile_image,
 )
+from detectors.tiles import tile_image
 from generators.checkpoint import DEFAULT_MODEL, load_checkpoint, save_checkpoint
 from generators.model import create_model
 from igpt_forensics.data import load_patches
