@@ -290,6 +290,7 @@ def open_detector(spec: str | Path, model: str | Path | None = None,
                   progress: Callable[[int, int], None] | None = None, **overrides) -> Detector:
     """What ``score --detector SPEC [--model M]`` means.
 
+    - ``module:Class``: an outside detector (`load_plugin`);
     - a folder: a saved detector (``model`` replaces the scoring model it names, checked);
     - a registered name without ``model``: the calibration the package ships for it;
     - a registered name with ``model``: the class calibrates itself for that model
@@ -297,6 +298,8 @@ def open_detector(spec: str | Path, model: str | Path | None = None,
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     path = Path(spec)
+    if ":" in str(spec) and not path.exists():
+        return load_plugin(str(spec))
     if path.is_dir():
         if model is not None:
             overrides["model"] = str(model)
@@ -305,6 +308,24 @@ def open_detector(spec: str | Path, model: str | Path | None = None,
     if model is None:
         return create_detector(str(spec), pretrained=True, **overrides)
     return cls.calibrated(model=str(model), progress=progress, **overrides)
+
+
+def load_plugin(spec: str) -> Any:
+    """An outside detector ``module:Class``: a class honouring the detector contract, built
+    with no arguments and already fitted (``score`` and ``threshold_``)."""
+    import importlib
+
+    module, _, cls_name = spec.partition(":")
+    try:
+        cls = getattr(importlib.import_module(module), cls_name)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise InputError(f"--detector {spec}: cannot import ({e})") from None
+    det = cls()
+    for need in ("score", "threshold_"):
+        if not hasattr(det, need):
+            raise InputError(f"--detector {spec}: has no '{need}' (see the detector "
+                             "contract in detectors/base.py)")
+    return det
 
 
 def load_detector(path: str | Path, **overrides) -> Detector:

@@ -3,10 +3,9 @@ main job on the embedded default)."""
 
 from __future__ import annotations
 
-import importlib
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich import box
@@ -16,26 +15,6 @@ from ..bench import Split, Study, run_benchmark
 from ..errors import InputError
 from ..perturb import parse_grid
 from .common import DoneBar, console, err_console, progress_bar, user_errors
-
-
-def open_bench_detector(spec: str, model: Path | None = None) -> Any:
-    """A registered name, a saved detector folder, or an outside detector ``module:Class``
-    (a class honouring the detector contract, built with no arguments and already fitted)."""
-    from detectors.base import open_detector
-
-    if ":" in spec and not Path(spec).exists():
-        module, _, cls_name = spec.partition(":")
-        try:
-            cls = getattr(importlib.import_module(module), cls_name)
-        except (ImportError, AttributeError) as e:
-            raise InputError(f"--detector {spec}: cannot import ({e})") from None
-        det = cls()
-        for need in ("score", "threshold_"):
-            if not hasattr(det, need):
-                raise InputError(f"--detector {spec}: has no '{need}' (see the detector "
-                                 "contract in detectors/base.py)")
-        return det
-    return open_detector(spec, model=model)
 
 
 def trainer(kind: str):
@@ -133,11 +112,13 @@ def make_datasets(study: Study) -> None:
 
 
 def _run(study: Study, model: Path | None, title: str) -> dict:
+    from detectors.base import open_detector
+
     make_datasets(study)
     opened = {}
     for name, spec in study.detectors.items():
         with err_console.status(f"loading detector {name}"):
-            opened[name] = open_bench_detector(spec, model)
+            opened[name] = open_detector(spec, model=model)
     factories = {kind: trainer(kind) for kind in study.train}
     with err_console.status("benchmarking") as status:
         if err_console.is_terminal:

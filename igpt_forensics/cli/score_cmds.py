@@ -155,6 +155,10 @@ def score(
     with progress_bar("images") as bar:
         det = open_detector(detector, model=model, device=device,
                             progress=_calibration_bar(bar, "calibrating") if model else None)
+        for need in ("score_and_localize", "describe"):
+            if not hasattr(det, need):
+                raise InputError(f"--detector {detector}: score needs '{need}' (an outside "
+                                 "detector with scores only fits `bench`)")
         task = bar.add_task("scoring", total=len(files), visible=len(files) >= PROGRESS_FROM)
         tile_progress = _TileProgress(bar)
         rows, used = [], set()

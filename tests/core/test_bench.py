@@ -76,6 +76,9 @@ def test_bench_errors(tiny_dataset, tmp_path):
     r = CliRunner().invoke(app, ["bench", "--dataset", str(tiny_dataset), "--detector",
                                  "nosuchmodule:X", "--out", str(tmp_path / "r")])
     assert r.exit_code == 1 and "cannot import" in r.output
+    r = CliRunner().invoke(app, ["score", str(tiny_dataset / "images"), "--detector",
+                                 "examples.outside_detector:StreakDetector"])
+    assert r.exit_code == 1 and "score needs" in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["bench", "--dataset", str(tmp_path / "missing"),
                                  "--detector", "examples.outside_detector:StreakDetector"])
     assert r.exit_code == 1 and "Traceback" not in r.output
