@@ -31,9 +31,7 @@ from typing import Any
 import numpy as np
 
 from igpt_forensics import provenance as pv
-from igpt_forensics.data import load_image
 from igpt_forensics.errors import InputError
-from igpt_forensics.files import inside
 
 from .base import (
     DEFAULT_TARGET_FPR,
@@ -249,11 +247,6 @@ def parse_real_forms(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(forms))
 
 
-def _mask_kind(record: dict) -> str:
-    kind = str(record.get("mask_kind") or "full")
-    return "box" if kind.startswith("box") else kind
-
-
 def load_split(dataset: str | Path, split: str, real_forms: Sequence[str] = REAL_FORMS,
                max_items: int | None = None, mask_kinds: Sequence[str] | None = None,
                progress: Progress | None = None) -> SplitData:
@@ -268,45 +261,24 @@ def load_split(dataset: str | Path, split: str, real_forms: Sequence[str] = REAL
     info = pv.read_info(folder)
     if not info.get("complete"):
         raise InputError(f"{folder}: incomplete dataset (finish it with its generate command)")
-    if split not in pv.SPLITS:
-        raise InputError(f"split must be one of {', '.join(pv.SPLITS)}, got '{split}'")
     forms = parse_real_forms(real_forms)
-    records = [r for r in pv.read_manifest(folder / pv.MANIFEST) if r.get("split") == split]
-    if max_items is not None:
-        keep = sorted({r["item"] for r in records})[:max_items]
-        keep_set = set(keep)
-        records = [r for r in records if r["item"] in keep_set]
-    records = [r for r in records
-               if (r["form"] in forms) or (r["form"] == "fake" and (
-                   mask_kinds is None or _mask_kind(r) in mask_kinds))]
-    if not records:
+    rows = pv.split_rows(folder, split, max_items, (*forms, "fake"), mask_kinds)
+    if not rows:
         raise InputError(f"{folder}: no images in split '{split}'")
-
-    def read(rel: str, sha: str) -> np.ndarray:
-        p = inside(folder, rel, f"{folder / pv.MANIFEST}")
-        try:
-            data = p.read_bytes()
-        except OSError:
-            raise InputError(f"{p}: missing (listed in the manifest)") from None
-        if hashlib.sha256(data).hexdigest() != sha:
-            raise InputError(f"{p}: sha256 does not match the manifest (file altered?)")
-        return load_image(data, name=str(p))
-
     real, fake, masks = [], [], []
     out = SplitData(np.zeros(0), np.zeros(0), np.zeros(0))
-    for r in records:
-        image = read(r["path"], r["sha256"])
+    for r, image, mask in pv.read_rows(folder, rows, verify=True):
         if r["form"] == "fake":
             fake.append(image)
-            masks.append(read(r["mask_path"], r["mask_sha256"]).max(-1) > 127)
-            out.fake_kinds.append(_mask_kind(r))
+            masks.append(mask)
+            out.fake_kinds.append(pv.mask_kind(r))
             out.fake_ids.append(r["id"])
         else:
             real.append(image)
             out.real_forms.append(r["form"])
             out.real_ids.append(r["id"])
         if progress is not None:
-            progress(1, len(records))
+            progress(1, len(rows))
     if not real or not fake:
         raise InputError(f"{folder}: split '{split}' needs both real and fake images (has "
                          f"{len(real)} real, {len(fake)} fake)")

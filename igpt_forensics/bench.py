@@ -92,10 +92,6 @@ def _family(generator: dict) -> str | None:
     return generator.get("family", "pixel") if generator.get("sha256") else None
 
 
-def kind_family(kind: str) -> str:
-    return "box" if kind.startswith("box") else kind
-
-
 LABEL_DIRS = {"0_real": "real", "1_fake": "fake"}
 
 
@@ -150,35 +146,21 @@ def load_labeled_folder(folder: Path, split: str, max_items: int | None = None,
 
 def load_split(folder: str | Path, split: str = "test", max_items: int | None = None,
                name: str | None = None) -> Split:
-    """Read one split of a dataset made by ``generate`` (or of an outside ``0_real/ 1_fake``
-    folder); unreadable files are skipped and listed in ``skipped`` (an item loses only the
-    files that are bad)."""
+    """Read one split of a dataset made by ``generate`` (`provenance.read_rows`, for scoring:
+    unreadable files are skipped and listed in ``skipped``, an item loses only the files that
+    are bad) or of an outside ``0_real/ 1_fake`` folder."""
     folder = Path(folder)
     if folder.is_dir() and is_labeled_folder(folder):
         return load_labeled_folder(folder, split, max_items, name)
     info = pv.read_info(folder)
     out = Split(name or folder.name, folder, split, info=info)
-    items: set[int] = set()
-    for r in pv.read_manifest(folder / pv.MANIFEST):
-        if r["split"] != split:
-            continue
-        if max_items is not None and r["item"] not in items and len(items) >= max_items:
-            continue
-        items.add(r["item"])
-        try:
-            where = f"{folder / pv.MANIFEST}: {r['id']}"
-            image = load_image(inside(folder, r["path"], where))
-            mask = None
-            if r["form"] == "fake":
-                mask = load_image(inside(folder, r["mask_path"], where))[..., 0] > 127
-        except InputError as e:
-            out.skipped.append(str(e))
-            continue
+    rows = pv.split_rows(folder, split, max_items)
+    for r, image, mask in pv.read_rows(folder, rows, verify=False, skipped=out.skipped):
         getattr(out, r["form"]).append(image)
         out.ids[r["form"]].append(r["id"])
         if mask is not None:
             out.masks.append(mask)
-            out.kinds.append(kind_family(r["mask_kind"]))
+            out.kinds.append(pv.mask_kind(r))
     if not out.fake or not out.real:
         raise InputError(f"{folder}: the '{split}' split has no real/fake images to score")
     return out

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import derive_seed
+from .data import derive_seed, load_image
 from .errors import InputError
 from .files import (
     atomic_write_bytes,
@@ -238,6 +238,66 @@ def read_manifest(path: str | Path) -> Iterator[dict]:
             if not isinstance(record, dict) or "id" not in record:
                 raise InputError(f"{path}:{lineno}: not a manifest record")
             yield check_record(record, f"{path}:{lineno}")
+
+
+def mask_kind(record: dict) -> str:
+    """A fake's mask kind as detectors group them: every box is ``box``; no kind is full."""
+    kind = str(record.get("mask_kind") or "full")
+    return "box" if kind.startswith("box") else kind
+
+
+def split_rows(folder: str | Path, split: str, max_items: int | None = None,
+               forms: Iterable[str] = ("real", "qreal", "fake"),
+               mask_kinds: Iterable[str] | None = None) -> list[dict]:
+    """The manifest rows of ``split``, in manifest order: the first ``max_items`` items (by
+    item number), the images of ``forms``, fakes of ``mask_kinds`` only (`mask_kind`)."""
+    if split not in SPLITS:
+        raise InputError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
+    forms = set(forms)
+    rows = [r for r in read_manifest(Path(folder) / MANIFEST) if r.get("split") == split]
+    if max_items is not None:
+        keep = set(sorted({r["item"] for r in rows})[:max_items])
+        rows = [r for r in rows if r["item"] in keep]
+    return [r for r in rows if r["form"] in forms and (
+        r["form"] != "fake" or mask_kinds is None or mask_kind(r) in mask_kinds)]
+
+
+def read_rows(folder: str | Path, rows: Iterable[dict], verify: bool = True,
+              skipped: list[str] | None = None,
+              ) -> Iterator[tuple[dict, np.ndarray, np.ndarray | None]]:
+    """The one reader of a dataset's images: (row, image, mask or None) per row of
+    `split_rows`; every path stays inside ``folder``.
+
+    Integrity, explicitly: ``verify=True`` (for training: a detector must not learn from an
+    altered dataset) checks each file's sha256 against the manifest and refuses on the first
+    mismatch or missing file; ``verify=False`` (for scoring) reads what it can and appends
+    one line per unreadable file to ``skipped``, so one bad file costs one image.
+    """
+    folder = Path(folder)
+    where = f"{folder / MANIFEST}"
+
+    def read(rel: str, sha: str | None) -> np.ndarray:
+        p = inside(folder, rel, where)
+        try:
+            data = p.read_bytes()
+        except OSError:
+            raise InputError(f"{p}: missing (listed in the manifest)") from None
+        if verify and hashlib.sha256(data).hexdigest() != sha:
+            raise InputError(f"{p}: sha256 does not match the manifest (file altered?)")
+        return load_image(data, name=str(p))
+
+    for r in rows:
+        try:
+            image = read(r["path"], r.get("sha256"))
+            mask = (read(r["mask_path"], r.get("mask_sha256")).max(-1) > 127
+                    if r["form"] == "fake" else None)
+        except InputError as e:
+            if verify:
+                raise
+            if skipped is not None:
+                skipped.append(str(e))
+            continue
+        yield r, image, mask
 
 
 def check_record(record: dict, where: str) -> dict:

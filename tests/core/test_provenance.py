@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from igpt_forensics import __version__
 from igpt_forensics import provenance as pv
@@ -252,3 +253,26 @@ def test_lock_admits_one_writer(tmp_path):
                 pass
     with pv.locked(tmp_path):  # released
         pass
+
+
+def test_one_split_reader_with_an_explicit_integrity_mode(tmp_path):
+    ds = make_dataset(tmp_path / "ds", n=6)
+    rows = [r for s in pv.SPLITS for r in pv.split_rows(ds, s)]
+    assert len(rows) == sum(1 for _ in pv.read_manifest(ds / pv.MANIFEST))
+    fakes = [r for r in rows if r["form"] == "fake"]
+    victim, corrupt = fakes[0], fakes[1]
+    img = ds / victim["path"]  # still a valid PNG, other pixels: only a hash can tell
+    pixels = np.asarray(Image.open(img)).copy()
+    pixels[0, 0] ^= 1
+    Image.fromarray(pixels).save(img)
+    (ds / corrupt["path"]).write_bytes(b"not a png")
+    with pytest.raises(InputError, match="sha256 does not match"):
+        list(pv.read_rows(ds, [victim], verify=True))
+    skipped: list[str] = []
+    got = list(pv.read_rows(ds, rows, verify=False, skipped=skipped))
+    assert len(got) == len(rows) - 1 and len(skipped) == 1  # one bad file costs one image
+    assert corrupt["path"].rsplit("/", 1)[1] in skipped[0]
+    for r, image, mask in got:
+        assert image.dtype == np.uint8 and (mask is None) == (r["form"] != "fake")
+    with pytest.raises(InputError, match="split must be"):
+        pv.split_rows(ds, "tset")
