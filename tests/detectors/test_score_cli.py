@@ -149,15 +149,16 @@ def test_the_shipped_cnn_is_checked_says_what_trained_it_and_finds_vq_reconstruc
     det = create_detector("cnn", pretrained=True)
     gens = {name: load_checkpoint(name)[2]["sha256"] for name in ("pixel-default", "vq-default")}
     trained = det.fit_info_["trained_on"]
-    assert {(x["family"], x["generator_sha256"]) for x in trained} == {
-        ("pixel", gens["pixel-default"]), ("vq", gens["vq-default"])}
+    made_by = {(x["family"], x["generator_sha256"]) for x in trained}
+    assert {("pixel", gens["pixel-default"]), ("vq", gens["vq-default"])} <= made_by
+    assert {f for f, _ in made_by} == {"pixel", "vq"} and len(made_by) == 3  # + vqc
     # held-out photos against their encode + decode by the bundled VQ generator ("recon")
     photos = load_patches("builtin", 48, size=32, seed=0, split="test")
     codec = load_checkpoint("vq-default")[1]
     fakes = codec.quantize(photos)
     scores = det.score(list(photos) + list(fakes))
     auc = roc_auc_score(np.r_[np.zeros(48), np.ones(48)], scores)
-    assert auc > 0.75, auc  # measured 0.85 on the default study's test split
+    assert auc > 0.75, auc  # measured 0.90 on the default study's test split
 
 
 def test_score_uses_the_shipped_cnn_by_default(folder):
