@@ -73,4 +73,4 @@ def assemble_map(tile_maps: np.ndarray, layout: Layout, size: int) -> np.ndarray
     for m, (y, x) in zip(tile_maps, layout.origins):
         acc[y:y + size, x:x + size] += m
         cnt[y:y + size, x:x + size] += 1
-    return resize_map((acc / cnt).astype(np.float32), *layout.shape).astype(np.float32)
+    return resize_map((acc / cnt).astype(np.float32), *layout.shape)

@@ -361,7 +361,7 @@ def trained_on(folder: str | Path) -> dict[str, Any]:
     info = pv.read_info(folder)
     g, st = info.get("generator") or {}, info.get("settings") or {}
     return {"dataset": Path(folder).name, "generator_sha256": g.get("sha256"),
-            "family": g.get("family", "pixel") if g.get("sha256") else None,
+            "family": pv.generator_family(g),
             **{k: st[k] for k in ("n", "masks", "temperature", "top_k", "top_p", "seed")
                if k in st}}
 

@@ -86,12 +86,6 @@ def negatives(split: Split) -> list[np.ndarray]:
     return split.qreal or split.real
 
 
-def _family(generator: dict) -> str | None:
-    """A dataset's generator family: None for an outside folder (no generator recorded);
-    datasets made before the VQ family existed are pixel."""
-    return generator.get("family", "pixel") if generator.get("sha256") else None
-
-
 LABEL_DIRS = {"0_real": "real", "1_fake": "fake"}
 
 
@@ -431,7 +425,7 @@ def metrics_document(settings: dict, splits: dict[str, Split], detectors: dict[s
         "settings": settings,
         "datasets": [{"name": s.name, "path": str(s.folder),
                       "generator_sha256": s.info.get("generator", {}).get("sha256"),
-                      "family": _family(s.info.get("generator") or {}),
+                      "family": pv.generator_family(s.info.get("generator") or {}),
                       "palette_sha256": s.info.get("generator", {}).get("palette_sha256"),
                       "settings": s.info.get("settings", {}),
                       "n_real": len(s.real) + len(s.qreal), "n_fake": len(s.fake),

@@ -240,6 +240,12 @@ def read_manifest(path: str | Path) -> Iterator[dict]:
             yield check_record(record, f"{path}:{lineno}")
 
 
+def generator_family(generator: dict) -> str | None:
+    """A dataset's generator family from its ``dataset.json`` generator: None when none is
+    recorded (an outside folder); datasets made before the VQ family existed are pixel."""
+    return generator.get("family", "pixel") if generator.get("sha256") else None
+
+
 def mask_kind(record: dict) -> str:
     """A fake's mask kind as detectors group them: every box is ``box``; no kind is full."""
     kind = str(record.get("mask_kind") or "full")

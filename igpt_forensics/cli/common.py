@@ -167,7 +167,7 @@ class PlainProgress(Progress):
             task = self._tasks[task_id]
             if last is not None and task.completed and task.visible:
                 self._printed[task_id] = None
-                self.console.print(self.line(self._tasks[task_id]), soft_wrap=True,
+                self.console.print(self.line(task), soft_wrap=True,
                                    markup=False, highlight=False)
 
     def _maybe_print(self, task_id) -> None:

@@ -160,7 +160,7 @@ def score(
                 raise InputError(f"--detector {detector}: score needs '{need}' (an outside "
                                  "detector with scores only fits `bench`)")
         task = bar.add_task("scoring", total=len(files), visible=len(files) >= PROGRESS_FROM)
-        tile_progress = _TileProgress(bar)
+        tile_kwargs = _TileProgress(bar).kwargs(det)
         rows, used = [], set()
         t0 = time.perf_counter()
         for s in range(0, len(files), CHUNK):
@@ -177,7 +177,7 @@ def score(
                 images.append(image)
                 chunk.append(f)
             if images:
-                scores, loc = det.score_and_localize(images, **tile_progress.kwargs(det))
+                scores, loc = det.score_and_localize(images, **tile_kwargs)
                 verdicts, shares = loc.verdicts(scores, det.threshold_)
                 for i, f in enumerate(chunk):
                     row = {"path": str(f), "score": float(scores[i]), "verdict": verdicts[i],
