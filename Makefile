@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
-	vq-tokenizer vq-default default-datasets vqc-pool cnn-default
+	vq-tokenizer vq-default default-datasets vqc-pool cnn-default web-examples
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -92,3 +92,13 @@ cnn-default: default-datasets vqc-pool
 	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn --dataset $(STUDY_DS)/t1 \
 		--dataset $(STUDY_DS)/topp09 --dataset $(STUDY_DS)/vq --dataset runs/pool/vqc \
 		--augment $(CNN_AUGMENT) --seed 0 --out igpt_forensics/assets/cnn-default
+
+# The example images of the web page (igpt_forensics/assets/examples, `serve`): a test photo
+# of the bundled generators (flower, 128x128 center crop) and a top-half completion of another
+# (grace_hopper) by the bundled pixel generator, stamped with its provenance record.
+web-examples: $(STAMP)
+	mkdir -p igpt_forensics/assets/examples runs/web-examples
+	$(BIN)/python -c "from igpt_forensics.data import BUILTIN_PHOTOS, _pkg_file, load_image, fit_square; from igpt_forensics.viz import save_png; save_png(fit_square(load_image(_pkg_file(*BUILTIN_PHOTOS['flower'])), 128), 'igpt_forensics/assets/examples/photo.png')"
+	$(BIN)/igpt-forensics --threads 1 complete $$($(BIN)/python -c "from igpt_forensics.data import BUILTIN_PHOTOS, _pkg_file; print(_pkg_file(*BUILTIN_PHOTOS['grace_hopper']))") --samples 1 --seed 0 --device cpu --save-dir runs/web-examples --out runs/web-examples/grid.png
+	cp runs/web-examples/0000-grace_hopper-0.png igpt_forensics/assets/examples/completion.png
+	cd igpt_forensics/assets/examples && sha256sum completion.png photo.png > SHA256SUMS

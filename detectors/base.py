@@ -123,6 +123,42 @@ class Localization:
         return verdicts, shares
 
 
+MAX_BOXES = 20  # region boxes reported per image, largest first
+
+
+def region_boxes(mask: np.ndarray, min_pixels: int = 4,
+                 limit: int = MAX_BOXES) -> list[list[int]]:
+    """Boxes ``[x0, y0, x1, y1]`` (pixels, ``x1``/``y1`` exclusive) around the connected parts
+    (8-connected) of a mask of likely synthesized pixels, largest part first; parts under
+    ``min_pixels`` are dropped, at most ``limit`` boxes."""
+    from scipy import ndimage
+
+    labels, n = ndimage.label(np.asarray(mask, bool), structure=np.ones((3, 3), bool))
+    if n == 0:
+        return []
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
+    slices = ndimage.find_objects(labels)
+    order = sorted(range(n), key=lambda k: (-sizes[k], slices[k][0].start, slices[k][1].start))
+    return [[slices[k][1].start, slices[k][0].start, slices[k][1].stop, slices[k][0].stop]
+            for k in order if sizes[k] >= min_pixels][:limit]
+
+
+def judge(detector: Any, images: Sequence[np.ndarray] | np.ndarray,
+          **kwargs) -> tuple[list[dict], Localization]:
+    """Score and localize images and apply the one verdict rule (`Localization.verdicts`):
+    per image ``score``, ``verdict``, ``region_score``, ``region_fraction`` and ``boxes``
+    (`region_boxes` of the mask; none for a ``real`` verdict, whose region share is 0).
+    What ``score`` prints and the web page shows. ``kwargs`` go to ``score_and_localize``."""
+    scores, loc = detector.score_and_localize(images, **kwargs)
+    verdicts, shares = loc.verdicts(scores, detector.threshold_)
+    rows = [{"score": float(scores[i]), "verdict": verdicts[i],
+             "region_score": float(loc.region_scores[i]),
+             "region_fraction": float(shares[i]),
+             "boxes": region_boxes(loc.masks[i]) if verdicts[i] != "real" else []}
+            for i in range(len(verdicts))]
+    return rows, loc
+
+
 def as_input_kind(items: list[np.ndarray], like: Any) -> np.ndarray | list[np.ndarray]:
     """Stack per-image results when the images came as one array; keep a list otherwise."""
     return np.stack(items) if isinstance(like, np.ndarray) else items

@@ -108,6 +108,15 @@ def read_config(path: str | Path) -> dict:
     return config
 
 
+def generator_palette(model: str | Path | None = None) -> Palette:
+    """The palette of a pixel-family checkpoint (default: the bundled default generator),
+    read from its config.json alone: verifying a watermark never loads the weights."""
+    if model is None and not Path(DEFAULT_MODEL).is_dir():
+        raise InputError("no bundled default generator is installed; pass --palette or --model")
+    folder = Path(model) if model is not None else Path(DEFAULT_MODEL)
+    return Palette.from_dict(read_config(folder).get("palette", {}), name=str(folder))
+
+
 def _load_weights(module: torch.nn.Module, weights: Path) -> None:
     try:
         state = load_file(weights)

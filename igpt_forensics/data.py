@@ -44,6 +44,9 @@ IMAGE_EXTENSIONS = frozenset(
 # A photo larger than this is refused before it is decoded (Pillow's decompression-bomb guard
 # uses a similar limit; we make it an error instead of a warning).
 MAX_PIXELS = 8192 * 8192
+# default cap of what is scored (`score --max-pixels`, the web page): scoring time grows with
+# the pixels, about 2 minutes per megapixel on 2 CPU cores with the likelihood detector
+MAX_SCORE_PIXELS = 2048 * 2048
 HELDOUT_FRACTION = 0.2
 CACHE_BYTES = 512 * 2**20  # decoded photos kept in memory while sampling patches
 MAX_FILE_BYTES = 1 << 30  # an image file larger than this is refused before it is read

@@ -68,8 +68,13 @@ class Verifier:
             raise InputError(f"{path}: is a folder, not an image file") from None
         except OSError as e:
             raise InputError(f"{path}: unreadable ({e.strerror or e})") from None
-        image = load_image(data, name=str(path))
-        text, record = stamp.read_stamp(data, str(path))
+        return self.data(data, str(path))
+
+    def data(self, data: bytes, name: str, max_pixels: int | None = None) -> FileReport:
+        """Check one file's bytes (an upload); an undecodable image raises `InputError`."""
+        image = (load_image(data, name=name) if max_pixels is None
+                 else load_image(data, name=name, max_pixels=max_pixels))
+        text, record = stamp.read_stamp(data, name)
         check = stamp.check(image, text, record, is_png=data.startswith(b"\x89PNG"))
         notes: list[str] = []
         recorded = (check.record or {}).get("watermark")
@@ -97,5 +102,5 @@ class Verifier:
                 if mask is not None and not mask.any():
                     mask = None
             verdict = key.verify(image, mask, self.alpha)
-        return FileReport(str(path), image.shape[:2], check, verdict, scheme, notes)
+        return FileReport(name, image.shape[:2], check, verdict, scheme, notes)
 

@@ -69,3 +69,15 @@ def completion_grid(originals: np.ndarray, completions: np.ndarray, mask: np.nda
         rows.extend(completions[i])
         rows.append(originals[i])
     return image_grid(np.stack(rows), ncol=samples + 2, scale=scale, pad=2)
+
+
+HEAT_COLORMAP = "inferno"  # of every map shown: low = dark, high = bright yellow
+
+
+def heat_overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """The image in gray under a map in [0, 1] in the heat colormap (half and half)."""
+    from matplotlib import colormaps
+
+    gray = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    colors = colormaps[HEAT_COLORMAP](np.clip(heat, 0, 1))[..., :3] * 255.0
+    return np.clip(0.5 * gray[..., None] + 0.5 * colors, 0, 255).astype(np.uint8)

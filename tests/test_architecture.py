@@ -1,13 +1,16 @@
-"""The one-way flow of the design (README, Layout), kept true by a test: core <- generators <- detectors <- CLI.
+"""The one-way flow of the design (README, Layout), kept true by a test: core <- generators <-
+detectors <- applications (the CLI, the web page).
 
-The core modules of igpt_forensics never import the CLI, the generators or the detectors;
-generators never import detectors or the CLI; detectors never import the CLI.
+The core modules of igpt_forensics never import the CLI, the web page, the generators or the
+detectors; generators never import detectors or an application; detectors never import an
+application; the web page never imports the CLI.
 """
 
 import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+APPS = ("igpt_forensics.cli", "igpt_forensics.web")
 
 
 def imports_of(path: Path) -> set[str]:
@@ -41,16 +44,21 @@ def layer_violations(package: str, forbidden: tuple[str, ...], skip: tuple[str, 
 
 
 def test_core_imports_nothing_above_it():
-    assert layer_violations("igpt_forensics", ("igpt_forensics.cli", "generators", "detectors"),
-                            skip=("igpt_forensics/cli", "igpt_forensics/__main__.py")) == []
+    assert layer_violations("igpt_forensics", APPS + ("generators", "detectors"),
+                            skip=("igpt_forensics/cli", "igpt_forensics/web",
+                                  "igpt_forensics/__main__.py")) == []
 
 
-def test_generators_do_not_import_detectors_or_cli():
-    assert layer_violations("generators", ("detectors", "igpt_forensics.cli")) == []
+def test_generators_do_not_import_detectors_or_applications():
+    assert layer_violations("generators", ("detectors",) + APPS) == []
 
 
-def test_detectors_do_not_import_cli():
-    assert layer_violations("detectors", ("igpt_forensics.cli",)) == []
+def test_detectors_do_not_import_applications():
+    assert layer_violations("detectors", APPS) == []
+
+
+def test_the_web_page_does_not_import_the_cli():
+    assert layer_violations("igpt_forensics/web", ("igpt_forensics.cli",)) == []
 
 
 def test_the_walker_sees_relative_imports():

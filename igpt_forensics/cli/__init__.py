@@ -27,7 +27,7 @@ COMMANDS = {
     "score": "score_cmds", "calibrate": "score_cmds",
     "bench": "bench_cmds", "demo": "bench_cmds",
     "train-detector": "train_detector_cmds",
-    "verify": "verify_cmds",
+    "verify": "verify_cmds", "serve": "serve_cmds",
     "palette": "palette_cmds", "data": "data_cmds",
 }
 

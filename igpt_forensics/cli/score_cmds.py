@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -14,13 +15,13 @@ import typer
 from rich.table import Table
 
 # submodules, not the package: registering happens on import of each detector's module
-from detectors.base import list_detectors, open_detector, ready_detectors
+from detectors.base import judge, list_detectors, open_detector, ready_detectors
 from detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
 
-from ..data import find_images, load_image
+from ..data import MAX_SCORE_PIXELS, find_images, load_image
 from ..errors import InputError
 from ..files import atomic_write_bytes, atomic_write_text
-from ..viz import png_bytes
+from ..viz import heat_overlay, png_bytes
 from .common import (
     DataOpt,
     JsonOpt,
@@ -36,7 +37,6 @@ from .common import (
 )
 
 CHUNK = 16  # images loaded and scored together
-MAX_SCORE_PIXELS = 2048 * 2048  # default cap of --max-pixels
 SMALL_SIDE = 32  # the models' size: smaller images are scored, with a warning
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 TILE_PROGRESS_FROM = 1024  # and a bar of tiles from this many (a 256x256 photo at 32x32)
@@ -49,15 +49,6 @@ ModelOpt = Annotated[Path | None, typer.Option(
     "With a detector name, the detector is calibrated for it first.")]
 DeviceOpt = Annotated[str | None, typer.Option(
     help="auto, cpu, cuda, mps (default: as the detector was saved).")]
-
-
-def _overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
-    """The image in gray under the map in a heat colormap (half and half)."""
-    from matplotlib import colormaps
-
-    gray = image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    colors = colormaps["inferno"](heat)[..., :3] * 255.0
-    return np.clip(0.5 * gray[..., None] + 0.5 * colors, 0, 255).astype(np.uint8)
 
 
 def _map_png16(heat: np.ndarray) -> bytes:
@@ -177,17 +168,14 @@ def score(
                 images.append(image)
                 chunk.append(f)
             if images:
-                scores, loc = det.score_and_localize(images, **tile_kwargs)
-                verdicts, shares = loc.verdicts(scores, det.threshold_)
+                judged, loc = judge(det, images, **tile_kwargs)
                 for i, f in enumerate(chunk):
-                    row = {"path": str(f), "score": float(scores[i]), "verdict": verdicts[i],
-                           "region_score": float(loc.region_scores[i]),
-                           "region_fraction": float(shares[i])}
+                    row = {"path": str(f), **judged[i]}
                     if maps is not None:
                         stem = _unique_stem(f, used)
                         heat = np.asarray(loc.maps[i])
                         overlay, raw = maps / f"{stem}.overlay.png", maps / f"{stem}.map.png"
-                        atomic_write_bytes(overlay, png_bytes(_overlay(images[i], heat)))
+                        atomic_write_bytes(overlay, png_bytes(heat_overlay(images[i], heat)))
                         atomic_write_bytes(raw, _map_png16(heat))
                         row.update(map=str(raw), overlay=str(overlay))
                     rows.append(row)
@@ -204,24 +192,25 @@ def score(
         return
     if csv_out is not None:
         buf = io.StringIO()
-        fields = ["path", "score", "verdict", "region_score", "region_fraction"]
+        fields = ["path", "score", "verdict", "region_score", "region_fraction", "boxes"]
         fields += ["map", "overlay"] if maps is not None else []
         writer = csv.DictWriter(buf, fieldnames=fields)
         writer.writeheader()
-        writer.writerows(rows)
+        # boxes as JSON: [[x0, y0, x1, y1], ...] in pixels, largest region first
+        writer.writerows({**r, "boxes": json.dumps(r["boxes"])} for r in rows)
         atomic_write_text(csv_out, buf.getvalue())
     table = Table(title=f"{info['kind']} detector: score = log-odds synthetic (higher = more "
                         f"likely synthetic), threshold {det.threshold_:.3f} "
                         f"at {getattr(det, 'target_fpr', 0.01):.0%} false positives on real "
                         "images")
     table.add_column("file", overflow="fold")
-    for col in ("score", "verdict", "region"):
+    for col in ("score", "verdict", "region", "boxes"):
         table.add_column(col, justify="left" if col == "verdict" else "right", no_wrap=True)
     style = {"synthetic": "bold red", "region": "yellow", "real": "green"}
     for r in rows:
         table.add_row(r["path"], f"{r['score']:.3f}",
                       f"[{style[r['verdict']]}]{r['verdict']}[/]",
-                      f"{r['region_fraction']:.0%}")
+                      f"{r['region_fraction']:.0%}", str(len(r["boxes"])))
     console.print(table)
     err_console.print(f"{len(rows)} images in {seconds:.1f} s "
                       f"({len(rows) / max(seconds, 1e-9):.1f} images/s)")

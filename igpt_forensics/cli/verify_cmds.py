@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from generators.checkpoint import DEFAULT_MODEL, read_config
+from generators.checkpoint import generator_palette
 
 from ..data import find_images
 from ..errors import InputError
@@ -36,11 +36,7 @@ def _palette(palette: Path | None, model: Path | None) -> Palette:
         raise InputError("give --palette or --model, not both")
     if palette is not None:
         return Palette.load(palette)
-    folder = model if model is not None else DEFAULT_MODEL
-    if model is None and not DEFAULT_MODEL.is_dir():
-        raise InputError("no bundled default generator is installed; pass --palette or --model")
-    # the palette only: verifying never loads the weights
-    return Palette.from_dict(read_config(folder).get("palette", {}), name=str(folder))
+    return generator_palette(model)
 
 
 def _verdict(row: dict) -> str:

@@ -66,8 +66,12 @@ def test_score_table_json_and_maps(calibrated, folder, tmp_path):
         assert raw.size == (w, h) and raw.mode.startswith("I")  # 16-bit grayscale
         heat = np.asarray(raw, dtype=np.float64) / 65535.0
         assert 0.0 <= heat.min() and heat.max() <= 1.0
-        frac = rows[f"{name}.{'jpg' if name == 'c' else 'png'}"]["region_fraction"]
-        assert 0.0 <= frac <= 1.0
+        row = rows[f"{name}.{'jpg' if name == 'c' else 'png'}"]
+        assert 0.0 <= row["region_fraction"] <= 1.0
+        # region boxes: the mask's parts, inside the image; none for a real verdict
+        assert (row["boxes"] == []) == (row["verdict"] == "real")
+        for x0, y0, x1, y1 in row["boxes"]:
+            assert 0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h
         overlay = np.asarray(Image.open(maps / f"{name}.overlay.png"))
         assert overlay.shape == (h, w, 3) and overlay.dtype == np.uint8
 
@@ -83,6 +87,7 @@ def test_score_csv_and_the_same_scores_as_json(calibrated, folder, tmp_path):
     js = json.loads((tmp_path / "s.json").read_text())["rows"]
     assert [r["path"] for r in rows] == [r["path"] for r in js]
     assert [float(r["score"]) for r in rows] == [r["score"] for r in js]
+    assert [json.loads(r["boxes"]) for r in rows] == [r["boxes"] for r in js]
 
 
 def test_score_with_a_model_calibrates_for_it_first(tiny_checkpoint, folder):
