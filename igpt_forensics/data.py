@@ -590,6 +590,39 @@ def sample_patches(source: ImageSource, n: int, size: int = 32, seed: int = 0,
     return PatchSampler(source, size, seed, split).patches(range(n), progress)
 
 
+def real_views(source: ImageSource, sides: Sequence[int], per_photo: int, seed: int = 0,
+               split: str = "val", progress: Callable[[int, int], None] | None = None,
+               ) -> dict[int, list[np.ndarray]]:
+    """Real photos as users hand them to a detector, at several sizes: for each side ``S``,
+    ``per_photo`` random square crops of every photo of the split whose shorter side is at
+    least ``S`` (the crop's side drawn between ``min(2S, shorter side)`` and the shorter
+    side), resized to ``SxS`` (Lanczos). What the size calibration of a detector's thresholds
+    reads. Crop ``k`` of a photo at side ``S`` depends only on ``(seed, photo, S, k)``."""
+    if per_photo <= 0:
+        raise InputError(f"crops per photo must be positive, got {per_photo}")
+    photos = list(source.photos(split))
+    if not photos:
+        raise InputError(f"no readable photos in split '{split}' of {source.spec}")
+    out: dict[int, list[np.ndarray]] = {int(s): [] for s in sorted(set(sides))}
+    total, done = len(out) * len(photos), 0
+    for side, views in out.items():
+        for pid, image in photos:
+            short = min(image.shape[:2])
+            if short >= side:
+                rng = np.random.default_rng(derive_seed(seed, pid, side))
+                h, w = image.shape[:2]
+                for _ in range(per_photo):
+                    c = int(rng.integers(min(2 * side, short), short + 1))
+                    y, x = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
+                    crop = Image.fromarray(image[y:y + c, x:x + c])
+                    views.append(np.asarray(crop.resize((side, side), Image.Resampling.LANCZOS)
+                                            if c != side else crop, dtype=np.uint8))
+            done += 1
+            if progress is not None:
+                progress(1, total)
+    return {s: v for s, v in out.items() if v}
+
+
 def load_patches(spec: str, n: int, size: int = 32, seed: int = 0,
                  split: str = "train") -> np.ndarray:
     """Convenience: patches from a data spec."""

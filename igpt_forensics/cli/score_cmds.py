@@ -18,7 +18,7 @@ from rich.table import Table
 from detectors.base import judge, list_detectors, open_detector, ready_detectors
 from detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
 
-from ..data import MAX_SCORE_PIXELS, find_images, load_image
+from ..data import MAX_SCORE_PIXELS, ImageSource, find_images, load_image, real_views
 from ..errors import InputError
 from ..files import atomic_write_bytes, atomic_write_text
 from ..viz import heat_overlay, png_bytes
@@ -241,12 +241,19 @@ def calibrate(
                           ] = 0.01,
     seed: Annotated[int, typer.Option(help="Seed of patches and samples.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, mps.")] = "cpu",
+    per_photo: Annotated[int, typer.Option(min=1, help="Size calibration: crops of each photo "
+                                           "at each side.")] = 10,
+    sides: Annotated[str, typer.Option(help="Size calibration: image sides, comma-separated."
+                                       )] = "32,64,128,256,512,1024",
 ) -> None:
     """Fit a zero-shot detector on real photos and the scoring model's own samples; write it
-    with a SHA256SUMS file. The shipped calibration is this command with its defaults."""
+    with a SHA256SUMS file. The shipped calibration is this command with its defaults.
+
+    With a trained detector that calibrates by size (cnn, shipped or a saved folder): set its
+    thresholds for every image size from real photos of --split (comma-separated, e.g.
+    train,val), --per-photo crops of each photo at each of --sides; nothing is retrained."""
     if detector != LikelihoodDetector.name:
-        raise InputError(f"calibrate fits zero-shot detectors: {LikelihoodDetector.name} "
-                         f"(got '{detector}')")
+        return _calibrate_sizes(detector, out, data, split, per_photo, sides, seed, device)
     t0 = time.perf_counter()
     with progress_bar("images") as bar:
         det = LikelihoodDetector.calibrated(
@@ -266,6 +273,44 @@ def calibrate(
                   det.model_sha256_[:12], f"{time.perf_counter() - t0:.0f}")
     console.print(table)
     report_skipped(fi.get("skipped_files", []))
+
+
+def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int, sides: str,
+                     seed: int, device: str) -> None:
+    try:
+        side_list = sorted({int(x) for x in sides.split(",")})
+    except ValueError:
+        raise InputError(f"--sides {sides}: expected sides in pixels, e.g. 32,64,128") from None
+    if not side_list or side_list[0] < 8 or side_list[-1] > 4096:
+        raise InputError(f"--sides {sides}: each side must be 8 to 4096 pixels")
+    det = open_detector(detector, device=device)
+    if not hasattr(det, "calibrate_sizes"):
+        raise InputError(f"calibrate fits zero-shot detectors ({LikelihoodDetector.name}) and "
+                         f"the size thresholds of trained ones that have them (cnn); "
+                         f"'{detector}' has neither")
+    source = ImageSource(data_spec(data))
+    t0 = time.perf_counter()
+    views: dict[int, list] = {}
+    with progress_bar("photos") as bar:
+        for one in split.split(","):
+            for side, ims in real_views(source, side_list, per_photo, seed, one.strip(),
+                                        progress=_calibration_bar(bar, f"cropping {one}")
+                                        ).items():
+                views.setdefault(side, []).extend(ims)
+        det.calibrate_sizes(views, progress=_calibration_bar(bar, "scoring sides"))
+    det.save(out)
+    table = Table(title=f"{det.name} detector {out}: thresholds per image side, at "
+                        f"{det.target_fpr:.0%} of real images (map: {det.map_fpr:.0%} of "
+                        "real pixels)")
+    for col in ("side", "real images", "image", "region", "map"):
+        table.add_column(col, justify="right")
+    t = det.size_calibration_
+    for i, side in enumerate(t["sides"]):
+        table.add_row(str(side), str(t["n"][i]), f"{t['image'][i]:.3f}",
+                      f"{t['region'][i]:.3f}", f"{t['map'][i]:.4f}")
+    console.print(table)
+    err_console.print(f"{time.perf_counter() - t0:.0f} s")
+    report_skipped(source.report.bad)
 
 
 def register(app: typer.Typer) -> None:

@@ -349,3 +349,58 @@ def test_train_detector_on_a_pool_of_datasets(dataset, tiny_checkpoint, tmp_path
     gen = json.loads((dataset / "dataset.json").read_text())["generator"]["sha256"]
     assert [(x["dataset"], x["generator_sha256"], x["family"], x["top_k"]) for x in saved] == [
         (dataset.name, gen, "pixel", 0), ("topk", gen, "pixel", 4)]
+
+
+def test_cnn_size_calibration_holds_the_false_positive_rate_at_every_side(cnn_det, tmp_path):
+    """Thresholds calibrated at the training size flag most larger real photos (the shipped
+    cnn: 99% at 256x256); per-side thresholds keep every side's real images under them."""
+    from igpt_forensics.data import ImageSource, real_views
+
+    det = load_detector(cnn_det.save(tmp_path / "cnn"))
+    views = real_views(ImageSource("builtin"), (8, 16, 32, 64), per_photo=6, split="val")
+    assert sorted(views) == [8, 16, 32, 64] and all(len(v) == 6 for v in views.values())
+    det.calibrate_sizes(views)
+    t = det.size_calibration_
+    for side, ims in views.items():
+        scores, loc = det.score_and_localize(np.stack(ims))
+        assert np.all(scores <= det.threshold_ + 1e-9), side  # 1% of 6: none above
+        assert not loc.region_flags.any(), side
+    # between calibrated sides the terms interpolate in log side; past the ends they clamp
+    assert det._size_terms((8, 8)) == (0.0, 0.0, t["map"][0])
+    shift = det._size_terms((16, 32))[0]  # side sqrt(512) = 22.6: between 16 and 32
+    assert min(t["image"][1], t["image"][2]) - 1e-9 <= shift + t["image"][0] <= max(
+        t["image"][1], t["image"][2]) + 1e-9
+    assert det._size_terms((500, 500)) == det._size_terms((64, 64))
+    # saved and loaded as it was; a broken table is refused with one line
+    again = load_detector(det.save(tmp_path / "cal"))
+    assert again.size_calibration_ == t
+    np.testing.assert_allclose(again.score(views[64]), det.score(views[64]))
+    from detectors.cnn import _checked_size_table
+
+    for bad in ({**t, "sides": [8, 8, 32, 64]}, {**t, "map": t["map"][:2]},
+                {**t, "image": [float("nan")] * 4}, {k: v for k, v in t.items() if k != "n"}):
+        with pytest.raises(InputError, match="size_calibration_"):
+            _checked_size_table(bad, tmp_path)
+
+
+def test_cnn_inference_in_pixel_bounded_chunks_gives_the_same_scores(cnn_det, splits,
+                                                                    monkeypatch):
+    import detectors.cnn as cnn
+
+    ims = splits["test"].real[:10]
+    whole = cnn_det.score(ims)
+    monkeypatch.setattr(cnn, "FORWARD_PIXELS", 3 * ims.shape[1] * ims.shape[2])  # 3 a pass
+    np.testing.assert_allclose(cnn_det.score(ims), whole, rtol=1e-5, atol=1e-5)
+
+
+def test_calibrate_cli_sets_size_thresholds_of_a_saved_cnn(cnn_det, tmp_path):
+    src = cnn_det.save(tmp_path / "cnn")
+    r = runner.invoke(app, ["calibrate", "--detector", str(src), "--data", "builtin",
+                            "--split", "val", "--per-photo", "3", "--sides", "8,16",
+                            "--out", str(tmp_path / "cal")])
+    assert r.exit_code == 0, r.output
+    assert "thresholds per image side" in r.output
+    assert load_detector(tmp_path / "cal").size_calibration_["sides"] == [8, 16]
+    r = runner.invoke(app, ["calibrate", "--detector", str(src), "--sides", "8,x",
+                            "--out", str(tmp_path / "bad")])
+    assert r.exit_code == 1 and "--sides" in r.output
