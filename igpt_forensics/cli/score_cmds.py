@@ -253,7 +253,7 @@ def calibrate(
     thresholds for every image size from real photos of --split (comma-separated, e.g.
     train,val), --per-photo crops of each photo at each of --sides; nothing is retrained."""
     if detector != LikelihoodDetector.name:
-        return _calibrate_sizes(detector, out, data, split, per_photo, sides, seed, device)
+        return _calibrate_sizes(detector, out, data, split, per_photo, sides, seed)
     t0 = time.perf_counter()
     with progress_bar("images") as bar:
         det = LikelihoodDetector.calibrated(
@@ -276,14 +276,15 @@ def calibrate(
 
 
 def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int, sides: str,
-                     seed: int, device: str) -> None:
+                     seed: int) -> None:
+    """The size thresholds of a trained detector (on the device it was saved for)."""
     try:
         side_list = sorted({int(x) for x in sides.split(",")})
     except ValueError:
         raise InputError(f"--sides {sides}: expected sides in pixels, e.g. 32,64,128") from None
     if not side_list or side_list[0] < 8 or side_list[-1] > 4096:
         raise InputError(f"--sides {sides}: each side must be 8 to 4096 pixels")
-    det = open_detector(detector, device=device)
+    det = open_detector(detector)
     if not hasattr(det, "calibrate_sizes"):
         raise InputError(f"calibrate fits zero-shot detectors ({LikelihoodDetector.name}) and "
                          f"the size thresholds of trained ones that have them (cnn); "
