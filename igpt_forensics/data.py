@@ -604,7 +604,7 @@ def real_views(source: ImageSource, sides: Sequence[int], per_photo: int, seed: 
     if not photos:
         raise InputError(f"no readable photos in split '{split}' of {source.spec}")
     out: dict[int, list[np.ndarray]] = {int(s): [] for s in sorted(set(sides))}
-    total, done = len(out) * len(photos), 0
+    total = len(out) * len(photos)
     for side, views in out.items():
         for pid, image in photos:
             short = min(image.shape[:2])
@@ -617,7 +617,6 @@ def real_views(source: ImageSource, sides: Sequence[int], per_photo: int, seed: 
                     crop = Image.fromarray(image[y:y + c, x:x + c])
                     views.append(np.asarray(crop.resize((side, side), Image.Resampling.LANCZOS)
                                             if c != side else crop, dtype=np.uint8))
-            done += 1
             if progress is not None:
                 progress(1, total)
     return {s: v for s, v in out.items() if v}

@@ -79,7 +79,10 @@ class _Detectors:
             raise _Refused(404, f"unknown detector '{name}'; this server offers: "
                                 f"{', '.join(self.specs)}")
         if name not in self.opened:
-            self.opened[name] = open_detector(self.specs[name], device=self.device)
+            try:
+                self.opened[name] = open_detector(self.specs[name], device=self.device)
+            except InputError as e:  # the server's setup, not the client's request
+                raise _Refused(500, f"detector '{name}' could not be opened: {e}") from None
         return self.opened[name]
 
 

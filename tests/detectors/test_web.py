@@ -127,6 +127,13 @@ def test_every_bad_upload_is_a_4xx_with_one_line(client, case, status, words):
     assert words in error and "\n" not in error
 
 
+def test_a_detector_that_cannot_be_opened_is_one_line_500(tmp_path):
+    (tmp_path / "det").mkdir()
+    broken = TestClient(create_app({"mine": str(tmp_path / "det")}))
+    r = post(broken, example("completion"))
+    assert r.status_code == 500 and "detector 'mine' could not be opened" in r.json()["error"]
+
+
 def test_unknown_examples_and_routes_are_one_line_4xx(client):
     r = client.get("/api/examples/..%2f..%2fsetup.py")
     assert r.status_code == 404 and r.json()["error"]
