@@ -29,7 +29,7 @@ validation split's real images: ``threshold_`` and ``region_threshold_`` to ``ta
 
 Images of other sizes (``calibrate_sizes``): the image logit, the strongest pixel logit and
 the pixels' spread all grow with the image (a 256x256 image has 64 times the windows of a
-32x32 one), so thresholds calibrated at 32x32 flag most large real photos (measured: 99% of
+32x32 one), so thresholds calibrated at 32x32 flag most large real photos (measured: 98% of
 256x256 crops of the test photos). ``calibrate_sizes`` scores real photos at several sides
 and keeps, per side, the three thresholds at the same rates; scores and region scores are
 then shifted by the difference to the smallest side, and masks use the side's map threshold,
