@@ -152,6 +152,9 @@ def score(
                                  "detector with scores only fits `bench`)")
         task = bar.add_task("scoring", total=len(files), visible=len(files) >= PROGRESS_FROM)
         tile_kwargs = _TileProgress(bar).kwargs(det)
+        # a size-calibrating detector (cnn) whose thresholds know one size only
+        uncalibrated = (hasattr(det, "calibrate_sizes")
+                        and getattr(det, "size_calibration_", None) is None)
         rows, used = [], set()
         t0 = time.perf_counter()
         for s in range(0, len(files), CHUNK):
@@ -162,6 +165,12 @@ def score(
                 except InputError as e:
                     bad.append(f"{e} (--max-pixels)" if "too large" in str(e) else str(e))
                     continue
+                if uncalibrated and max(image.shape[:2]) > 2 * det.image_size_:
+                    uncalibrated = False  # one warning per run
+                    warn(f"{f}: this {det.name} detector has thresholds for "
+                         f"{det.image_size_}x{det.image_size_} images only and flags most "
+                         "larger real photos; calibrate it first: igpt-forensics calibrate "
+                         f"--detector {detector} --data REAL_PHOTOS --out DIR")
                 if min(image.shape[:2]) < SMALL_SIDE:
                     warn(f"{f}: only {image.shape[1]}x{image.shape[0]} pixels; scores of "
                          f"images under {SMALL_SIDE}x{SMALL_SIDE} mean little")

@@ -404,3 +404,20 @@ def test_calibrate_cli_sets_size_thresholds_of_a_saved_cnn(cnn_det, tmp_path):
     r = runner.invoke(app, ["calibrate", "--detector", str(src), "--sides", "8,x",
                             "--out", str(tmp_path / "bad")])
     assert r.exit_code == 1 and "--sides" in r.output
+
+
+def test_score_warns_when_a_cnn_without_size_thresholds_meets_a_large_image(cnn_det, splits,
+                                                                           tmp_path):
+    src = cnn_det.save(tmp_path / "cnn")
+    big = np.asarray(Image.fromarray(splits["test"].real[0]).resize((40, 40)))
+    Image.fromarray(big).save(tmp_path / "big.png")
+    Image.fromarray(splits["test"].real[1]).save(tmp_path / "small.png")
+    r = runner.invoke(app, ["score", str(tmp_path / "small.png"), "--detector", str(src)])
+    assert r.exit_code == 0 and "calibrate it first" not in r.output
+    r = runner.invoke(app, ["score", str(tmp_path / "big.png"), "--detector", str(src)])
+    assert r.exit_code == 0 and "calibrate it first" in r.output, r.output
+    det = load_detector(src)
+    det.calibrate_sizes({8: list(splits["val"].real[:5]), 40: [big]}).save(tmp_path / "cal")
+    r = runner.invoke(app, ["score", str(tmp_path / "big.png"), "--detector",
+                            str(tmp_path / "cal")])
+    assert r.exit_code == 0 and "calibrate it first" not in r.output, r.output
