@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write_text
-from .viz import image_grid, png_bytes
+from .viz import HEAT_COLORMAP, image_grid, png_bytes
 
 
 def _figure_png(fig) -> bytes:
@@ -190,7 +190,7 @@ def examples_strip(fakes: list[np.ndarray], truth: list[np.ndarray], maps: list[
     """Per row: the fake, the ground-truth mask, the detector's map (hot colors)."""
     import matplotlib
 
-    cmap = matplotlib.colormaps["inferno"]
+    cmap = matplotlib.colormaps[HEAT_COLORMAP]
     rows = []
     for im, t, m in zip(fakes, truth, maps):
         rows += [im, np.repeat((t * 255).astype(np.uint8)[..., None], 3, -1),

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import stamp
 from . import watermark as wm
 from .data import load_image
@@ -70,10 +72,11 @@ class Verifier:
             raise InputError(f"{path}: unreadable ({e.strerror or e})") from None
         return self.data(data, str(path))
 
-    def data(self, data: bytes, name: str, max_pixels: int | None = None) -> FileReport:
-        """Check one file's bytes (an upload); an undecodable image raises `InputError`."""
-        image = (load_image(data, name=name) if max_pixels is None
-                 else load_image(data, name=name, max_pixels=max_pixels))
+    def data(self, data: bytes, name: str, image: np.ndarray | None = None) -> FileReport:
+        """Check one file's bytes (an upload); ``image``: its pixels when the caller has
+        decoded them already. An undecodable image raises `InputError`."""
+        if image is None:
+            image = load_image(data, name=name)
         text, record = stamp.read_stamp(data, name)
         check = stamp.check(image, text, record, is_png=data.startswith(b"\x89PNG"))
         notes: list[str] = []

@@ -87,9 +87,8 @@ class _Detectors:
 
 
 def _summary(name: str, det) -> dict:
-    info = det.describe()
-    trained = (info.get("fit_info_") or getattr(det, "fit_info_", None) or {}).get("trained_on")
-    return {"name": name, "kind": info["kind"], "threshold": float(det.threshold_),
+    trained = (getattr(det, "fit_info_", None) or {}).get("trained_on")
+    return {"name": name, "kind": det.describe()["kind"], "threshold": float(det.threshold_),
             "target_fpr": float(getattr(det, "target_fpr", 0.01)),
             "has_map": bool(getattr(det, "has_pixel_maps", True)),
             "trained_on": sorted({t.get("dataset", "?") for t in trained}) if trained else None}
@@ -200,7 +199,7 @@ def create_app(detectors: dict[str, str] | None = None, *,
             overlay = "data:image/png;base64," + base64.b64encode(png_bytes(heat)).decode()
         provenance, watermark = None, None
         if verifier is not None:
-            report = verifier.data(data, "upload", max_pixels=max_pixels)
+            report = verifier.data(data, "upload", image=image)
             provenance = report.stamp.to_dict()
             watermark = None if report.verdict is None else report.verdict.to_dict()
         return {"width": int(image.shape[1]), "height": int(image.shape[0]),

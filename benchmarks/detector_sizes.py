@@ -6,7 +6,7 @@ Real side: `real_views` crops of the *test* photos (builtin + Debian list) at si
 each dataset given (its reals, quantized reals and fakes), the share of each flagged (verdict
 synthetic or region).
 
-    .venv/bin/python benchmarks/cnn_sizes.py --detector cnn --dataset studies/runs/default-study/t1 \
+    .venv/bin/python benchmarks/detector_sizes.py --detector cnn --dataset studies/runs/default-study/t1 \
         --dataset runs/unseen/vqb --json benchmarks/results/cnn-sizes.json
 """
 
