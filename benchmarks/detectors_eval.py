@@ -51,7 +51,7 @@ from detectors.cnn import CNNDetector  # noqa: E402
 from detectors.features import FeaturesDetector  # noqa: E402
 from detectors.fusion import FusionDetector  # noqa: E402
 from detectors.likelihood import LikelihoodDetector  # noqa: E402
-from detectors.trained import SplitData, evaluate_split, load_split  # noqa: E402
+from detectors.trained import SplitData, evaluate_split, load_arrays  # noqa: E402
 from igpt_forensics.metrics import image_metrics  # noqa: E402
 
 BASELINE_FEATURES = ("log_row_col_energy", "log_laplacian_energy", "colors_per_pixel",
@@ -135,12 +135,12 @@ def main(argv: list[str] | None = None) -> dict:
     info = {"cpu_count": os.cpu_count(), "threads": args.threads,
             "load_before": os.getloadavg(), "args": {k: str(v) for k, v in vars(args).items()}}
 
-    train = load_split(args.dataset, "train", max_items=args.max_items)
-    val = load_split(args.dataset, "val", max_items=args.max_items)
-    sets = {"in_distribution": load_split(args.dataset, "test", max_items=args.max_items)}
+    train = load_arrays(args.dataset, "train", max_items=args.max_items)
+    val = load_arrays(args.dataset, "val", max_items=args.max_items)
+    sets = {"in_distribution": load_arrays(args.dataset, "test", max_items=args.max_items)}
     for spec in args.shift:
         name, _, folder = spec.partition("=")
-        sets[name] = load_split(folder, "test", max_items=args.max_items)
+        sets[name] = load_arrays(folder, "test", max_items=args.max_items)
     counts = {"train": [len(train.real), len(train.fake)], "val": [len(val.real), len(val.fake)],
               **{k: [len(v.real), len(v.fake)] for k, v in sets.items()}}
     print("images (real+qreal, fake):", counts, flush=True)

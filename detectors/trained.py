@@ -10,8 +10,8 @@
   (parameters, learned state, every array); loading recomputes it and refuses a folder whose
   JSON or arrays were edited. Nothing is ever unpickled: networks are safetensors, scikit-learn
   models are stored as their numbers (coefficients, tree arrays) and evaluated by hand.
-- `load_split`: the images of one split of a dataset written by ``generate``
-  (``igpt_forensics.provenance``), each file checked against the manifest's sha256.
+- `load_arrays`: one split of a labeled dataset (`igpt_forensics.splits`, the one split
+  reader), stacked for training, each file of a generated dataset checked against its sha256.
 - Tiles and resizing for images whose size differs from the training size.
 
 ``progress(advance, total, **info)``: ``advance`` units of work just done out of ``total``;
@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import abstractmethod
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ import numpy as np
 
 from igpt_forensics import provenance as pv
 from igpt_forensics.errors import InputError
+from igpt_forensics.splits import Split, layout, load_split, split_counts
 
 from .base import (
     DEFAULT_TARGET_FPR,
@@ -247,69 +249,72 @@ def parse_real_forms(text: str | Sequence[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(forms))
 
 
-def load_split(dataset: str | Path, split: str, real_forms: Sequence[str] = REAL_FORMS,
-               max_items: int | None = None, mask_kinds: Sequence[str] | None = None,
-               progress: Progress | None = None) -> SplitData:
-    """Images of ``split`` (train, val or test) of a dataset written by ``generate``.
+def _center_crop(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    top, left = (image.shape[0] - h) // 2, (image.shape[1] - w) // 2
+    return image[top:top + h, left:left + w]
+
+
+def stack_split(data: Split, real_forms: Sequence[str] = REAL_FORMS) -> SplitData:
+    """A split as arrays for training: reals of ``real_forms`` in reading order, fakes, masks.
+
+    Images of several sizes (an outside folder) are center-cropped to the most common size;
+    an image smaller than it is left out with one line in ``data.skipped``.
+    """
+    real, forms, real_ids = data.reals(parse_real_forms(real_forms))
+    sizes = Counter(im.shape[:2] for im in [*real, *data.fake])
+    h, w = max(sizes, key=lambda s: (sizes[s], s)) if sizes else (0, 0)
+
+    def fit(images: list[np.ndarray], ids: list[str]) -> list[int]:
+        keep = []
+        for i, (im, name) in enumerate(zip(images, ids)):
+            if im.shape[0] >= h and im.shape[1] >= w:
+                keep.append(i)
+            else:
+                data.skipped.append(f"{name}: {im.shape[1]}x{im.shape[0]}, smaller than the "
+                                    f"{w}x{h} the other images are cropped to (left out)")
+        return keep
+
+    rk, fk = fit(real, real_ids), fit(data.fake, data.ids["fake"])
+    if not rk or not fk:
+        raise InputError(f"{data.folder}: split '{data.split}' needs both real and fake "
+                         f"images (has {len(rk)} real, {len(fk)} fake)")
+    return SplitData(
+        _stack([_center_crop(real[i], h, w) for i in rk], f"{data.folder} real images"),
+        _stack([_center_crop(data.fake[i], h, w) for i in fk], f"{data.folder} fake images"),
+        np.stack([_center_crop(data.masks[i], h, w) for i in fk]),
+        [forms[i] for i in rk], [data.kinds[i] for i in fk], [real_ids[i] for i in rk],
+        [data.ids["fake"][i] for i in fk])
+
+
+def load_arrays(dataset: str | Path, split: str, real_forms: Sequence[str] = REAL_FORMS,
+                max_items: int | None = None, mask_kinds: Sequence[str] | None = None,
+                progress: Progress | None = None) -> SplitData:
+    """Images of ``split`` (train, val or test) of a labeled dataset (`splits.load_split`:
+    one written by ``generate``, a ``0_real/ 1_fake`` folder or a CSV/JSONL list), stacked
+    for training (`stack_split`).
 
     ``real_forms``: which real images (``real`` as photographed, ``qreal`` through the
     generator's palette, or both); ``max_items``: at most this many items (the first ones);
-    ``mask_kinds``: only fakes of these kinds (``box`` covers every box). Each file's sha256
-    is checked against the manifest, so an altered dataset is refused, not learned from.
+    ``mask_kinds``: only fakes of these kinds (``box`` covers every box). Each file of a
+    generated dataset is checked against the manifest's sha256, so an altered dataset is
+    refused, not learned from.
     """
-    folder = Path(dataset)
-    info = pv.read_info(folder)
-    if not info.get("complete"):
-        raise InputError(f"{folder}: incomplete dataset (finish it with its generate command)")
     forms = parse_real_forms(real_forms)
-    rows = pv.split_rows(folder, split, max_items, (*forms, "fake"), mask_kinds)
-    if not rows:
-        raise InputError(f"{folder}: no images in split '{split}'")
-    real, fake, masks = [], [], []
-    out = SplitData(np.zeros(0), np.zeros(0), np.zeros(0))
-    for r, image, mask in pv.read_rows(folder, rows, verify=True):
-        if r["form"] == "fake":
-            fake.append(image)
-            masks.append(mask)
-            out.fake_kinds.append(pv.mask_kind(r))
-            out.fake_ids.append(r["id"])
-        else:
-            real.append(image)
-            out.real_forms.append(r["form"])
-            out.real_ids.append(r["id"])
-        if progress is not None:
-            progress(1, len(rows))
-    if not real or not fake:
-        raise InputError(f"{folder}: split '{split}' needs both real and fake images (has "
-                         f"{len(real)} real, {len(fake)} fake)")
-    out.real = _stack(real, f"{folder} real images")
-    out.fake = _stack(fake, f"{folder} fake images")
-    out.fake_masks = np.stack(masks)
-    return out
-
-
-def split_counts(folder: str | Path) -> dict[str, int]:
-    """Items per split of a dataset, from its manifest."""
-    counts = {s: 0 for s in pv.SPLITS}
-    for r in pv.read_manifest(Path(folder) / pv.MANIFEST):
-        if r["form"] == "fake":
-            counts[r["split"]] = counts.get(r["split"], 0) + 1
-    return counts
+    data = load_split(dataset, split, max_items, verify=True, forms=(*forms, "fake"),
+                      mask_kinds=mask_kinds, progress=progress)
+    return stack_split(data, forms)
 
 
 TRAINED_KINDS = ("cnn", "features", "fusion")
 
 
 def check_splits(dataset: str | Path, splits: Sequence[str]) -> None:
-    """Refuse before any work when a split the job needs has no images (counted from
-    dataset.json, no image read): e.g. a folder of few photos whose test split is empty."""
-    info = pv.read_info(dataset)
-    counts = (info.get("counts") or {}).get("by_split") or {}
-    if not info.get("complete"):
-        raise InputError(f"{dataset}: incomplete dataset (run its generate command again)")
+    """Refuse before any work when a split the job needs has no images (counted without
+    decoding one): e.g. a folder of few photos whose test split is empty."""
+    counts = split_counts(dataset)
     for split in splits:
         if not counts.get(split):
-            raise InputError(f"{dataset}: no images in split '{split}' (its photos: "
+            raise InputError(f"{dataset}: no images in split '{split}' (its images: "
                              f"{', '.join(f'{k} {v}' for k, v in counts.items()) or 'none'}); "
                              "generate from more photos, or give the split explicitly with "
                              "train/ val/ test/ subfolders")
@@ -340,7 +345,7 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
     def load(split: str) -> SplitData:
         report = ((lambda n, total: progress(n, total, stage=f"loading {split}"))
                   if progress else None)
-        return SplitData.concat([load_split(d, split, real_forms, max_items, progress=report)
+        return SplitData.concat([load_arrays(d, split, real_forms, max_items, progress=report)
                                  for d in datasets])
 
     val = load("val")
@@ -357,7 +362,11 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
 def trained_on(folder: str | Path) -> dict[str, Any]:
     """What a detector learned from, as its saved ``fit_info_`` keeps it: the dataset's
     folder name, the generator (sha256, family) and the sampling and mask settings, so that
-    every figure can say which generators trained it."""
+    every figure can say which generators trained it. An outside folder or list names only
+    itself and its layout."""
+    kind = layout(folder)
+    if kind != "generated":
+        return {"dataset": Path(folder).name, "layout": kind}
     info = pv.read_info(folder)
     g, st = info.get("generator") or {}, info.get("settings") or {}
     return {"dataset": Path(folder).name, "generator_sha256": g.get("sha256"),
@@ -405,10 +414,10 @@ __all__ = [
     "TrainedDetector",
     "evaluate_split",
     "group_by_shape",
-    "load_split",
+    "load_arrays",
+    "stack_split",
     "parse_real_forms",
     "prepare_fit",
-    "split_counts",
     "state_digest",
     "train_on_dataset",
 ]

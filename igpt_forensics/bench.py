@@ -38,126 +38,15 @@ from sklearn.metrics import roc_auc_score
 from . import __version__
 from . import provenance as pv
 from .assets import GENERATOR_NAMES
-from .data import derive_seed, load_image
+from .data import derive_seed
 from .errors import InputError
 from .files import atomic_write_text, inside
 from .metrics import calibrate_threshold, image_metrics, pixel_metrics
 from .perturb import parse as parse_perturbation
 from .perturb import perturb, strength
+from .splits import Split, load_split, negatives
 
 PARTIAL_KINDS = ("top-half", "box")
-
-
-@dataclass
-class Split:
-    """The images of one split of one dataset, decoded (uint8 HxWx3) with ground truth."""
-
-    name: str
-    folder: Path
-    split: str
-    real: list[np.ndarray] = field(default_factory=list)
-    qreal: list[np.ndarray] = field(default_factory=list)
-    fake: list[np.ndarray] = field(default_factory=list)
-    masks: list[np.ndarray] = field(default_factory=list)  # per fake, True = synthesized
-    kinds: list[str] = field(default_factory=list)  # per fake: mask kind
-    ids: dict[str, list[str]] = field(default_factory=lambda: {"real": [], "qreal": [],
-                                                                 "fake": []})
-    info: dict = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.fake)
-
-    @classmethod
-    def concat(cls, parts: Sequence[Split], name: str) -> Split:
-        """Several datasets' splits as one (a pool of generators)."""
-        out = cls(name, parts[0].folder, parts[0].split)
-        for p in parts:
-            for attr in ("real", "qreal", "fake", "masks", "kinds", "skipped"):
-                getattr(out, attr).extend(getattr(p, attr))
-            for form in out.ids:
-                out.ids[form].extend(f"{p.name}/{i}" for i in p.ids[form])
-        return out
-
-
-def negatives(split: Split) -> list[np.ndarray]:
-    """The reals a fake is compared with: quantized reals (format parity) when the dataset
-    has them, the reals as they are otherwise (an outside folder)."""
-    return split.qreal or split.real
-
-
-LABEL_DIRS = {"0_real": "real", "1_fake": "fake"}
-
-
-def is_labeled_folder(folder: Path) -> bool:
-    """A folder of another project's layout: ``0_real/`` and ``1_fake/`` somewhere below it
-    (CNNDetection, UniversalFakeDetect; ``dataset export`` writes it too)."""
-    return not (folder / pv.INFO).exists() and any(
-        p.is_dir() and p.name in LABEL_DIRS for p in folder.rglob("*_*"))
-
-
-def load_labeled_folder(folder: Path, split: str, max_items: int | None = None,
-                        name: str | None = None) -> Split:
-    """One split of an outside labeled folder: images below a ``0_real`` folder are real,
-    below ``1_fake`` fake; a ``train``/``val``/``test`` folder on the path gives the split,
-    else the hash of the path does (the photo-hash rule of `data`). There are no masks (a
-    fake counts as fully synthesized) and no quantized twins (reals are compared as they
-    are: no format parity unless the folder provides it)."""
-    from .data import find_images, photo_split
-
-    out = Split(name or folder.name, folder, split,
-                info={"layout": "0_real/1_fake", "generator": {}, "settings": {}})
-    files, out.skipped = find_images([folder])
-    counts = {"real": 0, "fake": 0}
-    for f in files:
-        parts = f.relative_to(folder).parts
-        labels = [LABEL_DIRS[p] for p in parts[:-1] if p in LABEL_DIRS]
-        if not labels:
-            continue
-        named = [p for p in parts[:-1] if p in pv.SPLITS]
-        rel = f.relative_to(folder).as_posix()
-        if (named[0] if named else photo_split(rel)) != split:
-            continue
-        label = labels[-1]
-        if max_items is not None and counts[label] >= max_items:
-            continue
-        try:
-            image = load_image(f)
-        except InputError as e:
-            out.skipped.append(str(e))
-            continue
-        counts[label] += 1
-        getattr(out, label).append(image)
-        out.ids[label].append(rel)
-        if label == "fake":
-            out.masks.append(np.ones(image.shape[:2], bool))
-            out.kinds.append("full")
-    if not out.fake or not out.real:
-        raise InputError(f"{folder}: the '{split}' split has no real/fake images to score "
-                         f"({counts['real']} real, {counts['fake']} fake)")
-    return out
-
-
-def load_split(folder: str | Path, split: str = "test", max_items: int | None = None,
-               name: str | None = None) -> Split:
-    """Read one split of a dataset made by ``generate`` (`provenance.read_rows`, for scoring:
-    unreadable files are skipped and listed in ``skipped``, an item loses only the files that
-    are bad) or of an outside ``0_real/ 1_fake`` folder."""
-    folder = Path(folder)
-    if folder.is_dir() and is_labeled_folder(folder):
-        return load_labeled_folder(folder, split, max_items, name)
-    info = pv.read_info(folder)
-    out = Split(name or folder.name, folder, split, info=info)
-    rows = pv.split_rows(folder, split, max_items)
-    for r, image, mask in pv.read_rows(folder, rows, verify=False, skipped=out.skipped):
-        getattr(out, r["form"]).append(image)
-        out.ids[r["form"]].append(r["id"])
-        if mask is not None:
-            out.masks.append(mask)
-            out.kinds.append(pv.mask_kind(r))
-    if not out.fake or not out.real:
-        raise InputError(f"{folder}: the '{split}' split has no real/fake images to score")
-    return out
 
 
 def perturb_all(images: Sequence[np.ndarray], ids: Sequence[str], spec: str, seed: int,
@@ -619,6 +508,8 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
     need_val = bool(factories) or len(test) > 1 or study.leave_one_out
     val = {n: load_split(p, "val", study.max_items, n)
            for n, p in study.datasets.items()} if need_val else {}
+    for name in study.datasets:  # an outside folder naming its generators: one test set each
+        test.update(test[name].by_generator())
     # trained kinds: one detector per (kind, dataset), fitted on that dataset's train split
     trained: dict[tuple[str, str], Any] = {}
     fit_seconds: dict[tuple[str, str], float] = {}
@@ -655,10 +546,10 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
                   if need_val else [])
     loo_rows = []
     if study.leave_one_out:
-        if len(test) < 2:
+        if len(study.datasets) < 2:
             raise InputError("leave_one_out needs 2 or more datasets (one per generator)")
         loo_rows = leave_one_out(
-            detectors, factories, val, test,
+            detectors, factories, val, {n: test[n] for n in study.datasets},
             lambda a: load_split(study.datasets[a], "train", study.max_items, a), progress)
     described = {name: (det.describe() if hasattr(det, "describe") else
                         {"kind": type(det).__name__, "threshold": getattr(det, "threshold_",

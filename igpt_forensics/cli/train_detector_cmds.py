@@ -1,6 +1,7 @@
-"""``train-detector``: train a ``cnn``, ``features`` or ``fusion`` detector on a generated
-dataset, save it (usable as ``score --detector DIR``) and report how it does on the test
-split. Scores: higher = more likely synthetic."""
+"""``train-detector``: train a ``cnn``, ``features`` or ``fusion`` detector on a labeled
+dataset (written by ``generate``, or an outside ``0_real/ 1_fake`` folder or list), save it
+(usable as ``score --detector DIR``) and report how it does on the test split. Scores: higher
+= more likely synthetic."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from detectors.trained import (
     SplitData,
     check_splits,
     evaluate_split,
-    load_split,
+    load_arrays,
     parse_real_forms,
     train_on_dataset,
 )
@@ -71,7 +72,9 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
 @user_errors
 def train_detector(
     dataset: Annotated[list[Path], typer.Option(
-        help="Dataset folder written by 'generate'; repeat to train on a pool of generators.")],
+        help="Dataset folder written by 'generate', a 0_real/ 1_fake/ folder or a "
+        "path,label[,mask,generator,split] CSV/JSONL; repeat to train on a pool of "
+        "generators.")],
     kind: Annotated[str, typer.Option(help=f"{', '.join(TRAINED_KINDS)}.")],
     out: Annotated[Path, typer.Option(help="Folder to save the detector to.")],
     arch: Annotated[str, typer.Option(help="cnn: timm architecture.")] = DEFAULT_ARCH,
@@ -103,7 +106,7 @@ def train_detector(
     test: Annotated[bool, typer.Option(help="Report metrics on the test split.")] = True,
     json_out: JsonOpt = None,
 ) -> None:
-    """Train a detector on generated datasets (train splits; the validation splits for early
+    """Train a detector on labeled datasets (train splits; the validation splits for early
     stopping and the threshold), save it, and report test metrics (per dataset, and all)."""
     if kind not in TRAINED_KINDS:
         raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
@@ -126,7 +129,7 @@ def train_detector(
                "threshold": det.threshold_, "target_fpr": target_fpr,
                "score": "higher = more likely synthetic", "fit_info": det.fit_info_}
     if test:  # each dataset's test split alone, then all together
-        parts = [load_split(d, "test", forms, max_items) for d in dataset]
+        parts = [load_arrays(d, "test", forms, max_items) for d in dataset]
         if len(dataset) > 1:
             summary["test_by_dataset"] = {str(d): evaluate_split(det, p, pixels=kind == "cnn")
                                           for d, p in zip(dataset, parts)}

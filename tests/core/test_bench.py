@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 
 from examples.outside_detector import StreakDetector
 from generators.dataset import generate_dataset
-from igpt_forensics.bench import Study, load_split, run_benchmark, validate
+from igpt_forensics.bench import Study, run_benchmark, validate
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
+from igpt_forensics.splits import load_split
 
 
 @pytest.fixture(scope="module")

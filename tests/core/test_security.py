@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from igpt_forensics import provenance as pv
-from igpt_forensics.bench import load_split
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import check_plain_name, check_relative, inside
+from igpt_forensics.splits import load_split
 from tests.core.test_provenance import make_dataset, tree
 
 runner = CliRunner()

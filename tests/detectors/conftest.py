@@ -7,7 +7,7 @@ from detectors.cnn import CNNDetector
 from detectors.features import FeaturesDetector
 from detectors.fusion import FusionDetector
 from detectors.likelihood import LikelihoodDetector
-from detectors.trained import load_split
+from detectors.trained import load_arrays
 from generators.dataset import generate_dataset
 
 
@@ -20,7 +20,7 @@ def dataset(tiny_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def splits(dataset):
-    return {s: load_split(dataset, s) for s in ("train", "val", "test")}
+    return {s: load_arrays(dataset, s) for s in ("train", "val", "test")}
 
 
 def fit_args(splits):

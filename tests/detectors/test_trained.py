@@ -26,7 +26,7 @@ from detectors.features import (
     TreeEnsemble,
     hand_features,
 )
-from detectors.trained import evaluate_split, load_split
+from detectors.trained import evaluate_split, load_arrays
 from generators.checkpoint import load_checkpoint, save_checkpoint
 from generators.model import create_model
 from igpt_forensics.cli import app
@@ -241,14 +241,14 @@ def test_load_split_checks_every_file_against_the_manifest(dataset, tmp_path):
 
     copy = tmp_path / "ds"
     shutil.copytree(dataset, copy)
-    data = load_split(copy, "test", real_forms="qreal")
+    data = load_arrays(copy, "test", real_forms="qreal")
     assert set(data.real_forms) == {"qreal"} and len(data.real) == len(data.fake)
     assert data.fake_masks.dtype == bool and data.fake_masks.any()
     victim = next(copy.rglob("*-fake.png"))
     Image.fromarray(np.zeros((S, S, 3), np.uint8)).save(victim)
     with pytest.raises(InputError, match="sha256 does not match"):
         for s in ("train", "val", "test"):
-            load_split(copy, s)
+            load_arrays(copy, s)
 
 
 def test_augmentation_moves_masks_with_the_pixels():
@@ -299,7 +299,7 @@ def test_train_detector_command_trains_saves_and_scores(dataset, tmp_path):
     assert summary["kind"] == "features" and summary["test"]["all"]["auc"] > 0.6
     assert set(summary["feature_importances"]) == set(HAND_FEATURES)
     img = tmp_path / "x.png"
-    Image.fromarray(load_split(dataset, "test").fake[0]).save(img)
+    Image.fromarray(load_arrays(dataset, "test").fake[0]).save(img)
     r = runner.invoke(app, ["score", "--detector", str(out), str(img)])
     assert r.exit_code == 0, r.output
     assert "features detector" in r.output
@@ -333,9 +333,9 @@ def test_train_detector_on_a_pool_of_datasets(dataset, tiny_checkpoint, tmp_path
 
     other = tmp_path / "topk"
     generate_dataset(other, 60, model=str(tiny_checkpoint), top_k=4, seed=5, device="cpu")
-    joined = SplitData.concat([load_split(dataset, "train"), load_split(other, "train")])
-    assert len(joined.fake) == len(load_split(dataset, "train").fake) + len(
-        load_split(other, "train").fake)
+    joined = SplitData.concat([load_arrays(dataset, "train"), load_arrays(other, "train")])
+    assert len(joined.fake) == len(load_arrays(dataset, "train").fake) + len(
+        load_arrays(other, "train").fake)
     r = runner.invoke(app, ["train-detector", "--dataset", str(dataset), "--dataset",
                             str(other), "--kind", "features", "--no-likelihood", "--out",
                             str(tmp_path / "det"), "--json", str(tmp_path / "s.json")])
