@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from igpt_forensics import __version__
 from igpt_forensics import provenance as pv
+from igpt_forensics.credentials import Credentials
 from igpt_forensics.data import Crop, ImageSource, PatchSampler, image_sha256
 from igpt_forensics.device import pick_device
 from igpt_forensics.errors import InputError
@@ -88,10 +90,10 @@ class DatasetJob:
 
     def __init__(self, out: Path, settings: dict, info: dict, model: PixelGPT, codec,
                  photos: PatchSampler, batch_size: int, resumable: bool,
-                 watermark: WatermarkKey | None = None):
+                 watermark: WatermarkKey | None = None, c2pa: Credentials | None = None):
         self.out, self.settings, self.info = out, settings, info
         self.model, self.codec, self.photos = model, codec, photos
-        self.watermark = watermark
+        self.watermark, self.c2pa = watermark, c2pa
         self.batch_size = batch_size
         self.resumable = resumable  # the folder already holds this dataset (maybe partly)
         self.n, self.size = settings["n"], settings["size"]
@@ -107,6 +109,8 @@ class DatasetJob:
             temperature=settings["temperature"], top_k=settings["top_k"],
             top_p=settings["top_p"], watermark=watermark.describe() if watermark else None)
         self._splits = {p["id"]: p["split"] for p in info["photos"]}
+        self._agent = {"name": f"igpt-forensics {codec.family} generator {g['preset']} "
+                               f"{g['sha256'][:12]}", "version": __version__}
 
     @property
     def device(self) -> torch.device:
@@ -229,6 +233,11 @@ class DatasetJob:
                     label=pv.LABEL_OF[form], path=paths[form],
                     pixels_sha256=image_sha256(images[form]), **common, **extra)
                 blobs[form] = stamped_png(images[form], records[form])
+            if self.c2pa is not None:  # a completion of the real crop, or wholly synthesized
+                blobs["fake"] = self.c2pa.sign_png(
+                    blobs["fake"], title=paths["fake"], agent=self._agent,
+                    parent=blobs["real"] if it.kind != "full" else None, mask=it.mask,
+                    pixels_sha256=records["fake"]["pixels_sha256"])
             for key, blob in blobs.items():
                 atomic_write_bytes(self.out / paths[key], blob)
             for form in it.forms:
@@ -315,6 +324,7 @@ def prepare_dataset(
     watermark_key: bytes | None = None,
     watermark_gamma: float = DEFAULT_GAMMA,
     watermark_delta: float = DEFAULT_DELTA,
+    c2pa: Credentials | None = None,
 ) -> DatasetJob:
     """Check every setting, load the generator and the photos; write nothing yet.
 
@@ -322,7 +332,9 @@ def prepare_dataset(
     model's image size (None: take it from the model). A folder that already holds a dataset
     is resumed only when it was made with the same settings. ``watermark_key``: bytes of a
     secret key; the fakes then carry the keyed watermark of `igpt_forensics.watermark` (the
-    settings and records hold its fingerprint, never the key).
+    settings and records hold its fingerprint, never the key). ``c2pa``: each fake also
+    carries a signed C2PA manifest (`igpt_forensics.credentials`; the settings keep the
+    certificate's fingerprint).
     """
     if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
         raise InputError(f"--n must be a positive number of items, got {n}")
@@ -387,11 +399,13 @@ def prepare_dataset(
         settings["tokenizer_sha256"] = codec.sha256
     if mark is not None:  # only then: datasets made before watermarks existed still resume
         settings["watermark"] = mark.describe()
+    if c2pa is not None:
+        settings["c2pa"] = c2pa.describe()
     if existing is not None:
         _refuse_other_settings(out, existing["settings"], settings)
     info = pv.new_info(settings, source.spec, generator, photo_list, list(source.report.bad))
     return DatasetJob(out, settings, info, gen, codec, photos, batch_size,
-                      resumable=existing is not None, watermark=mark)
+                      resumable=existing is not None, watermark=mark, c2pa=c2pa)
 
 
 def generate_dataset(out: str | Path, n: int, progress: Callable[[int, int], None] | None = None,

@@ -1,4 +1,5 @@
-"""``verify``: is a file what its stamp says, and does it carry our keyed watermark?
+"""``verify``: is a file what its stamp says, does it carry our keyed watermark, and what
+does its C2PA manifest say (valid, invalid: modified after signing, or absent)?
 
 Needs the key (for the watermark) and the palette, never the model. The watermark scheme's
 settings (gamma, color groups, period) come from the file's stamp when it records them, else
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import stamp
+from . import credentials, stamp
 from . import watermark as wm
 from .data import load_image
 from .errors import InputError
@@ -26,11 +27,12 @@ class FileReport:
     stamp: stamp.Check
     verdict: wm.Verdict | None  # None without a key
     scheme: dict | None
+    c2pa: credentials.Report = field(default_factory=lambda: credentials.Report("absent"))
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {"path": self.path, "height": self.shape[0], "width": self.shape[1],
-                "metadata": self.stamp.to_dict(),
+                "metadata": self.stamp.to_dict(), "c2pa": self.c2pa.to_dict(),
                 "watermark": None if self.verdict is None else self.verdict.to_dict(),
                 "scheme": self.scheme, "notes": self.notes}
 
@@ -39,8 +41,9 @@ class Verifier:
     """Checks files one by one with one key and one palette (schemes built once each)."""
 
     def __init__(self, palette: Palette, key: bytes | None = None, gamma: float | None = None,
-                 alpha: float = wm.ALPHA):
+                 alpha: float = wm.ALPHA, c2pa_trust: str | None = None):
         self.palette, self.key, self.gamma, self.alpha = palette, key, gamma, alpha
+        self.c2pa_trust = c2pa_trust  # PEM trust anchors for C2PA signers (None: none)
         self._schemes: dict[tuple, wm.WatermarkKey] = {}
 
     def scheme(self, recorded: dict | None = None) -> wm.WatermarkKey:
@@ -105,5 +108,6 @@ class Verifier:
                 if mask is not None and not mask.any():
                     mask = None
             verdict = key.verify(image, mask, self.alpha)
-        return FileReport(name, image.shape[:2], check, verdict, scheme, notes)
+        c2pa = credentials.read(data, trust_pem=self.c2pa_trust)
+        return FileReport(name, image.shape[:2], check, verdict, scheme, c2pa, notes)
 

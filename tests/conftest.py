@@ -31,3 +31,11 @@ def tiny_checkpoint(tmp_path_factory):
     out = tmp_path_factory.mktemp("tiny_checkpoint")
     train_generator(TrainConfig(**TINY_TRAIN), out)
     return out
+
+
+@pytest.fixture(scope="session")
+def c2pa_chain(tmp_path_factory):
+    pytest.importorskip("c2pa", reason="C2PA tests need c2pa-python (the dev extra)")
+    from igpt_forensics.credentials import throwaway_chain
+
+    return throwaway_chain(tmp_path_factory.mktemp("c2pa"))

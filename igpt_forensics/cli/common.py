@@ -236,6 +236,24 @@ WatermarkDeltaOpt = Annotated[float, typer.Option(
     "--watermark-delta", help="Logit bias added to green colors (before temperature).")]
 
 
+C2paCertOpt = Annotated[Path | None, typer.Option(
+    "--c2pa-cert", help="Also sign each synthesized image with a C2PA manifest: this PEM "
+    "certificate chain (signer first). Needs --c2pa-key and the c2pa extra.")]
+C2paKeyOpt = Annotated[Path | None, typer.Option(
+    "--c2pa-key", help="The PEM private key of --c2pa-cert.")]
+
+
+def c2pa_credentials(cert: Path | None, key: Path | None):
+    """The `Credentials` of --c2pa-cert/--c2pa-key, or None without them."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise InputError("C2PA signing needs both --c2pa-cert and --c2pa-key")
+    from ..credentials import Credentials
+
+    return Credentials.from_files(cert, key)
+
+
 def watermark_key(path: Path | None, palette, gamma: float, delta: float):
     """The `WatermarkKey` of a key file for this palette, or None without a file."""
     if path is None:

@@ -14,6 +14,8 @@ from generators.model import COMPLETION_SAMPLING
 from .. import provenance as pv
 from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA, read_key
 from .common import (
+    C2paCertOpt,
+    C2paKeyOpt,
     DataOpt,
     DoneBar,
     JsonOpt,
@@ -23,6 +25,7 @@ from .common import (
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
+    c2pa_credentials,
     console,
     data_spec,
     emit_json,
@@ -75,6 +78,8 @@ def generate(
     watermark_key_file: WatermarkKeyOpt = None,
     watermark_gamma: WatermarkGammaOpt = DEFAULT_GAMMA,
     watermark_delta: WatermarkDeltaOpt = DEFAULT_DELTA,
+    c2pa_cert: C2paCertOpt = None,
+    c2pa_key: C2paKeyOpt = None,
     json_out: JsonOpt = None,
 ) -> None:
     """Write a labeled dataset of real, quantized real and generated images with a manifest.
@@ -87,7 +92,8 @@ def generate(
                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                           batch_size=batch_size, shard=shard, device=device,
                           watermark_key=key, watermark_gamma=watermark_gamma,
-                          watermark_delta=watermark_delta)
+                          watermark_delta=watermark_delta,
+                          c2pa=c2pa_credentials(c2pa_cert, c2pa_key))
     quiet = json_out is not None and str(json_out) == "-"
     if not quiet:
         state = "resuming" if job.resumable else "writing"
@@ -100,6 +106,9 @@ def generate(
             w = job.watermark
             console.print(f"watermark: key {w.fingerprint[:12]}, gamma {w.gamma}, delta "
                           f"{w.delta}", soft_wrap=True)
+        if job.c2pa is not None:
+            console.print(f"C2PA: each fake signed by certificate {job.c2pa.fingerprint[:12]} "
+                          f"({job.c2pa.alg})", soft_wrap=True)
     with progress_bar("images") as bar:
         info = job.run(DoneBar(bar, "generate"))
     if not emit_json(json_out, {"dataset": str(out), "settings": info["settings"],

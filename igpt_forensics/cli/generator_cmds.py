@@ -25,9 +25,11 @@ from ..errors import InputError
 from ..files import atomic_write_bytes, write_sha256sums
 from ..masks import make_mask
 from ..stamp import completion_record, pack_mask, stamped_png
-from ..viz import completion_grid
+from ..viz import completion_grid, png_bytes
 from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA
 from .common import (
+    C2paCertOpt,
+    C2paKeyOpt,
     DataOpt,
     JsonOpt,
     TemperatureOpt,
@@ -36,6 +38,7 @@ from .common import (
     WatermarkDeltaOpt,
     WatermarkGammaOpt,
     WatermarkKeyOpt,
+    c2pa_credentials,
     console,
     data_spec,
     emit_json,
@@ -228,14 +231,23 @@ def complete(
     watermark_key_file: WatermarkKeyOpt = None,
     watermark_gamma: WatermarkGammaOpt = DEFAULT_GAMMA,
     watermark_delta: WatermarkDeltaOpt = DEFAULT_DELTA,
+    c2pa_cert: C2paCertOpt = None,
+    c2pa_key: C2paKeyOpt = None,
 ) -> None:
     """Complete photos (center-cropped and resized to the model's size): iGPT's figure.
 
-    Every PNG written carries a provenance record in a text chunk (see `verify`).
+    Every PNG written carries a provenance record in a text chunk (see `verify`); with
+    --c2pa-cert/--c2pa-key, also a signed C2PA manifest (c2pa.edited, the source photo as
+    its parent ingredient, the synthesized region as an assertion) on each --save-dir file.
     """
     if samples < 1:
         raise InputError(f"--samples must be >= 1, got {samples}")
     check_sampling(temperature, top_k, top_p)
+    creds = c2pa_credentials(c2pa_cert, c2pa_key)
+    if creds is not None and save_dir is None:
+        raise InputError("--c2pa-cert signs the completions --save-dir writes (the grid is a "
+                         "figure of real and synthesized images: stamped, not signed); add "
+                         "--save-dir DIR")
     net, codec, cfg = load_checkpoint(model, pick_device(device))
     mark = watermark_key(watermark_key_file, codec, watermark_gamma, watermark_delta)
     size = cfg["image_size"]
@@ -260,6 +272,8 @@ def complete(
                     tokenizer_sha256=codec.sha256 if codec.family == "vq" else None,
                     temperature=temperature, top_k=top_k, top_p=top_p,
                     watermark=mark.describe() if mark else None)
+    agent = {"name": f"igpt-forensics {codec.family} generator {cfg['sha256'][:12]}",
+             "version": __version__}
     if save_dir is not None:
         for i, f in enumerate(files):
             for j in range(samples):
@@ -268,8 +282,13 @@ def complete(
                     source=f.name, source_pixels_sha256=image_sha256(originals[i]), size=size,
                     mask_spec=mask, mask_bits=pack_mask(result.mask[i]), seed=int(seeds[i, j]),
                     pixels_sha256=image_sha256(image), **settings)
-                atomic_write_bytes(save_dir / f"{i:04d}-{f.stem}-{j}.png",
-                                   stamped_png(image, record))
+                name = f"{i:04d}-{f.stem}-{j}.png"
+                blob = stamped_png(image, record)
+                if creds is not None:
+                    blob = creds.sign_png(blob, title=name, agent=agent,
+                                          parent=png_bytes(originals[i]), mask=result.mask[i],
+                                          pixels_sha256=record["pixels_sha256"])
+                atomic_write_bytes(save_dir / name, blob)
     grid = completion_grid(originals, result.images, result.mask, scale=scale)
     grid_record = {"format": "igpt-forensics-completion-grid-v1", "tool_version": __version__,
                    "sources": [f.name for f in files], "mask_spec": mask, "samples": samples,

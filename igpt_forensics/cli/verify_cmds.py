@@ -11,8 +11,11 @@ from rich.table import Table
 
 from generators.checkpoint import generator_palette
 
+from ..credentials import MAX_PEM_BYTES
+from ..credentials import Report as C2paReport
 from ..data import find_images
 from ..errors import InputError
+from ..files import read_bounded
 from ..palette import Palette
 from ..verify import Verifier
 from ..watermark import key_fingerprint, read_key
@@ -37,6 +40,11 @@ def _palette(palette: Path | None, model: Path | None) -> Palette:
     if palette is not None:
         return Palette.load(palette)
     return generator_palette(model)
+
+
+def _c2pa_cell(c: dict) -> str:
+    style = {"valid": "green", "invalid": "bold red"}.get(c["status"], "dim")
+    return f"[{style}]{c['status']}{' (trusted)' if c['trusted'] else ''}[/]"
 
 
 def _verdict(row: dict) -> str:
@@ -68,16 +76,22 @@ def verify(
     watermark_gamma: Annotated[float | None, typer.Option(
         "--watermark-gamma", help="Green fraction. Default: what the file's stamp records, "
         "else 0.25.")] = None,
+    c2pa_trust: Annotated[Path | None, typer.Option(
+        "--c2pa-trust", help="PEM file of trusted C2PA root certificates: a manifest signed "
+        "under one of them is reported trusted.")] = None,
     json_out: JsonOpt = None,
 ) -> None:
-    """Check each image's provenance stamp (intact, tampered, resized, missing) and test it
-    for the keyed watermark: per image, per region, and under shifted positions (a crop).
+    """Check each image's provenance stamp (intact, tampered, resized, missing), its C2PA
+    manifest (valid, invalid, absent) and test it for the keyed watermark: per image, per
+    region, and under shifted positions (a crop).
 
     A test flags an image when its p-value is below 3.2e-5 (z > 4 for one test; the region
     and shift searches use Bonferroni thresholds over their many windows and offsets).
     """
     key = read_key(watermark_key_file, warn) if watermark_key_file is not None else None
-    verifier = Verifier(_palette(palette, model), key, watermark_gamma)
+    trust = (read_bounded(c2pa_trust, MAX_PEM_BYTES, "C2PA trust anchors (PEM)").decode(
+        "ascii", "replace") if c2pa_trust is not None else None)
+    verifier = Verifier(_palette(palette, model), key, watermark_gamma, c2pa_trust=trust)
     files, bad = find_images(images)
     rows = []
     with progress_bar("images") as bar:
@@ -92,7 +106,8 @@ def verify(
                                 "key_sha256": None if key is None else key_fingerprint(key),
                                 "rows": rows, "skipped": bad}):
         table = Table(title="verify" + ("" if key else " (no key: stamps only)"))
-        for col, just in (("file", "left"), ("metadata", "left"), ("z image", "right"),
+        for col, just in (("file", "left"), ("metadata", "left"), ("C2PA", "left"),
+                          ("z image", "right"),
                           ("best region", "right"), ("shifted", "right"),
                           ("verdict", "left")):
             table.add_column(col, justify=just)
@@ -106,9 +121,13 @@ def verify(
                 cells = [f"{w['image']['z']:.1f}",
                          "-" if reg is None else f"{reg['z']:.1f} ({reg['box'][2]}px)",
                          "-" if sh is None else f"{sh['z']:.1f}"]
-            table.add_row(escape(r["path"]), status, *cells, _verdict(r))
+            table.add_row(escape(r["path"]), status, _c2pa_cell(r["c2pa"]), *cells,
+                          _verdict(r))
         console.print(table)
         for r in rows:
+            if r["c2pa"]["status"] in ("valid", "invalid"):
+                console.print(f"{escape(r['path'])}: {escape(C2paReport(**r['c2pa']).line())}",
+                              soft_wrap=True)
             for note in r["notes"]:
                 console.print(f"[yellow]note:[/] {escape(r['path'])}: {escape(note)}",
                               soft_wrap=True)

@@ -12,7 +12,7 @@ Routes:
   image/png``, ``image/jpeg``, ...), e.g. ``curl --data-binary @x.png -H 'Content-Type:
   image/png' http://127.0.0.1:8000/score``. The answer is JSON: the `detectors.base.judge`
   row (score, verdict, region share, boxes), the detector's threshold and target false-positive
-  rate, the overlay as a PNG data URL, and the stamp / watermark checks of `verify`.
+  rate, the overlay as a PNG data URL, and the stamp / watermark / C2PA checks of `verify`.
 - ``GET /api/examples/NAME``: the bundled example images (a real photo, a completion by the
   default generator), so that a first visit has something to score.
 
@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException  # also the router's 404 and 405
 
 from detectors.base import judge, open_detector, ready_detectors
 
+from .. import credentials
 from ..data import MAX_SCORE_PIXELS, load_image
 from ..errors import InputError
 from ..verify import Verifier
@@ -197,16 +198,18 @@ def create_app(detectors: dict[str, str] | None = None, *,
         if info["has_map"]:
             heat = heat_overlay(image, loc.maps[0])
             overlay = "data:image/png;base64," + base64.b64encode(png_bytes(heat)).decode()
-        provenance, watermark = None, None
+        provenance, watermark, c2pa = None, None, None
         if verifier is not None:
             report = verifier.data(data, "upload", image=image)
             provenance = report.stamp.to_dict()
             watermark = None if report.verdict is None else report.verdict.to_dict()
+            c2pa = report.c2pa
+        if c2pa is None:
+            c2pa = credentials.read(data)
         return {"width": int(image.shape[1]), "height": int(image.shape[0]),
                 "detector": info, **row, "overlay": overlay, "provenance": provenance,
                 "watermark": watermark,
-                "c2pa": {"status": "not checked",
-                         "detail": "this version does not read C2PA manifests"},
+                "c2pa": {**c2pa.to_dict(), "detail": c2pa.line()},
                 "score_rule": "higher = more likely synthetic", "verdict_rule": VERDICT_RULE,
                 "seconds": round(seconds, 3)}
 

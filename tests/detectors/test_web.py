@@ -80,7 +80,7 @@ def test_a_stamped_completion_is_scored_shown_and_checked(client):
     assert overlay.size == (res["width"], res["height"]) == (image.shape[1], image.shape[0])
     assert res["provenance"]["status"] == "intact"
     assert res["provenance"]["kind"] == "completion"
-    assert res["watermark"] is None and res["c2pa"]["status"] == "not checked"
+    assert res["watermark"] is None and res["c2pa"]["status"] == "absent"
 
 
 def test_an_edited_file_is_reported_tampered(client):
@@ -178,3 +178,17 @@ def test_the_page_works_in_a_real_browser(tmp_path):
     assert "against threshold" in dom and "intact" in dom
     assert 'class="box"' in dom
     json.dumps(dom)  # one string, the whole page
+
+
+def test_the_page_reads_a_c2pa_manifest_and_sees_a_modified_image(client, c2pa_chain):
+    from igpt_forensics.credentials import Credentials
+    from tests.core.test_credentials import edit_one_pixel
+
+    signed = Credentials.from_files(*c2pa_chain[:2]).sign_png(
+        example("completion"), title="completion.png", agent={"name": "pixel-gpt"},
+        parent=example("photo"))
+    res = post(client, signed).json()
+    assert res["c2pa"]["status"] == "valid" and res["c2pa"]["action"] == "c2pa.edited"
+    assert "C2PA valid: c2pa.edited by pixel-gpt" in res["c2pa"]["detail"]
+    res = post(client, edit_one_pixel(signed)).json()
+    assert res["c2pa"]["status"] == "invalid" and res["provenance"]["status"] == "tampered"
