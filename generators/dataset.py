@@ -24,6 +24,8 @@ next is sampled. See `igpt_forensics.provenance` for the layout and the record s
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -39,6 +41,7 @@ from igpt_forensics import provenance as pv
 from igpt_forensics.credentials import Credentials
 from igpt_forensics.data import Crop, ImageSource, PatchSampler, image_sha256
 from igpt_forensics.device import pick_device
+from igpt_forensics.distributed import Launch, barrier, finish
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import atomic_write_bytes
 from igpt_forensics.masks import make_mask, parse_kinds
@@ -413,3 +416,53 @@ def generate_dataset(out: str | Path, n: int, progress: Callable[[int, int], Non
     """`prepare_dataset` then `DatasetJob.run`: write (or finish) a dataset, return its
     dataset.json."""
     return prepare_dataset(out, n, **kwargs).run(progress)
+
+
+def generate_distributed(out: str | Path, n: int, where: Launch,
+                         progress: Callable[[int, int], None] | None = None,
+                         **kwargs) -> dict | None:
+    """`generate_dataset` across the ranks of a torchrun launch (`igpt_forensics.distributed`).
+
+    Rank r writes shard r/world into ``OUT.shards/r-of-world`` (each shard resumable on its
+    own, like any dataset), the ranks wait for each other, and rank 0 merges the shards
+    (`provenance.merge_datasets`, every file checked) into a temporary folder that it renames
+    to ``OUT``, then removes the shards: ``OUT`` is exactly the dataset one process makes.
+    A rerun after a kill resumes the shards and merges again; after success it does nothing.
+    Returns dataset.json on rank 0, None on the others.
+    """
+    out = Path(out)
+    shards = out.with_name(out.name + ".shards")
+    if kwargs.get("shard", (0, 1)) not in ((0, 1), "0/1", [0, 1]):
+        raise InputError("under torchrun each rank takes its shard from the environment; "
+                         "drop --shard")
+    kwargs = {**kwargs, "device": where.device(kwargs.get("device", "auto"))}
+    if (out / pv.INFO).exists():
+        if not pv.read_info(out).get("complete"):
+            raise InputError(f"{out}: holds an unfinished single-process dataset; finish it "
+                             "without torchrun, or choose a new --out")
+        prepare_dataset(out, n, **kwargs)  # refuses a dataset made with other settings
+        if where.rank == 0 and shards.exists():
+            shutil.rmtree(shards)  # left by a kill between the rename and the clean-up
+        return pv.read_info(out) if where.rank == 0 else None
+    if out.exists() and not pv.is_empty_folder(out):
+        raise InputError(f"{out}: not empty and not a dataset (no {pv.INFO}); choose a new "
+                         "--out")
+    parts = [shards / f"{r}-of-{where.world}" for r in range(where.world)]
+    job = prepare_dataset(parts[where.rank], n, **{**kwargs, "shard": (where.rank,
+                                                                          where.world)})
+    job.run(progress)
+    barrier(where)
+    info = None
+    if where.rank == 0:
+        merged = shards / "merged"
+        if merged.exists():
+            shutil.rmtree(merged)  # a merge that was killed: made again from the shards
+        pv.merge_datasets(parts, merged)
+        if out.exists():
+            out.rmdir()  # empty (checked above)
+        os.replace(merged, out)
+        shutil.rmtree(shards)
+        info = pv.read_info(out)
+    barrier(where)  # the other ranks end once the dataset is in place
+    finish(where)
+    return info

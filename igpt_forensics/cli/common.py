@@ -114,11 +114,15 @@ class RateColumn(ProgressColumn):
                     style="cyan")
 
 
-def progress_bar(unit: str = "it", fields: tuple[str, ...] = ()) -> Progress:
+def progress_bar(unit: str = "it", fields: tuple[str, ...] = (), quiet: bool = False
+                 ) -> Progress:
     """A Rich progress bar with a rate in ``unit``/s; ``fields`` are live task fields
     (pass them to ``add_task`` and ``update``), e.g. ``("loss",)``. Off a terminal (a log
     file, a pipe, CI) a live bar shows nothing until it ends: there the progress is plain
-    lines instead (`PlainProgress`)."""
+    lines instead (`PlainProgress`). ``quiet``: no display at all (the other ranks of a
+    torchrun launch, whose bars would overwrite rank 0's)."""
+    if quiet:
+        return Progress(console=err_console, disable=True)
     if not err_console.is_terminal:
         return PlainProgress(unit, fields)
     extra = [TextColumn(f"{{task.fields[{k}]}}") for k in fields]

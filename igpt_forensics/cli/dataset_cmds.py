@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from generators.dataset import prepare_dataset
+from generators.dataset import generate_distributed, prepare_dataset
 from generators.model import COMPLETION_SAMPLING
 
 from .. import provenance as pv
+from ..distributed import launch
 from ..watermark import DEFAULT_DELTA, DEFAULT_GAMMA, read_key
 from .common import (
     C2paCertOpt,
@@ -53,8 +55,10 @@ def _counts_table(title: str, counts: dict) -> Table:
 @user_errors
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Dataset folder (new, or one to resume).")],
-    n: Annotated[int, typer.Option("--n", help="Items: each is one source patch written as "
-                                   "real, quantized real and fake (3 images).")] = 1000,
+    n: Annotated[int, typer.Option("--n", "--items", help="Items: each is one source patch "
+                                   "written as real, quantized real and fake (3 images). "
+                                   "Under torchrun spell it --items (torchrun reads --n as "
+                                   "its own --nnodes).")] = 1000,
     data: DataOpt = None,
     model: Annotated[Path | None, typer.Option(
         help="Generator checkpoint folder. Default: the bundled generator.")] = None,
@@ -85,16 +89,21 @@ def generate(
     """Write a labeled dataset of real, quantized real and generated images with a manifest.
 
     Every image PNG carries its manifest record in a text chunk (see `verify`). Running the same
-    command again after a crash continues where it stopped.
+    command again after a crash continues where it stopped. Under torchrun (torchrun
+    --nproc_per_node N -m igpt_forensics generate ...) each process writes its share and the
+    first merges them into the dataset one process makes.
     """
     key = read_key(watermark_key_file, warn) if watermark_key_file is not None else None
-    job = prepare_dataset(out, n, model=model, data=data_spec(data), masks=masks, size=size,
-                          temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                          batch_size=batch_size, shard=shard, device=device,
-                          watermark_key=key, watermark_gamma=watermark_gamma,
-                          watermark_delta=watermark_delta,
-                          c2pa=c2pa_credentials(c2pa_cert, c2pa_key))
+    settings = dict(model=model, data=data_spec(data), masks=masks, size=size,
+                    temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                    batch_size=batch_size, shard=shard, device=device, watermark_key=key,
+                    watermark_gamma=watermark_gamma, watermark_delta=watermark_delta,
+                    c2pa=c2pa_credentials(c2pa_cert, c2pa_key))
     quiet = json_out is not None and str(json_out) == "-"
+    where = launch()
+    if where.distributed:
+        return _generate_distributed(out, n, where, settings, json_out, quiet)
+    job = prepare_dataset(out, n, **settings)
     if not quiet:
         state = "resuming" if job.resumable else "writing"
         g = job.info["generator"]
@@ -119,6 +128,29 @@ def generate(
         rate = job.generated_items / job.seconds if job.seconds > 0 else 0.0
         console.print(f"generated {job.generated_items:,} items in {job.seconds:.1f} s "
                       f"({rate:,.1f} fakes/s, {3 * rate:,.1f} images/s)")
+    report_skipped(info["skipped"])
+
+
+def _generate_distributed(out: Path, n: int, where, settings: dict, json_out, quiet: bool
+                          ) -> None:
+    if where.rank == 0 and not quiet:
+        console.print(f"torchrun: {where.world} processes write {out}, each its share (in "
+                      f"{out}.shards/), then this one merges them", soft_wrap=True)
+    t0 = time.perf_counter()
+    if where.rank == 0:
+        with progress_bar("images") as bar:
+            info = generate_distributed(out, n, where, DoneBar(bar, "generate (rank 0)"),
+                                        **settings)
+    else:
+        info = generate_distributed(out, n, where, **settings)
+    if info is None:  # not rank 0: its share is in the dataset
+        return
+    seconds = time.perf_counter() - t0
+    if not emit_json(json_out, {"dataset": str(out), "settings": info["settings"],
+                                "counts": info["counts"], "processes": where.world,
+                                "seconds": round(seconds, 3)}):
+        console.print(_counts_table(f"dataset {out}", info["counts"]))
+        console.print(f"{where.world} processes in {seconds:.1f} s")
     report_skipped(info["skipped"])
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -19,6 +20,7 @@ from detectors.base import judge, list_detectors, open_detector, ready_detectors
 from detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
 
 from ..data import MAX_SCORE_PIXELS, ImageSource, find_images, load_image, real_views
+from ..distributed import Journal, barrier, finish, launch
 from ..errors import InputError
 from ..files import atomic_write_bytes, atomic_write_text
 from ..viz import heat_overlay, png_bytes
@@ -143,53 +145,57 @@ def score(
     if not files:
         report_skipped(bad)
         raise fail("no image files to score")
-    with progress_bar("images") as bar:
-        det = open_detector(detector, model=model, device=device,
+    where = launch()
+    dest = json_out if json_out is not None else csv_out
+    if where.distributed and (dest is None or str(dest) == "-"):
+        raise InputError("under torchrun, score writes its rows to a file: add --json FILE "
+                         "or --csv FILE (rank 0 joins every rank's rows into it)")
+    # every rank names every file's maps alike: stems over the whole list, in order
+    stems = _stems(files) if maps is not None else {}
+    chunks = [files[s:s + CHUNK] for s in range(0, len(files), CHUNK)]
+    with progress_bar("images", quiet=where.rank > 0) as bar:
+        det = open_detector(detector, model=model, device=where.device(device),
                             progress=_calibration_bar(bar, "calibrating") if model else None)
         for need in ("score_and_localize", "describe"):
             if not hasattr(det, need):
                 raise InputError(f"--detector {detector}: score needs '{need}' (an outside "
                                  "detector with scores only fits `bench`)")
-        task = bar.add_task("scoring", total=len(files), visible=len(files) >= PROGRESS_FROM)
-        tile_kwargs = _TileProgress(bar).kwargs(det)
-        # a size-calibrating detector (cnn) whose thresholds know one size only
-        uncalibrated = (hasattr(det, "calibrate_sizes")
-                        and getattr(det, "size_calibration_", None) is None)
-        rows, used = [], set()
+        mine = range(where.rank, len(chunks), where.world)  # chunk k: rank k % world
+        journal = None
+        if where.distributed:
+            journal = Journal(_parts(dest) / f"{where.rank}-of-{where.world}.jsonl",
+                              journal_header(files, det, max_pixels, maps))
+        todo = [k for k in mine if journal is None or k not in journal.done]
+        task = bar.add_task("scoring", total=sum(len(chunks[k]) for k in todo),
+                            visible=len(files) >= PROGRESS_FROM)
+        state = {"tiles": _TileProgress(bar).kwargs(det),
+                 # a size-calibrating detector (cnn) whose thresholds know one size only
+                 "uncalibrated": (hasattr(det, "calibrate_sizes")
+                                  and getattr(det, "size_calibration_", None) is None),
+                 "detector": detector}
+        results = {}
         t0 = time.perf_counter()
-        for s in range(0, len(files), CHUNK):
-            chunk, images = [], []
-            for f in files[s:s + CHUNK]:
-                try:
-                    image = load_image(f, max_pixels=max_pixels)
-                except InputError as e:
-                    bad.append(f"{e} (--max-pixels)" if "too large" in str(e) else str(e))
-                    continue
-                if uncalibrated and max(image.shape[:2]) > 2 * det.image_size_:
-                    uncalibrated = False  # one warning per run
-                    warn(f"{f}: this {det.name} detector has thresholds for "
-                         f"{det.image_size_}x{det.image_size_} images only and flags most "
-                         "larger real photos; calibrate it first: igpt-forensics calibrate "
-                         f"--detector {detector} --data REAL_PHOTOS --out DIR")
-                if min(image.shape[:2]) < SMALL_SIDE:
-                    warn(f"{f}: only {image.shape[1]}x{image.shape[0]} pixels; scores of "
-                         f"images under {SMALL_SIDE}x{SMALL_SIDE} mean little")
-                images.append(image)
-                chunk.append(f)
-            if images:
-                judged, loc = judge(det, images, **tile_kwargs)
-                for i, f in enumerate(chunk):
-                    row = {"path": str(f), **judged[i]}
-                    if maps is not None:
-                        stem = _unique_stem(f, used)
-                        heat = np.asarray(loc.maps[i])
-                        overlay, raw = maps / f"{stem}.overlay.png", maps / f"{stem}.map.png"
-                        atomic_write_bytes(overlay, png_bytes(heat_overlay(images[i], heat)))
-                        atomic_write_bytes(raw, _map_png16(heat))
-                        row.update(map=str(raw), overlay=str(overlay))
-                    rows.append(row)
-            bar.update(task, advance=len(files[s:s + CHUNK]))
+        for k in todo:
+            results[k] = _score_chunk(det, chunks[k], max_pixels, maps, stems, state)
+            if journal is not None:
+                journal.add(k, rows=results[k][0], bad=results[k][1])
+            bar.update(task, advance=len(chunks[k]))
         seconds = time.perf_counter() - t0
+    if journal is not None:
+        barrier(where)
+        if where.rank > 0:
+            finish(where)
+            return
+        results = {}
+        for r in range(where.world):
+            part = Journal.read(_parts(dest) / f"{r}-of-{where.world}.jsonl", journal.header)
+            results.update({k: (e["rows"], e["bad"]) for k, e in part.items()})
+        missing = [k for k in range(len(chunks)) if k not in results]
+        if missing:
+            raise fail(f"torchrun: chunks {missing[:5]} were not scored by any rank")
+        finish(where)
+    rows = [row for k in sorted(results) for row in results[k][0]]
+    bad = bad + [line for k in sorted(results) for line in results[k][1]]
     if not rows:
         report_skipped(bad)
         raise fail("no readable images to score")
@@ -224,6 +230,62 @@ def score(
     err_console.print(f"{len(rows)} images in {seconds:.1f} s "
                       f"({len(rows) / max(seconds, 1e-9):.1f} images/s)")
     report_skipped(bad)
+    if journal is not None:
+        shutil.rmtree(_parts(dest), ignore_errors=True)
+
+
+def journal_header(files: list[Path], det, max_pixels: int, maps: Path | None) -> dict:
+    """What a rank's journal of scored chunks belongs to: a rerun with other files, another
+    detector or other settings starts afresh."""
+    header = {"files": [str(f) for f in files], "chunk": CHUNK, "detector": det.describe(),
+              "max_pixels": max_pixels, "maps": str(maps) if maps is not None else None}
+    return json.loads(json.dumps(header, default=str))
+
+
+def _parts(dest: Path) -> Path:
+    """Where the ranks of a torchrun launch keep their rows until rank 0 joins them."""
+    return dest.with_name(dest.name + ".parts")
+
+
+def _stems(files: list[Path]) -> dict[Path, str]:
+    used: set[str] = set()
+    return {f: _unique_stem(f, used) for f in files}
+
+
+def _score_chunk(det, chunk: list[Path], max_pixels: int, maps: Path | None,
+                 stems: dict[Path, str], state: dict) -> tuple[list[dict], list[str]]:
+    """Rows (and skipped-file lines) of one chunk of files, judged together."""
+    images, kept, bad = [], [], []
+    for f in chunk:
+        try:
+            image = load_image(f, max_pixels=max_pixels)
+        except InputError as e:
+            bad.append(f"{e} (--max-pixels)" if "too large" in str(e) else str(e))
+            continue
+        if state["uncalibrated"] and max(image.shape[:2]) > 2 * det.image_size_:
+            state["uncalibrated"] = False  # one warning per run
+            warn(f"{f}: this {det.name} detector has thresholds for "
+                 f"{det.image_size_}x{det.image_size_} images only and flags most "
+                 "larger real photos; calibrate it first: igpt-forensics calibrate "
+                 f"--detector {state['detector']} --data REAL_PHOTOS --out DIR")
+        if min(image.shape[:2]) < SMALL_SIDE:
+            warn(f"{f}: only {image.shape[1]}x{image.shape[0]} pixels; scores of "
+                 f"images under {SMALL_SIDE}x{SMALL_SIDE} mean little")
+        images.append(image)
+        kept.append(f)
+    rows = []
+    if images:
+        judged, loc = judge(det, images, **state["tiles"])
+        for i, f in enumerate(kept):
+            row = {"path": str(f), **judged[i]}
+            if maps is not None:
+                heat = np.asarray(loc.maps[i])
+                overlay, raw = maps / f"{stems[f]}.overlay.png", maps / f"{stems[f]}.map.png"
+                atomic_write_bytes(overlay, png_bytes(heat_overlay(images[i], heat)))
+                atomic_write_bytes(raw, _map_png16(heat))
+                row.update(map=str(raw), overlay=str(overlay))
+            rows.append(row)
+    return rows, bad
 
 
 @user_errors
