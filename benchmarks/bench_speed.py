@@ -62,9 +62,8 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-
-from generators.hf_import import CONV1D  # noqa: E402
-from generators.model import PixelGPT, create_model  # noqa: E402
+from igpt_forensics.generators.hf_import import CONV1D  # noqa: E402
+from igpt_forensics.generators.model import PixelGPT, create_model  # noqa: E402
 
 SIDE, COLORS = 32, 512
 TARGETS = {"sampling_vs_hf": 10.0, "sampling_matmul_fraction": 0.40, "scoring_vs_hf": 8.0,

@@ -32,8 +32,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from detectors.base import judge, open_detector
-    from generators.checkpoint import generator_palette
+    from igpt_forensics.detectors.base import judge, open_detector
+    from igpt_forensics.generators.checkpoint import generator_palette
+
     from igpt_forensics.data import ImageSource, real_views
     from igpt_forensics.provenance import read_rows, split_rows
 

@@ -45,13 +45,13 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from igpt_forensics.detectors.base import open_detector  # noqa: E402
+from igpt_forensics.detectors.cnn import CNNDetector  # noqa: E402
+from igpt_forensics.detectors.features import FeaturesDetector  # noqa: E402
+from igpt_forensics.detectors.fusion import FusionDetector  # noqa: E402
+from igpt_forensics.detectors.likelihood import LikelihoodDetector  # noqa: E402
+from igpt_forensics.detectors.trained import SplitData, evaluate_split, load_arrays  # noqa: E402
 
-from detectors.base import open_detector  # noqa: E402
-from detectors.cnn import CNNDetector  # noqa: E402
-from detectors.features import FeaturesDetector  # noqa: E402
-from detectors.fusion import FusionDetector  # noqa: E402
-from detectors.likelihood import LikelihoodDetector  # noqa: E402
-from detectors.trained import SplitData, evaluate_split, load_arrays  # noqa: E402
 from igpt_forensics.metrics import image_metrics  # noqa: E402
 
 BASELINE_FEATURES = ("log_row_col_energy", "log_laplacian_energy", "colors_per_pixel",

@@ -30,10 +30,10 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
     sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from igpt_forensics.generators.checkpoint import DEFAULT_MODEL, read_config, save_checkpoint  # noqa: E402
+from igpt_forensics.generators.dataset import prepare_dataset  # noqa: E402
+from igpt_forensics.generators.model import create_model  # noqa: E402
 
-from generators.checkpoint import DEFAULT_MODEL, read_config, save_checkpoint  # noqa: E402
-from generators.dataset import prepare_dataset  # noqa: E402
-from generators.model import create_model  # noqa: E402
 from igpt_forensics.data import load_patches  # noqa: E402
 from igpt_forensics.device import pick_device  # noqa: E402
 from igpt_forensics.palette import Palette  # noqa: E402

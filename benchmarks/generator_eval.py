@@ -41,10 +41,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere in a checkout
 
-from detectors.base import create_detector  # noqa: E402
-from detectors.likelihood import parse_sampling  # noqa: E402
-from generators.checkpoint import load_checkpoint  # noqa: E402
-from generators.complete import complete  # noqa: E402
+from igpt_forensics.detectors.base import create_detector  # noqa: E402
+from igpt_forensics.detectors.likelihood import parse_sampling  # noqa: E402
+from igpt_forensics.generators.checkpoint import load_checkpoint  # noqa: E402
+from igpt_forensics.generators.complete import complete  # noqa: E402
+
 from igpt_forensics.data import ImageSource, PatchSampler, derive_seed  # noqa: E402
 from igpt_forensics.errors import InputError  # noqa: E402
 from igpt_forensics.masks import make_mask  # noqa: E402

@@ -38,13 +38,14 @@ from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere in a checkout
 
-from detectors.base import load_detector  # noqa: E402
-from detectors.likelihood import (  # noqa: E402
+from igpt_forensics.detectors.base import load_detector  # noqa: E402
+from igpt_forensics.detectors.likelihood import (  # noqa: E402
     DEFAULT_CALIBRATION,
     LikelihoodDetector,
     parse_sampling,
 )
-from generators.checkpoint import load_checkpoint  # noqa: E402
+from igpt_forensics.generators.checkpoint import load_checkpoint  # noqa: E402
+
 from igpt_forensics.data import load_patches  # noqa: E402
 from igpt_forensics.masks import make_mask  # noqa: E402
 

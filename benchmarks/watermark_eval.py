@@ -43,7 +43,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere in a checkout
 
-from generators.checkpoint import load_checkpoint  # noqa: E402
+from igpt_forensics.generators.checkpoint import load_checkpoint  # noqa: E402
+
 from igpt_forensics.data import ImageSource, derive_seed, sample_patches  # noqa: E402
 from igpt_forensics.perturb import perturb  # noqa: E402
 from igpt_forensics.watermark import ALPHA, WatermarkKey  # noqa: E402

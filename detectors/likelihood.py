@@ -240,7 +240,8 @@ class LikelihoodDetector(Detector):
         cached = getattr(self, "_loaded", None)
         if cached is not None and cached[0] == key:
             return cached[1], cached[2]
-        from generators.checkpoint import load_checkpoint
+        from igpt_forensics.generators.checkpoint import load_checkpoint
+
         from igpt_forensics.device import pick_device
 
         model, codec, config = load_checkpoint(self.model, device=pick_device(self.device))

@@ -11,12 +11,17 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 APPS = ("igpt_forensics.cli", "igpt_forensics.web")
+GENERATORS, DETECTORS = "igpt_forensics.generators", "igpt_forensics.detectors"
+# the folders at the repository root and the packages they install as (pyproject package-dir)
+PACKAGE_OF = {"generators": GENERATORS, "detectors": DETECTORS}
 
 
 def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     names = set()
     pkg = path.relative_to(ROOT).with_suffix("").parts[:-1]
+    if pkg and pkg[0] in PACKAGE_OF:
+        pkg = (*PACKAGE_OF[pkg[0]].split("."), *pkg[1:])
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(a.name for a in node.names)
@@ -44,13 +49,13 @@ def layer_violations(package: str, forbidden: tuple[str, ...], skip: tuple[str, 
 
 
 def test_core_imports_nothing_above_it():
-    assert layer_violations("igpt_forensics", APPS + ("generators", "detectors"),
+    assert layer_violations("igpt_forensics", APPS + (GENERATORS, DETECTORS),
                             skip=("igpt_forensics/cli", "igpt_forensics/web",
                                   "igpt_forensics/__main__.py")) == []
 
 
 def test_generators_do_not_import_detectors_or_applications():
-    assert layer_violations("generators", ("detectors",) + APPS) == []
+    assert layer_violations("generators", (DETECTORS,) + APPS) == []
 
 
 def test_detectors_do_not_import_applications():
@@ -64,3 +69,22 @@ def test_the_web_page_does_not_import_the_cli():
 def test_the_walker_sees_relative_imports():
     names = imports_of(ROOT / "igpt_forensics" / "cli" / "__init__.py")
     assert "igpt_forensics.cli.common" in names or "igpt_forensics.cli.common.DEBUG" in names
+
+
+def test_generators_and_detectors_are_imported_under_igpt_forensics_only():
+    """The root folders install as igpt_forensics.generators / .detectors (no top-level
+    package another distribution could collide with); a bare `import generators` would load
+    a second copy of every module (two detector registries) where the repo root is on the
+    path, and fail once installed."""
+    bare = []
+    for top in ("igpt_forensics", "generators", "detectors", "tests", "benchmarks", "examples"):
+        for f in sorted((ROOT / top).rglob("*.py")):
+            for name in imports_of(f):
+                if name.split(".")[0] in PACKAGE_OF:
+                    bare.append(f"{f.relative_to(ROOT)} imports {name}")
+    assert bare == []
+
+
+def test_the_relative_imports_of_a_root_folder_resolve_to_its_installed_name():
+    names = imports_of(ROOT / "detectors" / "cnn.py")
+    assert any(n.startswith(DETECTORS + ".") for n in names)

@@ -20,7 +20,7 @@ from .common import DoneBar, console, err_console, progress_bar, user_errors
 def trainer(kind: str):
     """A factory for the cross protocol: a fresh ``kind`` detector fitted on a train split
     (fakes with their masks) and thresholded on the validation split."""
-    from detectors.base import create_detector
+    from igpt_forensics.detectors.base import create_detector
 
     create_detector(kind)  # fail early on an unknown kind
 
@@ -97,7 +97,7 @@ def print_table(doc: dict, title: str) -> None:
 
 def make_datasets(study: Study) -> None:
     """Make (or finish) every dataset the study gives a recipe for; a complete one is kept."""
-    from generators.dataset import prepare_dataset
+    from igpt_forensics.generators.dataset import prepare_dataset
 
     for name, recipe in study.generate.items():
         settings = dict(recipe)
@@ -112,7 +112,7 @@ def make_datasets(study: Study) -> None:
 
 
 def _run(study: Study, model: Path | None, title: str) -> dict:
-    from detectors.base import open_detector
+    from igpt_forensics.detectors.base import open_detector
 
     make_datasets(study)
     opened = {}

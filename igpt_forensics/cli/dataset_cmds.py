@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from generators.dataset import generate_distributed, prepare_dataset
-from generators.model import COMPLETION_SAMPLING
+from igpt_forensics.generators.dataset import generate_distributed, prepare_dataset
+from igpt_forensics.generators.model import COMPLETION_SAMPLING
 
 from .. import provenance as pv
 from ..distributed import launch

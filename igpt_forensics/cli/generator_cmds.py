@@ -11,12 +11,12 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from generators.checkpoint import load_checkpoint, save_checkpoint
-from generators.complete import complete as complete_images
-from generators.hf_import import import_hf as import_hf_checkpoint
-from generators.model import COMPLETION_SAMPLING, check_sampling, list_presets
-from generators.train import TrainConfig, train_generator
-from generators.vq import TokenizerTrainConfig, train_tokenizer
+from igpt_forensics.generators.checkpoint import load_checkpoint, save_checkpoint
+from igpt_forensics.generators.complete import complete as complete_images
+from igpt_forensics.generators.hf_import import import_hf as import_hf_checkpoint
+from igpt_forensics.generators.model import COMPLETION_SAMPLING, check_sampling, list_presets
+from igpt_forensics.generators.train import TrainConfig, train_generator
+from igpt_forensics.generators.vq import TokenizerTrainConfig, train_tokenizer
 
 from .. import __version__
 from ..data import derive_seed, find_images, fit_square, image_sha256, load_image

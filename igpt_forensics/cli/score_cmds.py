@@ -16,8 +16,8 @@ import typer
 from rich.table import Table
 
 # submodules, not the package: registering happens on import of each detector's module
-from detectors.base import judge, list_detectors, open_detector, ready_detectors
-from detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
+from igpt_forensics.detectors.base import judge, list_detectors, open_detector, ready_detectors
+from igpt_forensics.detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
 
 from ..data import MAX_SCORE_PIXELS, ImageSource, find_images, load_image, real_views
 from ..distributed import Journal, barrier, finish, launch

@@ -55,7 +55,7 @@ def serve(
     specs = dict(_named(s) for s in detector) if detector else None
     verifier = None
     if watermark_key_file is not None:
-        from generators.checkpoint import generator_palette
+        from igpt_forensics.generators.checkpoint import generator_palette
 
         from ..verify import Verifier
 

@@ -12,9 +12,9 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from detectors.cnn import DEFAULT_ARCH
-from detectors.features import CLASSIFIERS
-from detectors.trained import (
+from igpt_forensics.detectors.cnn import DEFAULT_ARCH
+from igpt_forensics.detectors.features import CLASSIFIERS
+from igpt_forensics.detectors.trained import (
     REAL_FORMS,
     TRAINED_KINDS,
     SplitData,

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from generators.checkpoint import generator_palette
+from igpt_forensics.generators.checkpoint import generator_palette
 
 from ..credentials import MAX_PEM_BYTES
 from ..credentials import Report as C2paReport

@@ -37,7 +37,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException  # also the router's 404 and 405
 
-from detectors.base import judge, open_detector, ready_detectors
+from igpt_forensics.detectors.base import judge, open_detector, ready_detectors
 
 from .. import credentials
 from ..data import MAX_SCORE_PIXELS, load_image
@@ -115,7 +115,7 @@ def create_app(detectors: dict[str, str] | None = None, *,
             pool.get(name)
     if verifier is None:
         try:
-            from generators.checkpoint import generator_palette
+            from igpt_forensics.generators.checkpoint import generator_palette
 
             verifier = Verifier(generator_palette())
         except InputError:

@@ -9,12 +9,12 @@ import re
 
 import numpy as np
 import pytest
+from igpt_forensics.generators.dataset import generate_dataset
 from PIL import Image
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from examples.outside_detector import StreakDetector
-from generators.dataset import generate_dataset
 from igpt_forensics.bench import Study, run_benchmark, validate
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
@@ -206,7 +206,8 @@ def test_bench_scores_each_image_once_per_perturbation(tiny_dataset, tmp_path):
 
 def test_leave_one_generator_out_never_tests_on_a_seen_generator(tiny_checkpoint, tiny_dataset,
                                                                    tmp_path):
-    from generators.train import TrainConfig, train_generator
+    from igpt_forensics.generators.train import TrainConfig, train_generator
+
     from tests.conftest import TINY_TRAIN
 
     other = tmp_path / "topk"  # the same generator as tiny_dataset, other sampling

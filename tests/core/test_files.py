@@ -1,9 +1,9 @@
 """Checked JSON reads: every JSON file a user names gives one clear line when it is bad."""
 
 import pytest
+from igpt_forensics.detectors.base import load_detector
+from igpt_forensics.generators.checkpoint import read_config
 
-from detectors.base import load_detector
-from generators.checkpoint import read_config
 from igpt_forensics import provenance as pv
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import atomic_write_text, read_json

@@ -116,7 +116,7 @@ def test_crafted_checkpoint_configs_are_refused_before_allocation(tiny_checkpoin
 
 
 def test_a_tampered_packaged_checkpoint_is_refused(tiny_checkpoint, tmp_path):
-    from generators.checkpoint import load_checkpoint
+    from igpt_forensics.generators.checkpoint import load_checkpoint
 
     out = tmp_path / "pkg"
     assert runner.invoke(app, ["export-model", str(tiny_checkpoint), str(out)]).exit_code == 0

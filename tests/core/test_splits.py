@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
+from igpt_forensics.detectors.trained import load_arrays, stack_split
+from igpt_forensics.generators.dataset import generate_dataset
 from PIL import Image
 from typer.testing import CliRunner
 
-from detectors.trained import load_arrays, stack_split
-from generators.dataset import generate_dataset
 from igpt_forensics import provenance as pv
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError

@@ -2,13 +2,12 @@
 16-color ``tiny_checkpoint``), shared by the detector tests of the whole session."""
 
 import pytest
-
-from detectors.cnn import CNNDetector
-from detectors.features import FeaturesDetector
-from detectors.fusion import FusionDetector
-from detectors.likelihood import LikelihoodDetector
-from detectors.trained import load_arrays
-from generators.dataset import generate_dataset
+from igpt_forensics.detectors.cnn import CNNDetector
+from igpt_forensics.detectors.features import FeaturesDetector
+from igpt_forensics.detectors.fusion import FusionDetector
+from igpt_forensics.detectors.likelihood import LikelihoodDetector
+from igpt_forensics.detectors.trained import load_arrays
+from igpt_forensics.generators.dataset import generate_dataset
 
 
 @pytest.fixture(scope="session")

@@ -2,9 +2,8 @@
 
 import numpy as np
 import pytest
+from igpt_forensics.detectors import create_detector, load_detector
 from sklearn.metrics import roc_auc_score
-
-from detectors import create_detector, load_detector
 
 
 def textured(rng, n, size=32):

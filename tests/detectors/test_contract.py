@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from igpt_forensics.detectors.base import Detector, create_detector, list_detectors, load_detector
 
-from detectors.base import Detector, create_detector, list_detectors, load_detector
 from igpt_forensics.errors import InputError
 
 

@@ -6,9 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import roc_auc_score
-
-from detectors.base import (
+from igpt_forensics.detectors.base import (
     ARRAYS_FILE,
     META_FILE,
     Detector,
@@ -20,15 +18,17 @@ from detectors.base import (
     open_detector,
     register_detector,
 )
-from detectors.likelihood import (
+from igpt_forensics.detectors.likelihood import (
     DEFAULT_CALIBRATION,
     IMAGE_FEATURES,
     LikelihoodDetector,
     parse_sampling,
 )
-from detectors.tiles import tile_image
-from generators.checkpoint import DEFAULT_MODEL, load_checkpoint, save_checkpoint
-from generators.model import create_model
+from igpt_forensics.detectors.tiles import tile_image
+from igpt_forensics.generators.checkpoint import DEFAULT_MODEL, load_checkpoint, save_checkpoint
+from igpt_forensics.generators.model import create_model
+from sklearn.metrics import roc_auc_score
+
 from igpt_forensics.data import load_patches
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import sha256_file
@@ -186,7 +186,7 @@ def test_tiling_returns_maps_at_each_images_own_size(fitted, scorer):
 
 
 def test_chunked_scoring_of_many_tiles_equals_one_pass(fitted, monkeypatch):
-    import detectors.likelihood as lk
+    import igpt_forensics.detectors.likelihood as lk
 
     rng = np.random.default_rng(1)
     images = [rng.integers(0, 256, (30, 17, 3), dtype=np.uint8),

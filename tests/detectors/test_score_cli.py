@@ -125,7 +125,7 @@ def test_score_caps_pixels_and_warns_about_tiny_images(calibrated, tmp_path):
 
 
 def test_one_verdict_rule_never_contradicts_its_region():
-    from detectors.base import Localization
+    from igpt_forensics.detectors.base import Localization
 
     masks = [np.ones((4, 4), bool), np.zeros((4, 4), bool), np.eye(4, dtype=bool),
              np.ones((4, 4), bool)]
@@ -139,11 +139,10 @@ def test_one_verdict_rule_never_contradicts_its_region():
 
 
 def test_the_shipped_cnn_is_checked_says_what_trained_it_and_finds_vq_reconstructions():
+    from igpt_forensics.detectors.base import create_detector
+    from igpt_forensics.detectors.cnn import CNNDetector
+    from igpt_forensics.generators.checkpoint import load_checkpoint
     from sklearn.metrics import roc_auc_score
-
-    from detectors.base import create_detector
-    from detectors.cnn import CNNDetector
-    from generators.checkpoint import load_checkpoint
 
     folder = CNNDetector.default_asset
     sums = (folder / "SHA256SUMS").read_text().splitlines()
@@ -173,7 +172,7 @@ def test_score_uses_the_shipped_cnn_by_default(folder):
 
 
 def test_a_large_photo_shows_its_tiles_progress(calibrated, tmp_path):
-    from detectors.base import load_detector
+    from igpt_forensics.detectors.base import load_detector
 
     photo = load_patches("builtin", 1, size=256, seed=0, split="test")[0]
     big = np.concatenate([photo, photo[:, ::-1]], axis=1)  # 256x512: 2048 tiles of 8x8

@@ -6,29 +6,29 @@ import json
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-from safetensors.numpy import load_file, save_file
-from sklearn.ensemble import GradientBoostingClassifier
-from sklearn.metrics import roc_auc_score
-from typer.testing import CliRunner
-
-from detectors.base import (
+from igpt_forensics.detectors.base import (
     ARRAYS_FILE,
     META_FILE,
     calibrate_threshold,
     list_detectors,
     load_detector,
 )
-from detectors.cnn import CNNDetector, DenseDetectorNet, augment_batch
-from detectors.features import (
+from igpt_forensics.detectors.cnn import CNNDetector, DenseDetectorNet, augment_batch
+from igpt_forensics.detectors.features import (
     HAND_FEATURES,
     FeaturesDetector,
     TreeEnsemble,
     hand_features,
 )
-from detectors.trained import evaluate_split, load_arrays
-from generators.checkpoint import load_checkpoint, save_checkpoint
-from generators.model import create_model
+from igpt_forensics.detectors.trained import evaluate_split, load_arrays
+from igpt_forensics.generators.checkpoint import load_checkpoint, save_checkpoint
+from igpt_forensics.generators.model import create_model
+from PIL import Image
+from safetensors.numpy import load_file, save_file
+from sklearn.ensemble import GradientBoostingClassifier
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
 
@@ -328,8 +328,8 @@ def test_train_detector_refuses_a_missing_test_split_before_training(tmp_path):
 
 
 def test_train_detector_on_a_pool_of_datasets(dataset, tiny_checkpoint, tmp_path):
-    from detectors.trained import SplitData
-    from generators.dataset import generate_dataset
+    from igpt_forensics.detectors.trained import SplitData
+    from igpt_forensics.generators.dataset import generate_dataset
 
     other = tmp_path / "topk"
     generate_dataset(other, 60, model=str(tiny_checkpoint), top_k=4, seed=5, device="cpu")
@@ -375,7 +375,7 @@ def test_cnn_size_calibration_holds_the_false_positive_rate_at_every_side(cnn_de
     again = load_detector(det.save(tmp_path / "cal"))
     assert again.size_calibration_ == t
     np.testing.assert_allclose(again.score(views[64]), det.score(views[64]))
-    from detectors.cnn import _checked_size_table
+    from igpt_forensics.detectors.cnn import _checked_size_table
 
     for bad in ({**t, "sides": [8, 8, 32, 64]}, {**t, "map": t["map"][:2]},
                 {**t, "image": [float("nan")] * 4}, {k: v for k, v in t.items() if k != "n"}):
@@ -385,7 +385,7 @@ def test_cnn_size_calibration_holds_the_false_positive_rate_at_every_side(cnn_de
 
 def test_cnn_inference_in_pixel_bounded_chunks_gives_the_same_scores(cnn_det, splits,
                                                                     monkeypatch):
-    import detectors.cnn as cnn
+    import igpt_forensics.detectors.cnn as cnn
 
     ims = splits["test"].real[:10]
     whole = cnn_det.score(ims)

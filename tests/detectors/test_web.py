@@ -12,9 +12,9 @@ import time
 
 import numpy as np
 import pytest
+from igpt_forensics.detectors.base import judge, open_detector, region_boxes
 from PIL import Image
 
-from detectors.base import judge, open_detector, region_boxes
 from igpt_forensics.web import EXAMPLES, create_app
 from igpt_forensics.web.app import EXAMPLES_DIR
 

@@ -5,13 +5,13 @@ import json
 import numpy as np
 import pytest
 import torch
+from igpt_forensics.generators.checkpoint import load_checkpoint, save_checkpoint
+from igpt_forensics.generators.complete import complete
+from igpt_forensics.generators.model import create_model
 from PIL import Image
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from generators.checkpoint import load_checkpoint, save_checkpoint
-from generators.complete import complete
-from generators.model import create_model
 from igpt_forensics.cli import app
 from igpt_forensics.data import load_patches
 from igpt_forensics.errors import InputError

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from igpt_forensics.generators.checkpoint import DEFAULT_MODEL, load_checkpoint
+from igpt_forensics.generators.dataset import generate_dataset
 from PIL import Image
 from typer.testing import CliRunner
 
-from generators.checkpoint import DEFAULT_MODEL, load_checkpoint
-from generators.dataset import generate_dataset
 from igpt_forensics import __version__
 from igpt_forensics import provenance as pv
 from igpt_forensics.cli import app

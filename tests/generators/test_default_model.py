@@ -3,9 +3,9 @@ model loads (without --model) and samples."""
 
 import numpy as np
 import torch
+from igpt_forensics.generators.checkpoint import DEFAULT_MODEL, load_checkpoint
 from typer.testing import CliRunner
 
-from generators.checkpoint import DEFAULT_MODEL, load_checkpoint
 from igpt_forensics.cli import app
 from igpt_forensics.files import sha256_file
 
@@ -56,7 +56,7 @@ def test_shipped_vq_generator_matches_its_hashes_and_completes_by_name():
     assert cfg["family"] == "vq" and cfg["image_size"] == 32 and codec.n_tokens == 512
     meta = cfg["meta"]
     assert meta["heldout_bits_per_dim"] < meta["unigram_bits_per_dim"] - 2.0
-    from generators.complete import complete
+    from igpt_forensics.generators.complete import complete
 
     photos = load_patches("builtin", 2, size=32, seed=0, split="test")
     out = complete(model, codec, photos, make_mask("top-half", 32)[0], np.array([[1], [2]]))

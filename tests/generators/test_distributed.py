@@ -79,7 +79,8 @@ def test_torchrun_score_equals_one_process(tmp_path):
     assert not (tmp_path / "b.json.parts").exists()
     # a rank resumes from its own journal: rank 1's chunk 1 (images 16-31) is taken from
     # there, not scored again (marked rows prove it), and rank 0 scores the rest
-    from detectors.base import open_detector
+    from igpt_forensics.detectors.base import open_detector
+
     from igpt_forensics.cli.score_cmds import journal_header
     from igpt_forensics.data import find_images
 

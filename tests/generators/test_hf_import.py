@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from igpt_forensics.generators.hf_import import import_hf
 
-from generators.hf_import import import_hf
 from igpt_forensics.errors import InputError
 
 transformers = pytest.importorskip("transformers")

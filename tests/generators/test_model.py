@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from generators.model import (
+from igpt_forensics.generators.model import (
     _PRESETS,
     GPTConfig,
     PixelGPT,
@@ -15,6 +14,7 @@ from generators.model import (
     register_preset,
     uniforms,
 )
+
 from igpt_forensics.errors import InputError
 
 V, SIDE, N = 16, 8, 64  # 16 colors, 8x8 images: 64 tokens

@@ -1,11 +1,10 @@
 """The fast paths in generators/model.py give what the plain computation gives."""
 
+import igpt_forensics.generators.model as model_module
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-import generators.model as model_module
-from generators.model import MLP, GPTConfig, RMSNorm, _draw, create_model
+from igpt_forensics.generators.model import MLP, GPTConfig, RMSNorm, _draw, create_model
 
 V, SIDE, N = 16, 8, 64
 

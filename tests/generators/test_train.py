@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from igpt_forensics.generators.checkpoint import load_checkpoint
+from igpt_forensics.generators.train import TrainConfig, lr_at, train_generator
 from safetensors.torch import load_file
 
-from generators.checkpoint import load_checkpoint
-from generators.train import TrainConfig, lr_at, train_generator
 from igpt_forensics.errors import InputError
 from tests.conftest import TINY_TRAIN
 
@@ -72,7 +72,7 @@ DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from dataclasses import replace
 from safetensors.torch import save_file
-from generators.train import TrainConfig, train_generator
+from igpt_forensics.generators.train import TrainConfig, train_generator
 sys.path.insert(0, {root!r})
 from tests.conftest import TINY_TRAIN
 cfg = replace(TrainConfig(**TINY_TRAIN), steps=4, train_patches=64, eval_patches=8,

@@ -6,8 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
-from generators.vq import (
+from igpt_forensics.generators.vq import (
     TokenizerTrainConfig,
     VQConfig,
     VQTokenizer,
@@ -16,6 +15,7 @@ from generators.vq import (
     save_tokenizer,
     train_tokenizer,
 )
+
 from igpt_forensics.data import load_patches
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import write_sha256sums

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 import torch
+from igpt_forensics.generators.checkpoint import TOKENIZER, load_checkpoint, resolve_model
+from igpt_forensics.generators.complete import changed_mask, complete
+from igpt_forensics.generators.dataset import generate_dataset
+from igpt_forensics.generators.train import TrainConfig, train_generator
+from igpt_forensics.generators.vq import TokenizerTrainConfig, train_tokenizer
 from PIL import Image
 from typer.testing import CliRunner
 
-from generators.checkpoint import TOKENIZER, load_checkpoint, resolve_model
-from generators.complete import changed_mask, complete
-from generators.dataset import generate_dataset
-from generators.train import TrainConfig, train_generator
-from generators.vq import TokenizerTrainConfig, train_tokenizer
 from igpt_forensics import provenance as pv
 from igpt_forensics.cli import app
 from igpt_forensics.data import load_image, load_patches
@@ -191,7 +191,7 @@ def test_nll_and_complete_commands_take_a_vq_checkpoint(vq, tmp_path):
 
 
 def test_bundled_names_resolve_or_say_what_is_missing(monkeypatch, tmp_path):
-    import generators.checkpoint as ck
+    import igpt_forensics.generators.checkpoint as ck
 
     assert resolve_model("pixel-default") == resolve_model(None) == ck.DEFAULT_MODEL
     monkeypatch.setitem(ck.GENERATOR_NAMES, "vq-default", tmp_path / "absent")
@@ -201,7 +201,7 @@ def test_bundled_names_resolve_or_say_what_is_missing(monkeypatch, tmp_path):
 
 
 def test_code_likelihood_detector_scores_and_maps_at_pixel_size(vq):
-    from detectors.likelihood import LikelihoodDetector
+    from igpt_forensics.detectors.likelihood import LikelihoodDetector
 
     root, _ = vq
     real = load_patches("builtin", 24, size=16, seed=5, split="train")

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from igpt_forensics.generators.checkpoint import load_checkpoint
 from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 from typer.testing import CliRunner
 
-from generators.checkpoint import load_checkpoint
 from igpt_forensics import provenance as pv
 from igpt_forensics import stamp
 from igpt_forensics.cli import app
