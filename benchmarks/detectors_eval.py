@@ -50,8 +50,9 @@ from igpt_forensics.detectors.cnn import CNNDetector  # noqa: E402
 from igpt_forensics.detectors.features import FeaturesDetector  # noqa: E402
 from igpt_forensics.detectors.fusion import FusionDetector  # noqa: E402
 from igpt_forensics.detectors.likelihood import LikelihoodDetector  # noqa: E402
-from igpt_forensics.detectors.trained import SplitData, evaluate_split, load_arrays  # noqa: E402
+from igpt_forensics.detectors.trained import SplitData, load_arrays  # noqa: E402
 
+from igpt_forensics.bench import split_report  # noqa: E402
 from igpt_forensics.metrics import image_metrics  # noqa: E402
 
 BASELINE_FEATURES = ("log_row_col_energy", "log_laplacian_energy", "colors_per_pixel",
@@ -75,7 +76,7 @@ def _compact(m: dict) -> dict:
 def evaluate(det, sets: dict[str, SplitData], pixels: bool) -> dict:
     out = {}
     for name, data in sets.items():
-        ev = evaluate_split(det, data, pixels=pixels)
+        ev = split_report(det, data.as_split(name), localize=pixels)
         row = {"all": _compact(ev["all"])}
         for form in ("qreal", "real"):
             if f"{form}_vs_fake" in ev:

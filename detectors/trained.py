@@ -222,6 +222,17 @@ class SplitData:
     def __len__(self) -> int:
         return len(self.real) + len(self.fake)
 
+    def as_split(self, name: str = "split") -> Split:
+        """The same images as a `splits.Split` (lists, reading order kept): what the one
+        evaluator (`igpt_forensics.bench.split_report`) reads."""
+        out = Split(name, Path(name), "test")
+        for image, form, i in zip(self.real, self.real_forms, self.real_ids):
+            out.add(form, image, i)
+        for image, mask, kind, i in zip(self.fake, self.fake_masks, self.fake_kinds,
+                                        self.fake_ids):
+            out.add("fake", image, i, mask, kind)
+        return out
+
     @classmethod
     def concat(cls, parts: Sequence[SplitData]) -> SplitData:
         """One split of several datasets (a pool of generators), in the order given."""
@@ -375,36 +386,6 @@ def trained_on(folder: str | Path) -> dict[str, Any]:
                if k in st}}
 
 
-def evaluate_split(det: Detector, data: SplitData, pixels: bool = False) -> dict[str, Any]:
-    """Image metrics of ``det`` on a split (AUC, AP, TPR at 1% FPR, accuracy at the
-    calibrated threshold), per real form as well; with ``pixels``, pixel AUC / F1 / IoU of
-    its maps on the fakes of each mask kind (partial fakes only: box, top-half)."""
-    from igpt_forensics.metrics import image_metrics, pixel_metrics
-
-    images = list(data.real) + list(data.fake)
-    if pixels:
-        scores, loc = det.score_and_localize(images)
-    else:
-        scores, loc = det.score(images), None
-    n_real = len(data.real)
-    labels = np.r_[np.zeros(n_real), np.ones(len(data.fake))]
-    out: dict[str, Any] = {"all": image_metrics(labels, scores, det.threshold_, bootstrap=0)}
-    forms = np.asarray(data.real_forms)
-    for form in sorted(set(data.real_forms)):
-        sel = np.r_[forms == form, np.ones(len(data.fake), bool)]
-        out[f"{form}_vs_fake"] = image_metrics(labels[sel], scores[sel], det.threshold_,
-                                               bootstrap=0)
-    if loc is not None:
-        kinds = np.asarray(data.fake_kinds)
-        for kind in ("box", "top-half"):
-            idx = np.flatnonzero(kinds == kind)
-            if len(idx):
-                out[f"pixels_{kind}"] = pixel_metrics(
-                    [data.fake_masks[i] for i in idx], [loc.maps[n_real + i] for i in idx],
-                    [loc.masks[n_real + i] for i in idx])
-    return out
-
-
 __all__ = [
     "FitData",
     "Progress",
@@ -412,7 +393,6 @@ __all__ = [
     "SplitData",
     "TRAINED_KINDS",
     "TrainedDetector",
-    "evaluate_split",
     "group_by_shape",
     "load_arrays",
     "stack_split",

@@ -131,6 +131,29 @@ def evaluate(detector, det_name: str, data: Split, perturbations: Sequence[str] 
     return rows, raw
 
 
+ROW_FIELDS = ("level", "detector", "dataset", "perturbation", "strength", "real_form", "fakes")
+
+
+def split_report(detector, data: Split, localize: bool = True) -> dict[str, dict]:
+    """One detector on one split, unperturbed and without bootstrap: what `train-detector`
+    and the benchmark scripts report, made by `evaluate` (the one evaluator). Keys:
+    ``{real_form}_vs_fake`` per real form, ``all`` (every real image against the fakes) and,
+    with maps, ``pixels_{kind}`` per partial mask kind."""
+    rows, raw = evaluate(detector, data.name, data, ("none",), bootstrap=0, localize=localize)
+    out: dict[str, dict] = {}
+    for r in rows:
+        m = {k: v for k, v in r.items() if k not in ROW_FIELDS}
+        if r["level"] == "image" and r["fakes"] == "all":
+            out[f"{r['real_form']}_vs_fake"] = m
+        elif r["level"] == "region":
+            out[f"pixels_{r['fakes']}"] = m
+    s = raw["none"]
+    neg, pos = np.r_[s["real"], s["qreal"]], np.asarray(s["fake"])
+    out["all"] = image_metrics(np.r_[np.zeros(len(neg)), np.ones(len(pos))], np.r_[neg, pos],
+                               getattr(detector, "threshold_", None), bootstrap=0)
+    return out
+
+
 def retarget(detector, real_scores: np.ndarray, target_fpr: float = 0.01):
     """The same detector with its threshold recalibrated on other real images."""
     from copy import copy

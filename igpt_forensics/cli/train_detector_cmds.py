@@ -19,12 +19,12 @@ from igpt_forensics.detectors.trained import (
     TRAINED_KINDS,
     SplitData,
     check_splits,
-    evaluate_split,
     load_arrays,
     parse_real_forms,
     train_on_dataset,
 )
 
+from ..bench import split_report
 from ..errors import InputError
 from .common import JsonOpt, console, emit_json, err_console, progress_bar, user_errors
 
@@ -131,9 +131,11 @@ def train_detector(
     if test:  # each dataset's test split alone, then all together
         parts = [load_arrays(d, "test", forms, max_items) for d in dataset]
         if len(dataset) > 1:
-            summary["test_by_dataset"] = {str(d): evaluate_split(det, p, pixels=kind == "cnn")
-                                          for d, p in zip(dataset, parts)}
-        summary["test"] = evaluate_split(det, SplitData.concat(parts), pixels=kind == "cnn")
+            summary["test_by_dataset"] = {
+                str(d): split_report(det, p.as_split(str(d)), localize=kind == "cnn")
+                for d, p in zip(dataset, parts)}
+        summary["test"] = split_report(det, SplitData.concat(parts).as_split("test"),
+                                       localize=kind == "cnn")
 
     fi = det.fit_info_
     table = Table(title=f"{kind} detector {out} (score: higher = more likely synthetic)")

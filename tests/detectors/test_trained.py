@@ -20,7 +20,7 @@ from igpt_forensics.detectors.features import (
     TreeEnsemble,
     hand_features,
 )
-from igpt_forensics.detectors.trained import evaluate_split, load_arrays
+from igpt_forensics.detectors.trained import load_arrays
 from igpt_forensics.generators.checkpoint import load_checkpoint, save_checkpoint
 from igpt_forensics.generators.model import create_model
 from PIL import Image
@@ -29,6 +29,7 @@ from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
+from igpt_forensics.bench import split_report
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
 
@@ -145,11 +146,21 @@ def test_fusion_weights_members_and_calibrates_out_of_fold(fusion_det):
     assert fusion_det.map_weights_[2] == 0.0  # features' maps are per tile, not dense
 
 
-def test_evaluate_split_reports_each_real_form_and_pixel_metrics(cnn_det, splits):
-    out = evaluate_split(cnn_det, splits["test"], pixels=True)
+def test_split_report_gives_each_real_form_and_pixel_metrics(cnn_det, splits):
+    out = split_report(cnn_det, splits["test"].as_split(), localize=True)
     assert {"all", "real_vs_fake", "qreal_vs_fake", "pixels_box", "pixels_top-half"} <= set(out)
     assert 0.0 <= out["pixels_box"]["iou"] <= 1.0
-    assert out["all"]["n_fake"] == len(splits["test"].fake)
+    te = splits["test"]
+    assert out["all"]["n_fake"] == len(te.fake) and out["all"]["n_real"] == len(te.real)
+    # the same numbers as scikit-learn on the detector's own scores, batched as evaluate does
+    # (all reals in one call, the fakes with their maps: a conv's last digits may depend on
+    # the batch)
+    from sklearn.metrics import roc_auc_score
+    forms = np.array(te.real_forms)
+    s_neg = cnn_det.score(np.concatenate([te.real[forms == "real"], te.real[forms == "qreal"]]))
+    s_q, s_f = s_neg[(forms == "real").sum():], cnn_det.score_and_localize(te.fake)[0]
+    want = roc_auc_score(np.r_[np.zeros(len(s_q)), np.ones(len(s_f))], np.r_[s_q, s_f])
+    assert out["qreal_vs_fake"]["auc"] == pytest.approx(want, abs=1e-6)
 
 
 # -- persistence -------------------------------------------------------------------------------
