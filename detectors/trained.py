@@ -370,6 +370,22 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
     return det
 
 
+def split_trainer(kind: str) -> Callable[[Split, Split], Detector]:
+    """A factory for the cross-dataset and leave-one-out protocols of `bench`: a fresh
+    ``kind`` detector fitted on a train split (reals of both forms, fakes with their masks)
+    and thresholded on the validation split. An unknown kind fails here, before any work."""
+    from .base import create_detector
+
+    create_detector(kind)
+
+    def fit(train: Split, val: Split) -> Detector:
+        det = create_detector(kind)
+        return det.fit(train.real + train.qreal, train.fake, fake_masks=train.masks,
+                       val=(val.real + val.qreal, val.fake))
+
+    return fit
+
+
 def trained_on(folder: str | Path) -> dict[str, Any]:
     """What a detector learned from, as its saved ``fit_info_`` keeps it: the dataset's
     folder name, the generator (sha256, family) and the sampling and mask settings, so that
@@ -398,6 +414,7 @@ __all__ = [
     "stack_split",
     "parse_real_forms",
     "prepare_fit",
+    "split_trainer",
     "state_digest",
     "train_on_dataset",
 ]

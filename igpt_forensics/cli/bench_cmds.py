@@ -11,26 +11,10 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ..bench import Split, Study, run_benchmark
+from ..bench import Study, run_benchmark
 from ..errors import InputError
 from ..perturb import parse_grid
 from .common import DoneBar, console, err_console, progress_bar, user_errors
-
-
-def trainer(kind: str):
-    """A factory for the cross protocol: a fresh ``kind`` detector fitted on a train split
-    (fakes with their masks) and thresholded on the validation split."""
-    from igpt_forensics.detectors.base import create_detector
-
-    create_detector(kind)  # fail early on an unknown kind
-
-    def fit(train: Split, val: Split):
-        det = create_detector(kind)
-        reals = train.real + train.qreal
-        return det.fit(reals, train.fake, fake_masks=train.masks,
-                       val=(val.real + val.qreal, val.fake))
-
-    return fit
 
 
 def _num(x: float | None, digits: int = 3) -> str:
@@ -113,13 +97,14 @@ def make_datasets(study: Study) -> None:
 
 def _run(study: Study, model: Path | None, title: str) -> dict:
     from igpt_forensics.detectors.base import open_detector
+    from igpt_forensics.detectors.trained import split_trainer
 
     make_datasets(study)
     opened = {}
     for name, spec in study.detectors.items():
         with err_console.status(f"loading detector {name}"):
             opened[name] = open_detector(spec, model=model)
-    factories = {kind: trainer(kind) for kind in study.train}
+    factories = {kind: split_trainer(kind) for kind in study.train}
     with err_console.status("benchmarking") as status:
         if err_console.is_terminal:
             def show(s: str) -> None:
