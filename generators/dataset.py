@@ -41,7 +41,7 @@ from igpt_forensics import provenance as pv
 from igpt_forensics.credentials import Credentials
 from igpt_forensics.data import Crop, ImageSource, PatchSampler, image_sha256
 from igpt_forensics.device import pick_device
-from igpt_forensics.distributed import Launch, barrier, finish
+from igpt_forensics.distributed import Launch, barrier, finish, remove_parts
 from igpt_forensics.errors import InputError
 from igpt_forensics.files import atomic_write_bytes
 from igpt_forensics.masks import make_mask, parse_kinds
@@ -54,6 +54,7 @@ from .complete import changed_mask
 from .model import COMPLETION_SAMPLING, PixelGPT, check_sampling, list_presets, preset_config
 
 DEFAULT_MASKS = ("top-half", "box", "full")
+SHARD_NAMES = r"\d+-of-\d+|merged"  # what generate_distributed writes in OUT.shards
 FORM_BITS = {form: 1 << i for i, form in enumerate(pv.FORMS)}
 ALL_FORMS = sum(FORM_BITS.values())
 
@@ -432,6 +433,9 @@ def generate_distributed(out: str | Path, n: int, where: Launch,
     """
     out = Path(out)
     shards = out.with_name(out.name + ".shards")
+    if shards.exists() and not shards.is_dir():
+        raise InputError(f"{shards}: exists and is not a folder (torchrun writes the shards "
+                         "there); move it away")
     if kwargs.get("shard", (0, 1)) not in ((0, 1), "0/1", [0, 1]):
         raise InputError("under torchrun each rank takes its shard from the environment; "
                          "drop --shard")
@@ -441,8 +445,8 @@ def generate_distributed(out: str | Path, n: int, where: Launch,
             raise InputError(f"{out}: holds an unfinished single-process dataset; finish it "
                              "without torchrun, or choose a new --out")
         prepare_dataset(out, n, **kwargs)  # refuses a dataset made with other settings
-        if where.rank == 0 and shards.exists():
-            shutil.rmtree(shards)  # left by a kill between the rename and the clean-up
+        if where.rank == 0:
+            remove_parts(shards, SHARD_NAMES)  # left by a kill between rename and clean-up
         return pv.read_info(out) if where.rank == 0 else None
     if out.exists() and not pv.is_empty_folder(out):
         raise InputError(f"{out}: not empty and not a dataset (no {pv.INFO}); choose a new "
@@ -461,7 +465,7 @@ def generate_distributed(out: str | Path, n: int, where: Launch,
         if out.exists():
             out.rmdir()  # empty (checked above)
         os.replace(merged, out)
-        shutil.rmtree(shards)
+        remove_parts(shards, SHARD_NAMES)
         info = pv.read_info(out)
     barrier(where)  # the other ranks end once the dataset is in place
     finish(where)

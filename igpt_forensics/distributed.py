@@ -128,4 +128,22 @@ class Journal:
         self.done[piece] = entry
 
 
-__all__ = ["Journal", "Launch", "barrier", "finish", "launch"]
+def remove_parts(folder: Path, pattern: str) -> None:
+    """Remove a folder of rank outputs that a job made beside its output (``OUT.shards``,
+    ``FILE.parts``) once they are joined, and only that: an entry whose name does not match
+    ``pattern`` (a regular expression: the job's own names) means the folder is not ours,
+    and nothing is removed."""
+    import re
+    import shutil
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    strangers = [p.name for p in folder.iterdir() if not re.fullmatch(pattern, p.name)]
+    if strangers:
+        raise InputError(f"{folder}: holds {', '.join(sorted(strangers)[:3])}, which this job "
+                         "did not write; left as it is (remove it yourself once checked)")
+    shutil.rmtree(folder)
+
+
+__all__ = ["Journal", "Launch", "barrier", "finish", "launch", "remove_parts"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Annotated
@@ -20,7 +19,7 @@ from igpt_forensics.detectors.base import judge, list_detectors, open_detector, 
 from igpt_forensics.detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
 
 from ..data import MAX_SCORE_PIXELS, ImageSource, find_images, load_image, real_views
-from ..distributed import Journal, barrier, finish, launch
+from ..distributed import Journal, barrier, finish, launch, remove_parts
 from ..errors import InputError
 from ..files import atomic_write_bytes, atomic_write_text
 from ..viz import heat_overlay, png_bytes
@@ -231,7 +230,7 @@ def score(
                       f"({len(rows) / max(seconds, 1e-9):.1f} images/s)")
     report_skipped(bad)
     if journal is not None:
-        shutil.rmtree(_parts(dest), ignore_errors=True)
+        remove_parts(_parts(dest), r"\d+-of-\d+\.jsonl")
 
 
 def journal_header(files: list[Path], det, max_pixels: int, maps: Path | None) -> dict:

@@ -129,3 +129,20 @@ def test_torchrun_score_needs_an_output_file(monkeypatch, tmp_path):
     Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "x.png")
     r = runner.invoke(app, ["score", str(tmp_path / "x.png")])
     assert r.exit_code == 1 and "add --json FILE or --csv FILE" in r.output
+
+
+def test_only_a_jobs_own_rank_outputs_are_removed(tmp_path):
+    from igpt_forensics.distributed import remove_parts
+
+    ours = tmp_path / "scores.json.parts"
+    ours.mkdir()
+    (ours / "0-of-2.jsonl").write_text("x")
+    (ours / "1-of-2.jsonl").write_text("x")
+    remove_parts(ours, r"\d+-of-\d+\.jsonl")
+    assert not ours.exists()
+    theirs = tmp_path / "DS.shards"
+    (theirs / "0-of-2").mkdir(parents=True)
+    (theirs / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(InputError, match="holiday.jpg, which this job did not write"):
+        remove_parts(theirs, r"\d+-of-\d+|merged")
+    assert (theirs / "holiday.jpg").read_bytes() == b"mine"
