@@ -11,7 +11,8 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
-	vq-tokenizer vq-default default-datasets vqc-pool cnn-default web-examples
+	vq-tokenizer vq-default default-datasets vqc-pool pool-generators pool-datasets cnn-default \
+	web-examples
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -82,6 +83,25 @@ vqc-pool: $(STAMP)
 	$(BIN)/igpt-forensics --threads 1 train-tokenizer --out runs/vqc-tok --data builtin --codes 128 --channels 32 --steps 800 --batch-size 32 --lr 2e-3 --train-patches 20000 --eval-every 100 --checkpoint-every 50 --seed 2 $$(test -f runs/vqc-tok/train_config.json && echo --resume)
 	$(BIN)/igpt-forensics --threads 1 train-generator --family vq --tokenizer runs/vqc-tok --out runs/vqc-gen --data builtin --size 32 --preset tiny --steps 1500 --batch-size 64 --lr 3e-3 --min-lr 1e-4 --warmup 100 --train-patches 20000 --eval-patches 256 --eval-every 250 --checkpoint-every 50 --seed 2 $$(test -f runs/vqc-gen/train_config.json && echo --resume)
 	$(BIN)/igpt-forensics --threads 1 generate --model runs/vqc-gen --n 900 --masks top-half,box,full,recon --seed 7 --out runs/pool/vqc
+
+# Six more generators for the detector pool (benchmarks/pool_generators.sh: three pixel-GPTs of
+# 64, 128 and 256 colors and three VQ generators of 64, 512 and 1024 codes, two code grids, on
+# builtin and Debian photos). Made on one H200 in 12 minutes (make pool-generators DEVICE=cuda);
+# hours on 2 CPU cores. Then 600 items of each, at other sampling settings (about 25 minutes
+# at one thread). Both resume when killed.
+POOL := runs/pool2
+DEVICE ?= auto
+pool-generators: $(STAMP)
+	IGPT="$(BIN)/igpt-forensics" DEB=data/debian-photos.tsv OUTDIR=$(POOL) DEVICE=$(DEVICE) \
+		bash benchmarks/pool_generators.sh
+
+pool-datasets: pool-generators
+	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/vq64 --n 600 --masks top-half,box,full,recon --seed 31 --out $(POOL)-data/vq64
+	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/vq1024 --n 600 --masks top-half,box,full,recon --top-p 0.9 --seed 32 --out $(POOL)-data/vq1024
+	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/vq16x --n 600 --masks top-half,box,full,recon --temperature 0.9 --seed 33 --out $(POOL)-data/vq16x
+	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/px128 --n 600 --masks top-half,box,full --temperature 0.9 --top-k 40 --seed 34 --out $(POOL)-data/px128
+	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/px64 --n 600 --masks top-half,box,full --seed 35 --out $(POOL)-data/px64
+	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/px256d --n 600 --masks top-half,box,full --top-p 0.9 --seed 36 --out $(POOL)-data/px256d
 
 # Reproduces the shipped cnn detector (igpt_forensics/assets/cnn-default; score --detector cnn):
 # trained on the train photos of the default study's three datasets and the vqc pool
