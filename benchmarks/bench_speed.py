@@ -13,8 +13,11 @@ What is timed (ours against theirs, same batch, same number of tokens):
 - sampling: ``PixelGPT.sample`` with the first ``n`` pixels masked (all of them in the full
   run) against ``generate(do_sample=True, top_k=0)`` of ``n`` new tokens after the start token;
 - scoring: ``PixelGPT.token_stats`` (log-likelihood, entropy and variance per pixel) against
-  ImageGPT's forward pass (logits only), both asked for up to 64 images per pass (``token_stats``'
-  default; on CPU it splits passes further, see ``CPU_PASS_TOKENS`` in the model);
+  ImageGPT's forward pass (logits only), both in passes of the same size: what
+  ``token_stats`` uses on this device (on CPU a pass stops at ``CPU_PASS_TOKENS`` tokens, 1
+  image of 32x32), given to ImageGPT too. ImageGPT is also timed at 16 and 64 images per pass
+  (``scoring_hf_passes``): its 64-image passes are slow for it (page faults), so a ratio
+  against them would flatter ours;
 - training: forward + backward + gradient clipping + AdamW step, as ``generators/train.py``
   does, against ImageGPT's forward + backward (no optimizer step).
 The two sides alternate repetition by repetition and each reports its median, so a load that
@@ -63,7 +66,7 @@ if str(ROOT) not in sys.path:  # run as a script from a checkout
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from igpt_forensics.generators.hf_import import CONV1D  # noqa: E402
-from igpt_forensics.generators.model import PixelGPT, create_model  # noqa: E402
+from igpt_forensics.generators.model import CPU_PASS_TOKENS, PixelGPT, create_model  # noqa: E402
 
 SIDE, COLORS = 32, 512
 TARGETS = {"sampling_vs_hf": 10.0, "sampling_matmul_fraction": 0.40, "scoring_vs_hf": 8.0,
@@ -376,11 +379,19 @@ def run(quick: bool, device: torch.device, log: Callable[[str], None]) -> dict:
     # scoring
     n_img = plan["score_images"]
     tokens = random_tokens(n_img, model.config.n_positions, 1, device)
+    per_pass = (max(1, CPU_PASS_TOKENS // tokens.shape[1]) if device.type == "cpu"
+                else n_img)  # what token_stats does on this device
     model.token_stats(tokens[:1]), hf_scorer(hf, model, tokens[:1])()
-    r = race({"ours": lambda: model.token_stats(tokens), "hf": hf_scorer(hf, model, tokens)},
-             reps, device)
+    r = race({"ours": lambda: model.token_stats(tokens),
+              "hf": hf_scorer(hf, model, tokens, batch_size=per_pass)}, reps, device)
     res["scoring"] = summarize(r, n_img, "images_per_s",
                                n_img * forward_flops(model, model.config.n_positions))
+    res["scoring"]["images_per_pass"] = per_pass
+    res["scoring_hf_passes"] = {}
+    for p in (16, 64):
+        if p <= n_img and p != per_pass:
+            t = race({"hf": hf_scorer(hf, model, tokens, batch_size=p)}, reps, device)
+            res["scoring_hf_passes"][p] = round(n_img / t["hf"]["seconds"], 3)
     log(f"scoring {n_img} images: ours {res['scoring']['ours']['images_per_s']:.2f} images/s, "
         f"ImageGPT {res['scoring']['hf']['images_per_s']:.2f}: {res['scoring']['ratio']:.1f}x")
 

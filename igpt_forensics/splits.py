@@ -99,9 +99,10 @@ class Split:
             return {}
         out = {}
         for g in names:
-            part = Split(f"{self.name}:{g}", self.folder, self.split, self.real, self.qreal,
-                         ids={"real": self.ids["real"], "qreal": self.ids["qreal"], "fake": []},
-                         real_order=self.real_order,
+            part = Split(f"{self.name}:{g}", self.folder, self.split, list(self.real),
+                         list(self.qreal), ids={"real": list(self.ids["real"]),
+                                                "qreal": list(self.ids["qreal"]), "fake": []},
+                         real_order=list(self.real_order),
                          info={**self.info, "generator": {"name": g}})
             for i, name in enumerate(self.generators):
                 if name == g:
