@@ -53,6 +53,14 @@ def _c2pa():
     return c2pa
 
 
+def _x509():
+    try:
+        from cryptography import x509
+    except ImportError:
+        raise InputError(f"C2PA needs the cryptography package: {INSTALL_HINT}") from None
+    return x509
+
+
 def _context(c2pa, trust_pem: str | None = None):
     # no thumbnail: a 32x32 PNG would grow thirty-fold for a JPEG preview of itself
     settings: dict = {"builder": {"thumbnail": {"enabled": False}}}
@@ -65,7 +73,7 @@ def _context(c2pa, trust_pem: str | None = None):
 def _algorithm(cert_pem: bytes, key_pem: bytes, cert: Path, where: Path) -> str:
     """The C2PA signing algorithm of a PEM private key (EC P-256/384/521, Ed25519, RSA),
     checked to be the key of the chain's first certificate."""
-    from cryptography import x509
+    x509 = _x509()
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
     from cryptography.hazmat.primitives.serialization import (
         Encoding,
@@ -113,6 +121,7 @@ class Credentials:
 
     @classmethod
     def from_files(cls, cert: str | Path, key: str | Path) -> Credentials:
+        _c2pa()  # the install hint before anything else
         cert, key = Path(cert), Path(key)
         cert_pem = read_bounded(cert, MAX_PEM_BYTES, "C2PA certificate chain (PEM)")
         key_pem = read_bounded(key, MAX_PEM_BYTES, "C2PA private key (PEM)")
@@ -188,6 +197,21 @@ class Report:
         trust = "trusted" if self.trusted else "signer not in the trust list"
         tail = f"; failed: {', '.join(self.failures)}" if self.failures else ""
         return f"C2PA {self.status}: {what}, signed by {self.signer} ({trust}){tail}"
+
+
+def read_trust(path: str | Path) -> str:
+    """Trust anchors for `read` from a PEM file of CA certificates, read with a bound and
+    checked: a file that holds no parsable certificate is one line, not a report of every
+    manifest as invalid."""
+    x509 = _x509()
+    path = Path(path)
+    pem = read_bounded(path, MAX_PEM_BYTES, "C2PA trust anchors (PEM)")
+    try:
+        if not x509.load_pem_x509_certificates(pem):
+            raise ValueError("no certificate")
+    except ValueError as e:
+        raise InputError(f"{path}: not a PEM file of CA certificates ({e})") from None
+    return pem.decode("ascii", "replace")
 
 
 def mime_type(data: bytes) -> str | None:
@@ -304,4 +328,4 @@ def throwaway_chain(folder: str | Path, key_type: str = "p256") -> tuple[Path, P
 
 
 __all__ = ["Credentials", "REGION_LABEL", "Report", "STATUSES", "mime_type", "read",
-           "throwaway_chain"]
+           "read_trust", "throwaway_chain"]

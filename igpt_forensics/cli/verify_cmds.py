@@ -11,11 +11,10 @@ from rich.table import Table
 
 from igpt_forensics.generators.checkpoint import generator_palette
 
-from ..credentials import MAX_PEM_BYTES
 from ..credentials import Report as C2paReport
+from ..credentials import read_trust
 from ..data import find_images
 from ..errors import InputError
-from ..files import read_bounded
 from ..palette import Palette
 from ..verify import Verifier
 from ..watermark import key_fingerprint, read_key
@@ -89,8 +88,7 @@ def verify(
     and shift searches use Bonferroni thresholds over their many windows and offsets).
     """
     key = read_key(watermark_key_file, warn) if watermark_key_file is not None else None
-    trust = (read_bounded(c2pa_trust, MAX_PEM_BYTES, "C2PA trust anchors (PEM)").decode(
-        "ascii", "replace") if c2pa_trust is not None else None)
+    trust = read_trust(c2pa_trust) if c2pa_trust is not None else None
     verifier = Verifier(_palette(palette, model), key, watermark_gamma, c2pa_trust=trust)
     files, bad = find_images(images)
     rows = []

@@ -156,3 +156,6 @@ def test_generate_and_complete_sign_and_verify_reports_it(c2pa_chain, tiny_check
     r = runner.invoke(app, ["complete", str(tmp_path / "a.png"), "--model",
                             str(tiny_checkpoint), "--c2pa-cert", str(chain)])
     assert r.exit_code == 1 and "needs both --c2pa-cert and --c2pa-key" in r.output
+    (tmp_path / "junk.pem").write_text("not a certificate")
+    r = runner.invoke(app, ["verify", str(done), "--c2pa-trust", str(tmp_path / "junk.pem")])
+    assert r.exit_code == 1 and "not a PEM file of CA certificates" in r.output
