@@ -28,8 +28,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere in a checkout
 
-from igpt_forensics.generators.model import GPTConfig  # noqa: E402
-from igpt_forensics.generators.train import TrainConfig, train_generator  # noqa: E402
+from igpt_forensics.generators.config import GPTConfig, TrainConfig  # noqa: E402
+from igpt_forensics.generators.train import train_generator  # noqa: E402
 
 TRAIN_KEYS = {"lr": float, "batch_size": int, "warmup": int, "precision": str}
 MODEL_KEYS = {f: int for f in ("n_layer", "n_head", "n_embd")}

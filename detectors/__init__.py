@@ -3,9 +3,11 @@
 ``create_detector("likelihood", pretrained=True)`` is the zero-shot likelihood detector with
 the calibration shipped for the bundled default generator; ``load_detector(DIR)`` loads any
 saved detector. Scores: higher = more likely synthetic.
+
+Importing this package imports no torch: each detector's module is imported when its name is
+first looked up (`base.BUILTIN`), and ``LikelihoodDetector`` when it is first used.
 """
 
-from . import baselines, cnn, features, fusion, likelihood  # noqa: F401  (register the detectors)
 from .base import (
     Detector,
     Localization,
@@ -16,7 +18,6 @@ from .base import (
     load_detector,
     register_detector,
 )
-from .likelihood import LikelihoodDetector
 
 __all__ = [
     "Detector",
@@ -29,3 +30,11 @@ __all__ = [
     "load_detector",
     "register_detector",
 ]
+
+
+def __getattr__(name: str):
+    if name == "LikelihoodDetector":
+        from .likelihood import LikelihoodDetector
+
+        return LikelihoodDetector
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -274,6 +274,19 @@ class Detector(ABC):
 # -- registry ---------------------------------------------------------------------------------
 
 _DETECTORS: dict[str, type[Detector]] = {}
+# The detectors this package brings, and the module of this package that registers each. A
+# module is imported when its name is first looked up, so that listing the names (``score
+# --help``) imports no torch. Where a calibration ships for one, it is ASSETS/NAME-default.
+BUILTIN = {"likelihood": "likelihood", "cnn": "cnn", "features": "features",
+           "fusion": "fusion", "rowcol": "baselines", "laplacian": "baselines",
+           "colors": "baselines"}
+
+
+def shipped_asset(name: str) -> Path:
+    """Where the calibration a builtin detector ships with lives (present or not)."""
+    from igpt_forensics.assets import ASSETS
+
+    return ASSETS / f"{name}-default"
 
 
 def register_detector(name: str):
@@ -288,16 +301,25 @@ def register_detector(name: str):
 
 
 def list_detectors() -> list[str]:
-    return sorted(_DETECTORS)
+    """Every detector name: the builtin ones (imported or not) and those registered."""
+    return sorted(set(BUILTIN) | set(_DETECTORS))
 
 
 def ready_detectors() -> list[str]:
-    """Registered detectors that score with no training: a calibration ships for them."""
-    return [n for n in list_detectors() if _DETECTORS[n].default_asset is not None
-            and (_DETECTORS[n].default_asset / META_FILE).exists()]
+    """Detectors that score with no training: a calibration ships for them. Answered without
+    importing the builtin detectors."""
+    def asset(n: str) -> Path | None:
+        return _DETECTORS[n].default_asset if n in _DETECTORS else shipped_asset(n)
+
+    return [n for n in list_detectors() if asset(n) is not None
+            and (asset(n) / META_FILE).exists()]
 
 
 def detector_class(name: str) -> type[Detector]:
+    if name not in _DETECTORS and name in BUILTIN:
+        import importlib
+
+        importlib.import_module(f"{__package__}.{BUILTIN[name]}")  # registers it
     if name not in _DETECTORS:
         raise InputError(f"unknown detector '{name}'; known detectors: "
                          f"{', '.join(list_detectors()) or 'none'} (or a saved detector folder)")

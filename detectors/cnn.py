@@ -54,7 +54,6 @@ from PIL import Image, ImageFilter
 from torch import nn
 from torch.nn import functional as F
 
-from igpt_forensics.assets import ASSETS
 from igpt_forensics.errors import InputError
 
 from .base import (
@@ -65,7 +64,9 @@ from .base import (
     calibrate_threshold,
     check_images,
     register_detector,
+    shipped_asset,
 )
+from .config import DEFAULT_ARCH
 from .tiles import resize_map, upscale_to
 from .trained import (
     Progress,
@@ -74,7 +75,6 @@ from .trained import (
     prepare_fit,
 )
 
-DEFAULT_ARCH = "resnet10t"
 FORWARD_PIXELS = 64 * 64 * 64  # pixels per forward pass in inference
 NET_PREFIX = "net."
 
@@ -216,7 +216,7 @@ class CNNDetector(TrainedDetector):
     mask kind, temperature 1 and top-p 0.9, VQ reconstructions) by ``make cnn-default``.
     """
 
-    default_asset = ASSETS / "cnn-default"
+    default_asset = shipped_asset("cnn")
     default_asset_command = "make cnn-default"
 
     def __init__(self, arch: str = DEFAULT_ARCH, stages: int = 3, width: int = 32,
@@ -530,5 +530,5 @@ def _checked_size_table(table: Any, path: Path) -> dict | None:
     return {k: ([int(v) for v in cols[k]] if k in ("sides", "n") else cols[k]) for k in keys}
 
 
-__all__ = ["DEFAULT_ARCH", "CNNDetector", "DenseDetectorNet", "augment_batch",
+__all__ = ["CNNDetector", "DenseDetectorNet", "augment_batch",
            "create_backbone"]

@@ -54,6 +54,7 @@ from .base import (
     check_images,
     register_detector,
 )
+from .config import CLASSIFIERS
 from .likelihood import IMAGE_FEATURES, LikelihoodDetector
 from .linear import LinearModel
 from .tiles import assemble_map, tile_image
@@ -63,7 +64,6 @@ SPECTRUM_BINS = 6
 LUMA = np.array([0.299, 0.587, 0.114])
 MAX_PALETTE = 1024
 PROBE_SEED = 20240601  # the fixed images that fingerprint the likelihood model
-CLASSIFIERS = ("auto", "logistic", "boosting")
 
 FEATURE_GROUPS: dict[str, tuple[str, ...]] = {
     "spectrum": tuple(f"spec_ring{i}" for i in range(SPECTRUM_BINS)) + ("spec_row_minus_col",),
@@ -557,7 +557,6 @@ def _probe_images(size: int, n: int = 4) -> np.ndarray:
 
 
 __all__ = [
-    "CLASSIFIERS",
     "FEATURE_GROUPS",
     "HAND_FEATURES",
     "FeaturesDetector",

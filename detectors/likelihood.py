@@ -73,7 +73,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from igpt_forensics.assets import ASSETS
 from igpt_forensics.errors import InputError
 
 from .base import (
@@ -85,17 +84,17 @@ from .base import (
     calibrate_threshold,
     check_images,
     register_detector,
+    shipped_asset,
 )
+from .config import DEFAULT_SAMPLING, TILINGS
 from .linear import QuadraticLogistic
 from .tiles import Layout, assemble_map, tile_image
 
-DEFAULT_CALIBRATION = ASSETS / "likelihood-default"
+DEFAULT_CALIBRATION = shipped_asset("likelihood")
 CALIBRATE_COMMAND = ("make likelihood-default (igpt-forensics calibrate --detector likelihood "
                      "--data builtin --data data/debian-photos.tsv --out "
                      f"{DEFAULT_CALIBRATION})")
-DEFAULT_SAMPLING = ("temperature=1", "temperature=0.9", "top_k=40", "top_p=0.9")
 SAMPLE_MASKS = ("full", "top-half")
-TILINGS = ("tile", "resize")
 Z_CLIP = 50.0  # |z| beyond this carries no more information, and would swamp the scaler
 VAR_FLOOR = 1e-12
 BLOCK_SCALES = (2, 4)

@@ -37,14 +37,14 @@ from igpt_forensics.files import (
 )
 from igpt_forensics.palette import Palette
 
-from .model import GPTConfig, PixelGPT
+from .config import FAMILIES, GPTConfig
+from .model import PixelGPT
 
 if TYPE_CHECKING:
     from .vq import VQCodec
 
 FORMAT = "igpt-forensics-pixelgpt-v1"
 WEIGHTS, CONFIG, TOKENIZER = "model.safetensors", "config.json", "tokenizer.safetensors"
-FAMILIES = ("pixel", "vq")
 DEFAULT_MODEL = GENERATOR_NAMES["pixel-default"]
 
 

@@ -51,7 +51,8 @@ from igpt_forensics.watermark import DEFAULT_DELTA, DEFAULT_GAMMA, WatermarkKey
 
 from .checkpoint import load_checkpoint
 from .complete import changed_mask
-from .model import COMPLETION_SAMPLING, PixelGPT, check_sampling, list_presets, preset_config
+from .config import COMPLETION_SAMPLING, check_sampling, list_presets, preset_config
+from .model import PixelGPT
 
 DEFAULT_MASKS = ("top-half", "box", "full")
 SHARD_NAMES = r"\d+-of-\d+|merged"  # what generate_distributed writes in OUT.shards

@@ -19,7 +19,8 @@ from igpt_forensics.errors import InputError
 from igpt_forensics.files import read_json
 from igpt_forensics.palette import Palette
 
-from .model import NORM_EPS, GPTConfig, PixelGPT
+from .config import GPTConfig
+from .model import NORM_EPS, PixelGPT
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
                 "pytorch_model.bin", "pytorch_model.bin.index.json")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
@@ -25,69 +24,14 @@ import torch.nn.functional as F
 
 from igpt_forensics.errors import InputError
 
+from .config import GPTConfig, check_sampling, preset_config
+
 NORM_EPS = 1e-5  # iGPT's layer_norm_epsilon
 # Scoring on CPU goes in passes of at most this many tokens (2 images at 32x32). Then every
 # temporary (the MLP's 4x-wide activations, the logits) stays under glibc's 32 MB mmap limit
 # and is reused from the heap; a 64-image pass maps and zero-fills its temporaries afresh, and
 # those page faults cost about a fifth of the time on a 2-core machine.
 CPU_PASS_TOKENS = 2048
-# Upper bounds checked before a model is built: a crafted config.json must not allocate
-# terabytes. iGPT-L (1.4B parameters, 512 colors, 64x64 at most) fits well inside them.
-LIMITS = {"vocab_size": 1 << 16, "image_size": 256, "n_layer": 256, "n_head": 256,
-          "n_embd": 1 << 14}
-MAX_PARAMS = 4_000_000_000  # 16 GB of float32
-
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 512  # palette colors; the start token is one more embedding row
-    image_size: int = 32  # images are image_size x image_size, one token per pixel
-    n_layer: int = 4
-    n_head: int = 8
-    n_embd: int = 256
-    dropout: float = 0.0
-
-    def __post_init__(self):
-        for name in ("vocab_size", "image_size", "n_layer", "n_head", "n_embd"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-            if value > LIMITS[name]:
-                raise InputError(f"GPTConfig.{name} = {value} is above the limit "
-                                 f"{LIMITS[name]}")
-        if self.n_embd % self.n_head:
-            raise InputError(f"GPTConfig.n_embd ({self.n_embd}) must be divisible by "
-                             f"n_head ({self.n_head})")
-        if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
-                or not 0.0 <= self.dropout < 1.0):
-            raise InputError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.num_params() > MAX_PARAMS:
-            raise InputError(f"GPTConfig would build {self.num_params():,} parameters "
-                             f"({self.num_params() * 4 / 2**30:.0f} GiB), above the limit "
-                             f"{MAX_PARAMS:,}")
-
-    def num_params(self) -> int:
-        """Parameters of the model this config builds, computed without building it."""
-        V, C, L = self.vocab_size, self.n_embd, self.n_layer
-        block = 2 * C + (3 * C * C + 3 * C) + (C * C + C) + (4 * C * C + 4 * C) + (4 * C * C + C)
-        return (V + 1) * C + self.n_positions * C + L * block + C + V * C
-
-    @property
-    def n_positions(self) -> int:
-        return self.image_size**2
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> GPTConfig:
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(known))
-        if unknown:
-            raise InputError(f"unknown GPTConfig keys {unknown}; known keys: {known}")
-        return cls(**d)
-
-
 class KVCache:
     """Keys and values of every layer for positions 0..n_positions-1, allocated once.
 
@@ -368,24 +312,6 @@ class PixelGPT(nn.Module):
             self.train(was_training)
 
 
-# What `complete` and `generate` sample with unless told otherwise: the setting whose top-half
-# completions of held-out photos the trivial baselines separate least from quantized reals
-# (benchmarks/generator_eval.py, docs/generator.md). `PixelGPT.sample` itself defaults to the
-# model's own distribution (temperature 1, no truncation), which the likelihood detector needs.
-COMPLETION_SAMPLING = {"temperature": 1.0, "top_k": 0, "top_p": 1.0}
-
-
-def check_sampling(temperature: float, top_k: int, top_p: float) -> None:
-    """Sampling settings, checked once at the edge (``complete``, ``generate``, ``sample``)."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            math.isfinite(temperature) and 0 < temperature <= 100):
-        raise InputError(f"--temperature must be a number in (0, 100], got {temperature}")
-    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-        raise InputError(f"--top-k must be an integer >= 0 (0 = off), got {top_k!r}")
-    if isinstance(top_p, bool) or not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0:
-        raise InputError(f"--top-p must be in (0, 1] (1 = off), got {top_p}")
-
-
 def _draw(logits, u, temperature: float, top_k: int, top_p: float):
     """One token per row by inverse CDF at the given uniforms u (B,) in [0, 1)."""
     logits = logits.float()
@@ -437,49 +363,6 @@ def uniforms(seeds: torch.Tensor | Sequence[int] | np.ndarray, n: int) -> np.nda
 
 
 # -- presets: named shapes, found by name (add one with a decorated function) -----------------
-
-_PRESETS: dict = {}
-
-
-def register_preset(name: str):
-    """Decorator: ``@register_preset("name")`` on a function returning GPTConfig kwargs."""
-    def register(fn):
-        if name in _PRESETS:
-            raise ValueError(f"preset {name!r} is already registered")
-        _PRESETS[name] = fn
-        return fn
-    return register
-
-
-@register_preset("tiny")
-def _tiny() -> dict:  # for tests: a forward pass takes milliseconds
-    return dict(n_layer=2, n_head=2, n_embd=64)
-
-
-@register_preset("mini")
-def _mini() -> dict:  # the bundled default: ~1.0M parameters, trains in minutes on 2 cores
-    return dict(n_layer=4, n_head=4, n_embd=128)
-
-
-@register_preset("small")
-def _small() -> dict:  # the CPU default: ~3.7M parameters with 512 colors at 32x32
-    return dict(n_layer=4, n_head=8, n_embd=256)
-
-
-@register_preset("igpt-s")
-def _igpt_s() -> dict:  # iGPT-S's shape (~76M parameters): a GPU preset
-    return dict(n_layer=24, n_head=8, n_embd=512)
-
-
-def list_presets() -> list[str]:
-    return sorted(_PRESETS)
-
-
-def preset_config(preset: str, **overrides) -> GPTConfig:
-    if preset not in _PRESETS:
-        raise InputError(f"unknown preset {preset!r}; known presets: {', '.join(list_presets())}")
-    return GPTConfig.from_dict({**_PRESETS[preset](), **overrides})
-
 
 def create_model(preset: str, **overrides) -> PixelGPT:
     """``create_model("small", vocab_size=64, image_size=16)``: a freshly initialized model."""

@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,68 +37,11 @@ from igpt_forensics.errors import InputError
 from igpt_forensics.files import atomic_write_bytes, atomic_write_text
 from igpt_forensics.palette import Palette
 
-from .checkpoint import FAMILIES, save_checkpoint
+from .checkpoint import save_checkpoint
+from .config import Schedule, TrainConfig
 from .model import PixelGPT, create_model
 
 LN2 = math.log(2.0)
-PRECISIONS = ("fp32", "bf16")
-
-
-@dataclass
-class Schedule:
-    """What every training run here shares: steps of a batch, AdamW's learning rate with
-    linear warm-up and cosine decay to ``min_lr`` (`lr_at`), weight decay, gradient clipping.
-    The batch of step ``s`` comes from ``(seed, s)`` alone (`batch_indices`)."""
-
-    steps: int = 2000
-    batch_size: int = 16
-    lr: float = 2e-3
-    min_lr: float = 1e-4
-    warmup: int = 100
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-
-
-@dataclass
-class TrainConfig(Schedule):
-    data: str | list[str] = "builtin"  # one data spec or several (their photos together)
-    size: int = 32
-    colors: int = 512
-    preset: str = "small"
-    train_patches: int = 20000  # pool of training patches drawn once (seeded)
-    eval_patches: int = 256  # held-out patches for bits/dim
-    eval_every: int = 100
-    checkpoint_every: int = 100
-    flip: bool = True  # random horizontal flips
-    seed: int = 0
-    palette: str | None = None  # a palette JSON to use instead of fitting one
-    device: str = "auto"
-    precision: str = "fp32"  # fp32, or bf16: autocast matmuls (2.2x faster on a bf16 CPU)
-    overrides: dict = field(default_factory=dict)  # GPTConfig fields over the preset
-    family: str = "pixel"  # pixel: a GPT over palette pixels; vq: over a tokenizer's codes
-    tokenizer: str | None = None  # vq: the trained tokenizer folder (train-tokenizer)
-
-    def check(self) -> None:
-        if self.family not in FAMILIES:
-            raise InputError(f"--family must be one of {', '.join(FAMILIES)}, got "
-                             f"{self.family!r}")
-        if self.family == "vq" and not self.tokenizer:
-            raise InputError("--family vq needs --tokenizer FOLDER (made by train-tokenizer)")
-        if self.family == "pixel" and self.tokenizer:
-            raise InputError("--tokenizer is for --family vq; the pixel family uses a palette")
-        if self.family == "vq" and self.palette:
-            raise InputError("--palette is for --family pixel; the vq family uses --tokenizer")
-        if self.steps < 1:
-            raise InputError(f"--steps must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise InputError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.size < 2:
-            raise InputError(f"--size must be >= 2, got {self.size}")
-        if not 0 < self.lr < 1:
-            raise InputError(f"--lr must be in (0, 1), got {self.lr}")
-        if self.precision not in PRECISIONS:
-            raise InputError(f"--precision must be one of {', '.join(PRECISIONS)}, "
-                             f"got {self.precision!r}")
 
 
 def lr_at(step: int, cfg: Schedule) -> float:

@@ -44,7 +44,8 @@ from igpt_forensics.files import (
 )
 from igpt_forensics.metrics import psnr
 
-from .train import Schedule, batch_indices, load_state, lr_at, save_state
+from .config import TokenizerTrainConfig
+from .train import batch_indices, load_state, lr_at, save_state
 
 FORMAT = "igpt-forensics-vq-tokenizer-v1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
@@ -346,39 +347,6 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu",
 
 
 # -- training ---------------------------------------------------------------------------------
-
-@dataclass
-class TokenizerTrainConfig(Schedule):
-    batch_size: int = 32
-    weight_decay: float = 0.0
-    data: str | list[str] = "builtin"
-    size: int = 32
-    downsample: int = 4
-    n_codes: int = 512
-    code_dim: int = 8
-    channels: int = 64
-    restart_every: int = 50  # a code idle this many steps is restarted
-    train_patches: int = 20000
-    eval_patches: int = 256
-    eval_every: int = 100
-    checkpoint_every: int = 100
-    flip: bool = True
-    seed: int = 0
-    device: str = "auto"
-
-    def check(self) -> None:
-        for name in ("steps", "batch_size", "train_patches", "eval_patches", "eval_every",
-                     "checkpoint_every", "restart_every"):
-            if getattr(self, name) < 1:
-                raise InputError(f"--{name.replace('_', '-')} must be >= 1")
-        if not 0 < self.lr < 1:
-            raise InputError(f"--lr must be in (0, 1), got {self.lr}")
-        self.vq_config()
-
-    def vq_config(self) -> VQConfig:
-        return VQConfig(image_size=self.size, downsample=self.downsample,
-                        n_codes=self.n_codes, code_dim=self.code_dim, channels=self.channels)
-
 
 @torch.inference_mode()
 def evaluate_tokenizer(model: VQTokenizer, images: np.ndarray) -> dict:

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import roc_auc_score
 
 from . import __version__
 from . import provenance as pv
@@ -227,6 +226,8 @@ def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Spli
     (the same checkpoint at another sampling setting) are left out of the pool too, so no
     detector is ever tested on a generator whose fakes it saw. Rows carry the pool they
     trained on and the held-out generator's sha256."""
+    from sklearn.metrics import roc_auc_score
+
     gen = {name: generator_key(split) for name, split in test.items()}
     if len(set(gen.values())) < 2:
         raise InputError("leave_one_out needs datasets of 2 or more generators; these were "

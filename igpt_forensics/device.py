@@ -1,16 +1,22 @@
-"""Where tensors run: CUDA when present, then Apple's MPS, else the CPU."""
+"""Where tensors run: CUDA when present, then Apple's MPS, else the CPU; and on how many CPU
+threads. Torch is imported on first use, so that a command's ``--help`` never loads it."""
 
 from __future__ import annotations
 
 import os
-
-import torch
+import sys
+from typing import TYPE_CHECKING
 
 from .errors import InputError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` picks the best available device; ``cpu``, ``cuda``, ``cuda:1``, ``mps`` force one."""
+    import torch
+
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -28,6 +34,8 @@ def pick_device(name: str = "auto") -> torch.device:
 
 def describe() -> dict[str, str]:
     """What this process computes on, for `info` and provenance records."""
+    import torch
+
     device = pick_device()
     out = {"device": str(device), "cpu_threads": str(torch.get_num_threads())}
     if device.type == "cuda":
@@ -55,3 +63,13 @@ def default_threads() -> int:
     except (OSError, AttributeError):  # not available on this platform
         return cores
     return max(1, min(cores, round(cores - load)))
+
+
+def set_threads(n: int) -> None:
+    """Torch's CPU threads: set now when torch is loaded, else through ``OMP_NUM_THREADS``,
+    which torch reads when it is first imported (the command line sets the threads before it
+    knows whether the command needs torch at all)."""
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    else:
+        os.environ["OMP_NUM_THREADS"] = str(n)

@@ -8,7 +8,6 @@ scikit-learn computes the curves; this module only assembles them.
 from __future__ import annotations
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from .errors import InputError
 
@@ -48,6 +47,8 @@ def calibrate_threshold(real_scores: np.ndarray, target_fpr: float) -> float:
 
 def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
     """The true-positive rate at the best threshold whose false-positive rate is <= ``fpr``."""
+    from sklearn.metrics import roc_curve  # here, not on import: the CLI's help stays fast
+
     labels, scores = _check(labels, scores)
     f, t, _ = roc_curve(labels, scores)
     ok = f <= fpr + 1e-12
@@ -56,6 +57,8 @@ def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
 
 def eer(labels: np.ndarray, scores: np.ndarray) -> float:
     """Equal error rate: where the false-positive and false-negative rates cross."""
+    from sklearn.metrics import roc_curve
+
     labels, scores = _check(labels, scores)
     f, t, _ = roc_curve(labels, scores)
     fnr = 1.0 - t
@@ -107,6 +110,8 @@ def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | Non
                   bootstrap: int = 200, seed: int = 0) -> dict[str, float]:
     """AUC (with a bootstrap 95% interval), AP, EER, TPR at 1% and 5% FPR, and accuracy,
     TPR and FPR at ``threshold`` (a detector's calibrated one) when given."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     labels, scores = _check(labels, scores)
     out = {
         "n_real": int((labels == 0).sum()),
@@ -157,6 +162,8 @@ def pixel_metrics(true_masks: list[np.ndarray] | np.ndarray,
     if len(y) > max_pixels:
         keep = np.random.default_rng(seed).choice(len(y), max_pixels, replace=False)
         y, s = y[keep], s[keep]
+    from sklearn.metrics import roc_auc_score
+
     auc = float(roc_auc_score(y, s)) if 0 < y.sum() < len(y) else float("nan")
     return {"pixel_auc": auc, "f1": float(np.mean(f1s)), "iou": float(np.mean(ious)),
             "n_images": len(ious)}

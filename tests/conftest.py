@@ -26,7 +26,8 @@ TINY_TRAIN = dict(data="builtin", size=8, colors=16, preset="tiny", steps=300, b
 def tiny_checkpoint(tmp_path_factory):
     """A real, trained checkpoint folder: tiny preset, 8x8 images, 16 colors, 300 steps on
     builtin training photos (about 15 s on 2 cores). Shared by the whole session."""
-    from igpt_forensics.generators.train import TrainConfig, train_generator
+    from igpt_forensics.generators.config import TrainConfig
+    from igpt_forensics.generators.train import train_generator
 
     out = tmp_path_factory.mktemp("tiny_checkpoint")
     train_generator(TrainConfig(**TINY_TRAIN), out)

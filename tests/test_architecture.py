@@ -88,3 +88,28 @@ def test_generators_and_detectors_are_imported_under_igpt_forensics_only():
 def test_the_relative_imports_of_a_root_folder_resolve_to_its_installed_name():
     names = imports_of(ROOT / "detectors" / "cnn.py")
     assert any(n.startswith(DETECTORS + ".") for n in names)
+
+
+def test_no_command_help_imports_torch_or_sklearn():
+    """Every command's ``--help`` is fast (issue 18: under a second): it imports neither
+    torch nor scikit-learn, which take 1.5-3 s to load. The commands import them when they
+    run; their help options read light modules (generators.config, detectors.config)."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from igpt_forensics.cli import COMMANDS, main
+for name in COMMANDS:
+    sys.argv = ["igpt-forensics", name, "--help"]
+    try:
+        main()
+    except SystemExit as e:
+        assert e.code in (0, None), (name, e.code)
+    heavy = sorted(m for m in ("torch", "sklearn", "timm", "matplotlib") if m in sys.modules)
+    assert not heavy, f"{name} --help imported {heavy}"
+print("ok")
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=ROOT, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip().endswith("ok"), r.stderr[-2000:]

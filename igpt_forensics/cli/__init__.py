@@ -124,11 +124,9 @@ def _root(
         "at start; or $IGPT_FORENSICS_THREADS). May also follow the command.")] = None,
 ) -> None:
     DEBUG["on"] = debug
-    import torch
+    from ..device import default_threads, set_threads
 
-    from ..device import default_threads
-
-    torch.set_num_threads(threads if threads is not None else default_threads())
+    set_threads(threads if threads is not None else default_threads())
 
 
 GLOBAL_OPTIONS = {"--threads": 1, "--debug": 0}  # option -> number of values it takes

@@ -9,13 +9,14 @@ import typer
 from rich.table import Table
 
 from .. import __version__, assets
-from ..device import describe
 from .common import console, user_errors
 
 
 @user_errors
 def info() -> None:
     """Versions, the compute device, and the default assets bundled with the package."""
+    from ..device import describe
+
     table = Table(title=f"igpt-forensics {__version__}", show_header=False)
     table.add_column(style="bold")
     table.add_column()

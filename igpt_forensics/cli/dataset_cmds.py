@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from igpt_forensics.generators.dataset import generate_distributed, prepare_dataset
-from igpt_forensics.generators.model import COMPLETION_SAMPLING
+from igpt_forensics.generators.config import COMPLETION_SAMPLING
 
 from .. import provenance as pv
 from ..distributed import launch
@@ -93,6 +92,8 @@ def generate(
     --nproc_per_node N -m igpt_forensics generate ...) each process writes its share and the
     first merges them into the dataset one process makes.
     """
+    from igpt_forensics.generators.dataset import prepare_dataset
+
     key = read_key(watermark_key_file, warn) if watermark_key_file is not None else None
     settings = dict(model=model, data=data_spec(data), masks=masks, size=size,
                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
@@ -133,6 +134,8 @@ def generate(
 
 def _generate_distributed(out: Path, n: int, where, settings: dict, json_out, quiet: bool
                           ) -> None:
+    from igpt_forensics.generators.dataset import generate_distributed
+
     if where.rank == 0 and not quiet:
         console.print(f"torchrun: {where.world} processes write {out}, each its share (in "
                       f"{out}.shards/), then this one merges them", soft_wrap=True)

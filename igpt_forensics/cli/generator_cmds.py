@@ -11,16 +11,16 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from igpt_forensics.generators.checkpoint import load_checkpoint, save_checkpoint
-from igpt_forensics.generators.complete import complete as complete_images
-from igpt_forensics.generators.hf_import import import_hf as import_hf_checkpoint
-from igpt_forensics.generators.model import COMPLETION_SAMPLING, check_sampling, list_presets
-from igpt_forensics.generators.train import TrainConfig, train_generator
-from igpt_forensics.generators.vq import TokenizerTrainConfig, train_tokenizer
+from igpt_forensics.generators.config import (
+    COMPLETION_SAMPLING,
+    TokenizerTrainConfig,
+    TrainConfig,
+    check_sampling,
+    list_presets,
+)
 
 from .. import __version__
 from ..data import derive_seed, find_images, fit_square, image_sha256, load_image
-from ..device import pick_device
 from ..errors import InputError
 from ..files import atomic_write_bytes, write_sha256sums
 from ..masks import make_mask
@@ -98,6 +98,8 @@ def train_generator_cmd(
 ) -> None:
     """Train a generator's GPT on real photos (pixels, or a VQ tokenizer's codes); held-out
     bits/dim on held-out photos."""
+    from igpt_forensics.generators.train import train_generator
+
     cfg = TrainConfig(data=data_spec(data), size=size, colors=colors, preset=preset,
                       family=family, tokenizer=str(tokenizer) if tokenizer else None,
                       steps=steps, batch_size=batch_size, lr=lr, min_lr=min_lr,
@@ -166,6 +168,8 @@ def train_tokenizer_cmd(
 ) -> None:
     """Train a VQ tokenizer (the first stage of VQ autoregressive generators) on real photos;
     held-out reconstruction PSNR and codebook usage."""
+    from igpt_forensics.generators.vq import train_tokenizer
+
     cfg = TokenizerTrainConfig(data=data_spec(data), size=size, downsample=downsample,
                                n_codes=codes, code_dim=code_dim, channels=channels,
                                steps=steps, batch_size=batch_size, lr=lr,
@@ -240,6 +244,11 @@ def complete(
     --c2pa-cert/--c2pa-key, also a signed C2PA manifest (c2pa.edited, the source photo as
     its parent ingredient, the synthesized region as an assertion) on each --save-dir file.
     """
+    from igpt_forensics.generators.checkpoint import load_checkpoint
+    from igpt_forensics.generators.complete import complete as complete_images
+
+    from ..device import pick_device
+
     if samples < 1:
         raise InputError(f"--samples must be >= 1, got {samples}")
     check_sampling(temperature, top_k, top_p)
@@ -322,6 +331,10 @@ def nll(
     """Bits per token of each image under the model (lower = likelier): per pixel for the
     pixel family; per code (and per pixel of the code sequence) for the VQ family, whose
     images are encoded by its tokenizer first."""
+    from igpt_forensics.generators.checkpoint import load_checkpoint
+
+    from ..device import pick_device
+
     net, codec, cfg = load_checkpoint(model, pick_device(device))
     files, batch, bad = _load_inputs(images, cfg["image_size"])
     rows = []
@@ -356,6 +369,9 @@ def import_hf(
     out: Annotated[Path, typer.Argument(help="Native checkpoint folder to write.")],
 ) -> None:
     """Convert a Hugging Face ImageGPT checkpoint (iGPT-S/M/L) into a native checkpoint."""
+    from igpt_forensics.generators.checkpoint import save_checkpoint
+    from igpt_forensics.generators.hf_import import import_hf as import_hf_checkpoint
+
     net, palette = import_hf_checkpoint(src)
     save_checkpoint(net, palette, out, {"imported_from": str(src), "format": "hf-imagegpt"})
     console.print(f"wrote {out}: {net.num_params():,} parameters, "
@@ -372,6 +388,8 @@ def export_model(
     """Copy a checkpoint's model and config (no training state), optionally in float16, with
     a SHA256SUMS file: how the bundled default is packaged."""
     import torch
+
+    from igpt_forensics.generators.checkpoint import load_checkpoint, save_checkpoint
 
     net, codec, cfg = load_checkpoint(src)
     save_checkpoint(net, codec, out, cfg.get("meta", {}),

@@ -16,7 +16,7 @@ from rich.table import Table
 
 # submodules, not the package: registering happens on import of each detector's module
 from igpt_forensics.detectors.base import judge, list_detectors, open_detector, ready_detectors
-from igpt_forensics.detectors.likelihood import DEFAULT_SAMPLING, TILINGS, LikelihoodDetector
+from igpt_forensics.detectors.config import DEFAULT_SAMPLING, TILINGS
 
 from ..data import MAX_SCORE_PIXELS, ImageSource, find_images, load_image, real_views
 from ..distributed import Journal, barrier, finish, launch, remove_parts
@@ -322,6 +322,8 @@ def calibrate(
     With a trained detector that calibrates by size (cnn, shipped or a saved folder): set its
     thresholds for every image size from real photos of --split (comma-separated, e.g.
     train,val), --per-photo crops of each photo at each of --sides; nothing is retrained."""
+    from igpt_forensics.detectors.likelihood import LikelihoodDetector
+
     if detector != LikelihoodDetector.name:
         return _calibrate_sizes(detector, out, data, split, per_photo, sides, seed)
     t0 = time.perf_counter()
@@ -356,8 +358,8 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
         raise InputError(f"--sides {sides}: each side must be 8 to 4096 pixels")
     det = open_detector(detector)
     if not hasattr(det, "calibrate_sizes"):
-        raise InputError(f"calibrate fits zero-shot detectors ({LikelihoodDetector.name}) and "
-                         f"the size thresholds of trained ones that have them (cnn); "
+        raise InputError("calibrate fits zero-shot detectors (likelihood) and "
+                         "the size thresholds of trained ones that have them (cnn); "
                          f"'{detector}' has neither")
     source = ImageSource(data_spec(data))
     t0 = time.perf_counter()

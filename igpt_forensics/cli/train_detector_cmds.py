@@ -12,8 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from igpt_forensics.detectors.cnn import DEFAULT_ARCH
-from igpt_forensics.detectors.features import CLASSIFIERS
+from igpt_forensics.detectors.config import CLASSIFIERS, DEFAULT_ARCH
 from igpt_forensics.detectors.trained import (
     REAL_FORMS,
     TRAINED_KINDS,

@@ -9,8 +9,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from igpt_forensics.generators.checkpoint import generator_palette
-
 from ..credentials import Report as C2paReport
 from ..credentials import read_trust
 from ..data import find_images
@@ -34,6 +32,8 @@ STATUS_STYLE = {"intact": "green", "tampered": "bold red", "resized": "yellow",
 
 
 def _palette(palette: Path | None, model: Path | None) -> Palette:
+    from igpt_forensics.generators.checkpoint import generator_palette
+
     if palette is not None and model is not None:
         raise InputError("give --palette or --model, not both")
     if palette is not None:

@@ -206,7 +206,8 @@ def test_bench_scores_each_image_once_per_perturbation(tiny_dataset, tmp_path):
 
 def test_leave_one_generator_out_never_tests_on_a_seen_generator(tiny_checkpoint, tiny_dataset,
                                                                    tmp_path):
-    from igpt_forensics.generators.train import TrainConfig, train_generator
+    from igpt_forensics.generators.config import TrainConfig
+    from igpt_forensics.generators.train import train_generator
 
     from tests.conftest import TINY_TRAIN
 

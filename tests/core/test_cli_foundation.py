@@ -1,5 +1,6 @@
 """The CLI skeleton through typer's CliRunner: exit codes, outputs, one-line errors."""
 
+import os
 import subprocess
 import sys
 
@@ -186,3 +187,15 @@ def test_flags_show_without_a_value_type():
         assert "<bool>" not in r.output, (args, r.output)  # a flag takes no value
     r = runner.invoke(app, ["train-detector", "--help"])
     assert "--no-likelihood" in r.output and "<int>" in r.output  # values keep their type
+
+
+def test_threads_reach_torch_when_the_command_imports_it_later():
+    """In a fresh process the root sets the threads before torch is imported (so that
+    --help never loads it): the command that then imports torch must still get them."""
+    for n in (1, 2):
+        r = subprocess.run([sys.executable, "-m", "igpt_forensics", "info", "--threads", str(n)],
+                           capture_output=True, text=True, timeout=120,
+                           env={k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"})
+        assert r.returncode == 0, r.stderr
+        row = next(line for line in r.stdout.splitlines() if "cpu_threads" in line)
+        assert row.replace("│", " ").split()[1] == str(n), row

@@ -4,16 +4,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from igpt_forensics.generators.model import (
+from igpt_forensics.generators.config import (
     _PRESETS,
     GPTConfig,
-    PixelGPT,
-    create_model,
     list_presets,
     preset_config,
     register_preset,
-    uniforms,
 )
+from igpt_forensics.generators.model import PixelGPT, create_model, uniforms
 
 from igpt_forensics.errors import InputError
 

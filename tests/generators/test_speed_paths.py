@@ -4,7 +4,8 @@ import igpt_forensics.generators.model as model_module
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from igpt_forensics.generators.model import MLP, GPTConfig, RMSNorm, _draw, create_model
+from igpt_forensics.generators.config import GPTConfig
+from igpt_forensics.generators.model import MLP, RMSNorm, _draw, create_model
 
 V, SIDE, N = 16, 8, 64
 

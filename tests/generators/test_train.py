@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 from igpt_forensics.generators.checkpoint import load_checkpoint
-from igpt_forensics.generators.train import TrainConfig, lr_at, train_generator
+from igpt_forensics.generators.config import TrainConfig
+from igpt_forensics.generators.train import lr_at, train_generator
 from safetensors.torch import load_file
 
 from igpt_forensics.errors import InputError
@@ -72,7 +73,8 @@ DDP_SCRIPT = """
 import sys, torch, torch.distributed as dist
 from dataclasses import replace
 from safetensors.torch import save_file
-from igpt_forensics.generators.train import TrainConfig, train_generator
+from igpt_forensics.generators.config import TrainConfig
+from igpt_forensics.generators.train import train_generator
 sys.path.insert(0, {root!r})
 from tests.conftest import TINY_TRAIN
 cfg = replace(TrainConfig(**TINY_TRAIN), steps=4, train_patches=64, eval_patches=8,

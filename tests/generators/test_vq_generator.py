@@ -9,9 +9,10 @@ import pytest
 import torch
 from igpt_forensics.generators.checkpoint import TOKENIZER, load_checkpoint, resolve_model
 from igpt_forensics.generators.complete import changed_mask, complete
+from igpt_forensics.generators.config import TokenizerTrainConfig, TrainConfig
 from igpt_forensics.generators.dataset import generate_dataset
-from igpt_forensics.generators.train import TrainConfig, train_generator
-from igpt_forensics.generators.vq import TokenizerTrainConfig, train_tokenizer
+from igpt_forensics.generators.train import train_generator
+from igpt_forensics.generators.vq import train_tokenizer
 from PIL import Image
 from typer.testing import CliRunner
 

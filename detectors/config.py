@@ -1,0 +1,8 @@
+"""The choices and defaults of the detectors' parameters that the command line shows, in a
+module that imports no torch (``--help`` reads them here); the detectors import them too."""
+
+DEFAULT_ARCH = "resnet10t"  # cnn: the timm backbone
+CLASSIFIERS = ("auto", "logistic", "boosting")  # features: auto = the best validation AUC
+TILINGS = ("tile", "resize")  # likelihood: how images larger than the model are scored
+# likelihood: the sampling settings of the samples the scoring model draws itself to learn on
+DEFAULT_SAMPLING = ("temperature=1", "temperature=0.9", "top_k=40", "top_p=0.9")
