@@ -162,10 +162,24 @@ def retarget(detector, real_scores: np.ndarray, target_fpr: float = 0.01):
     return det
 
 
+def val_scores(det, name: str, val: dict[str, Split], a: str,
+               cache: dict[tuple[str, str], np.ndarray] | None) -> np.ndarray:
+    """A fixed detector's scores of dataset A's validation reals (photos and quantized), from
+    which its thresholds are taken: made once per (detector, dataset) when a ``cache`` is
+    given (the cross matrix and leave-one-out share it), every time otherwise."""
+    if cache is not None and (name, a) in cache:
+        return cache[(name, a)]
+    s = np.asarray(det.score(_stack_or_list(val[a].real + val[a].qreal)), np.float64)
+    if cache is not None:
+        cache[(name, a)] = s
+    return s
+
+
 def cross_matrix(detectors: dict[str, Any], trained: dict[tuple[str, str], Any],
                  val: dict[str, Split], test: dict[str, Split],
                  fit_seconds: dict[tuple[str, str], float] | None = None,
-                 scored: dict[tuple[str, str], dict] | None = None) -> list[dict]:
+                 scored: dict[tuple[str, str], dict] | None = None,
+                 val_scored: dict[tuple[str, str], np.ndarray] | None = None) -> list[dict]:
     """Detectors trained (``trained[(kind, A)]``) or thresholded on dataset A, tested on B.
 
     A fixed detector keeps its scores; its threshold is recalibrated to 1% FPR on A's
@@ -173,10 +187,10 @@ def cross_matrix(detectors: dict[str, Any], trained: dict[tuple[str, str], Any],
     Negatives are quantized reals (format parity). ``scored[(detector key, B)]`` holds
     scores `evaluate` already made on B's test split (unperturbed), reused, not recomputed;
     the detector key is the fixed detector's name, or ``(kind, A)`` for a trained one.
+    ``val_scored`` caches the fixed detectors' validation scores (`val_scores`).
     """
     fit_seconds, scored = fit_seconds or {}, scored or {}
-    pairs = [(name, a, name, retarget(det, det.score(_stack_or_list(val[a].real
-                                                                  + val[a].qreal))))
+    pairs = [(name, a, name, retarget(det, val_scores(det, name, val, a, val_scored)))
              for name, det in detectors.items() for a in val]
     pairs += [(kind, a, (kind, a), det) for (kind, a), det in trained.items()]
     rows = []
@@ -218,16 +232,20 @@ def generator_key(split: Split) -> str:
 def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Split, Split], Any]],
                   val: dict[str, Split], test: dict[str, Split],
                   train: Callable[[str], Split],
-                  progress: Callable[[str], None] | None = None) -> list[dict]:
+                  progress: Callable[[str], None] | None = None,
+                  scored: dict[tuple[str, str], dict] | None = None,
+                  val_scored: dict[tuple[str, str], np.ndarray] | None = None) -> list[dict]:
     """Leave-one-generator-out: for each dataset B, every trained kind learns on the train
     splits of the datasets made by *other generators* (threshold from their val splits) and
     every fixed detector takes its threshold from their val reals; all are tested on B's
     test split (quantized reals vs B's fakes, no perturbation). Datasets of B's generator
     (the same checkpoint at another sampling setting) are left out of the pool too, so no
     detector is ever tested on a generator whose fakes it saw. Rows carry the pool they
-    trained on and the held-out generator's sha256."""
+    trained on and the held-out generator's sha256. ``scored`` and ``val_scored`` are the
+    fixed detectors' scores made already (see `cross_matrix`), reused, not recomputed."""
     from sklearn.metrics import roc_auc_score
 
+    scored = scored or {}
     gen = {name: generator_key(split) for name, split in test.items()}
     if len(set(gen.values())) < 2:
         raise InputError("leave_one_out needs datasets of 2 or more generators; these were "
@@ -235,18 +253,20 @@ def leave_one_out(detectors: dict[str, Any], factories: dict[str, Callable[[Spli
     rows = []
     for b in test:
         pool = [a for a in test if gen[a] != gen[b]]
-        pool_val = Split.concat([val[a] for a in pool], "+".join(pool))
-        dets = [(name, retarget(det, det.score(_stack_or_list(pool_val.real + pool_val.qreal))))
-                for name, det in detectors.items()]
+        # a threshold is a quantile of the pool's validation scores: their order is moot
+        dets = [(name, retarget(det, np.concatenate(
+            [val_scores(det, name, val, a, val_scored) for a in pool])), scored.get((name, b)))
+            for name, det in detectors.items()]
         if factories:
+            pool_val = Split.concat([val[a] for a in pool], "+".join(pool))
             pool_train = Split.concat([train(a) for a in pool], "+".join(pool))
             for kind, factory in factories.items():
                 if progress:
                     progress(f"leave-one-out: training {kind} without {b}")
-                dets.append((kind, factory(pool_train, pool_val)))
+                dets.append((kind, factory(pool_train, pool_val), None))
         kinds = np.array(test[b].kinds)
-        for name, det in dets:
-            row, s_neg, s_pos = transfer_metrics(det, test[b])
+        for name, det, done in dets:
+            row, s_neg, s_pos = transfer_metrics(det, test[b], done)
             by_kind = {k: float(roc_auc_score(
                 np.r_[np.zeros(len(s_neg)), np.ones(int((kinds == k).sum()))],
                 np.r_[s_neg, s_pos[kinds == k]])) for k in sorted(set(test[b].kinds))}
@@ -566,7 +586,8 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
             examples[f"{det_name} on {ds_name}"] = examples_strip(
                 [data.fake[i] for i in idx], [data.masks[i] for i in idx],
                 [maps[i] for i in idx])
-    cross_rows = (cross_matrix(detectors, trained, val, test, fit_seconds, scored)
+    val_scored: dict = {}  # (fixed detector, dataset) -> validation scores, for thresholds
+    cross_rows = (cross_matrix(detectors, trained, val, test, fit_seconds, scored, val_scored)
                   if need_val else [])
     loo_rows = []
     if study.leave_one_out:
@@ -574,7 +595,8 @@ def run_benchmark(study: Study, detectors: dict[str, Any],
             raise InputError("leave_one_out needs 2 or more datasets (one per generator)")
         loo_rows = leave_one_out(
             detectors, factories, val, {n: test[n] for n in study.datasets},
-            lambda a: load_split(study.datasets[a], "train", study.max_items, a), progress)
+            lambda a: load_split(study.datasets[a], "train", study.max_items, a), progress,
+            scored, val_scored)
     described = {name: (det.describe() if hasattr(det, "describe") else
                         {"kind": type(det).__name__, "threshold": getattr(det, "threshold_",
                                                                             None),

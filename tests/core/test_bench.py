@@ -175,17 +175,21 @@ def test_study_values_are_checked_at_the_edge(tmp_path, line, message):
 
 
 class CountingStreak(StreakDetector):
-    """The outside detector, counting the images it scores and localizes."""
+    """The outside detector, counting the images it scores and localizes (its copies too:
+    a recalibrated threshold is a copy of the detector, `retarget`)."""
 
     def __init__(self):
-        self.scored = self.localized = 0
+        self.counts = {"scored": 0, "localized": 0}  # one dict, shared by the copies
+
+    scored = property(lambda self: self.counts["scored"])
+    localized = property(lambda self: self.counts["localized"])
 
     def score(self, images):
-        self.scored += len(images)
+        self.counts["scored"] += len(images)
         return super().score(images)
 
     def localize(self, images):
-        self.localized += len(images)
+        self.counts["localized"] += len(images)
         return super().localize(images)
 
 
@@ -238,6 +242,17 @@ def test_leave_one_generator_out_never_tests_on_a_seen_generator(tiny_checkpoint
         assert set(x["trained_on"]) == ({"t07"} if x["held_out"] != "t07" else {"ds", "topk"})
         assert 0.0 <= x["auc"] <= 1.0
     assert set(doc["leave_one_out_mean_auc"]) == {x["detector"] for x in rows}
+    # leave-one-out reuses the fixed detectors' test and validation scores: it scores
+    # nothing that the evaluation and the cross matrix did not score already
+    scored = []
+    for loo in (False, True):
+        det = CountingStreak()
+        run_benchmark(Study(datasets={"ds": str(tiny_dataset), "topk": str(other),
+                                      "t07": str(third)}, detectors={"s": "counting"},
+                            bootstrap=10, leave_one_out=loo, out=str(tmp_path / f"r{loo}")),
+                      {"s": det})
+        scored.append(det.scored)
+    assert scored[0] == scored[1] > 0
     r = CliRunner().invoke(app, [  # one generator only: nothing to leave out
         "bench", "--dataset", str(tiny_dataset), "--dataset", str(other), "--train", "rowcol",
         "--leave-one-out", "--out", str(tmp_path / "rep2")])
