@@ -66,7 +66,7 @@ from .base import (
     register_detector,
     shipped_asset,
 )
-from .config import DEFAULT_ARCH
+from .config import CNN_INPUTS, DEFAULT_ARCH
 from .tiles import resize_map, upscale_to
 from .trained import (
     Progress,
@@ -86,15 +86,17 @@ def _conv_bn(cin: int, cout: int) -> nn.Sequential:
                          nn.ReLU(inplace=True))
 
 
-def create_backbone(arch: str, stages: int, pretrained: str | None = None) -> nn.Module:
+def create_backbone(arch: str, stages: int, pretrained: str | None = None,
+                    in_chans: int = 3) -> nn.Module:
     """A timm ``features_only`` backbone with its first ``stages`` stages, from scratch or
-    from timm weights in a local file (``pretrained``)."""
+    from timm weights in a local file (``pretrained``), over ``in_chans`` input channels."""
     import timm
 
     if not timm.is_model(arch):
         raise InputError(f"unknown timm architecture '{arch}' (see timm.list_models(); e.g. "
                          "resnet10t, resnet18, efficientnet_b0)")
-    kwargs: dict[str, Any] = {"features_only": True, "out_indices": tuple(range(stages))}
+    kwargs: dict[str, Any] = {"features_only": True, "out_indices": tuple(range(stages)),
+                              "in_chans": in_chans}
     if pretrained is not None:
         path = Path(pretrained)
         if not path.is_file():
@@ -110,13 +112,25 @@ def create_backbone(arch: str, stages: int, pretrained: str | None = None) -> nn
         raise InputError(f"cannot build {arch} with {stages} stages from {what} ({msg})") from None
 
 
+def npr(x: torch.Tensor) -> torch.Tensor:
+    """Neighbouring-pixel relations (Tan et al., CVPR 2024): each pixel minus the first pixel
+    of its 2x2 block, i.e. ``x - upsample(downsample(x))`` by nearest neighbours. Zero on the
+    block's first pixel; what a 2x upsampling layer leaves in every block shows here."""
+    h, w = x.shape[-2:]
+    first = x[..., ::2, ::2].repeat_interleave(2, dim=-2).repeat_interleave(2, dim=-1)
+    return x - first[..., :h, :w]
+
+
 class DenseDetectorNet(nn.Module):
-    """Backbone + full-resolution pixel branch + FPN-like decoder; image and pixel logits."""
+    """Backbone + full-resolution pixel branch + FPN-like decoder; image and pixel logits.
+    ``inputs`` is what the backbone sees (`CNN_INPUTS`): the colors, their `npr`, or both."""
 
     def __init__(self, arch: str = DEFAULT_ARCH, stages: int = 3, width: int = 32,
-                 pretrained: str | None = None):
+                 pretrained: str | None = None, inputs: str = "rgb"):
         super().__init__()
-        self.backbone = create_backbone(arch, stages, pretrained)
+        self.inputs = inputs
+        self.backbone = create_backbone(arch, stages, pretrained,
+                                        in_chans=6 if inputs == "rgb+npr" else 3)
         chans = self.backbone.feature_info.channels()
         cfg = getattr(self.backbone, "pretrained_cfg", None) or {}
         mean = cfg.get("mean", (0.485, 0.456, 0.406))
@@ -142,7 +156,11 @@ class DenseDetectorNet(nn.Module):
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """uint8-valued (N, 3, H, W) float -> image logits (N,), pixel logits (N, H, W)."""
         x = (images - self.mean) / self.std
-        feats = self.backbone(x)
+        if self.inputs == "rgb":
+            feats = self.backbone(x)
+        else:  # relations are small: 4x brings them to the scale of the normalized colors
+            rel = 4.0 * npr(x)
+            feats = self.backbone(rel if self.inputs == "npr" else torch.cat([x, rel], 1))
         h, w = x.shape[-2:]
         residual = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), self.highpass,
                             groups=3)
@@ -209,7 +227,9 @@ class CNNDetector(TrainedDetector):
     channels, ``pretrained`` a local timm weights file (None: from scratch); ``epochs``,
     ``patience``, ``batch_size``, ``lr``, ``weight_decay``, ``pixel_weight`` (the dense loss'
     weight), ``augment`` (probability of each augmentation; 0: flips only); ``target_fpr``,
-    ``map_fpr``; ``seed``; ``device`` (auto, cpu, cuda, mps).
+    ``map_fpr``; ``seed``; ``device`` (auto, cpu, cuda, mps); ``inputs``, what the backbone
+    sees (`CNN_INPUTS`: rgb, npr or rgb+npr; the pixel branch always sees the colors and
+    their high-pass residuals).
 
     ``score --detector cnn`` (and ``create_detector("cnn", pretrained=True)``) loads the one
     the package ships: trained on the default study's pool (both bundled generators, every
@@ -224,7 +244,7 @@ class CNNDetector(TrainedDetector):
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
                  pixel_weight: float = 1.0, augment: float = 0.1,
                  target_fpr: float = DEFAULT_TARGET_FPR, map_fpr: float = 0.05, seed: int = 0,
-                 device: str = "auto"):
+                 device: str = "auto", inputs: str = "rgb"):
         self.arch = arch
         self.stages = stages
         self.width = width
@@ -240,6 +260,7 @@ class CNNDetector(TrainedDetector):
         self.map_fpr = map_fpr
         self.seed = seed
         self.device = device
+        self.inputs = inputs
 
     def _check_params(self) -> None:
         for name in ("stages", "width", "epochs", "batch_size"):
@@ -257,6 +278,9 @@ class CNNDetector(TrainedDetector):
             raise InputError(f"augment must be a probability in [0, 1], got {self.augment}")
         if self.lr <= 0 or self.weight_decay < 0 or self.pixel_weight < 0:
             raise InputError("lr must be > 0, weight_decay and pixel_weight >= 0")
+        if self.inputs not in CNN_INPUTS:
+            raise InputError(f"inputs must be one of {', '.join(CNN_INPUTS)}, got "
+                             f"{self.inputs!r}")
 
     def _device(self) -> torch.device:
         from igpt_forensics.device import pick_device
@@ -278,7 +302,8 @@ class CNNDetector(TrainedDetector):
         self.size_calibration_ = None  # a new network: calibrate_sizes again
         device = self._device()
         torch.manual_seed(self.seed)
-        net = DenseDetectorNet(self.arch, self.stages, self.width, self.pretrained).to(device)
+        net = DenseDetectorNet(self.arch, self.stages, self.width, self.pretrained,
+                               self.inputs).to(device)
 
         images = np.concatenate([data.real, data.fake])
         masks = np.concatenate([np.zeros(data.real.shape[:3], bool), data.fake_masks])
@@ -492,7 +517,8 @@ class CNNDetector(TrainedDetector):
 
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
                  ) -> None:
-        net = DenseDetectorNet(self.arch, self.stages, self.width, pretrained=None)
+        net = DenseDetectorNet(self.arch, self.stages, self.width, pretrained=None,
+                               inputs=self.inputs)
         weights = {k[len(NET_PREFIX):]: torch.from_numpy(np.ascontiguousarray(v))
                    for k, v in arrays.items() if k.startswith(NET_PREFIX)}
         try:

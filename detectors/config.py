@@ -2,6 +2,10 @@
 module that imports no torch (``--help`` reads them here); the detectors import them too."""
 
 DEFAULT_ARCH = "resnet10t"  # cnn: the timm backbone
+# cnn: what its backbone sees: the colors (rgb), the neighbouring-pixel relations of each 2x2
+# block (npr: a pixel minus the block's first pixel, Tan et al. 2024, where upsampling leaves
+# its traces), or both
+CNN_INPUTS = ("rgb", "npr", "rgb+npr")
 CLASSIFIERS = ("auto", "logistic", "boosting")  # features: auto = the best validation AUC
 TILINGS = ("tile", "resize")  # likelihood: how images larger than the model are scored
 # likelihood: the sampling settings of the samples the scoring model draws itself to learn on

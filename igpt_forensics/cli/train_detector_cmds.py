@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from igpt_forensics.detectors.config import CLASSIFIERS, DEFAULT_ARCH
+from igpt_forensics.detectors.config import CLASSIFIERS, CNN_INPUTS, DEFAULT_ARCH
 from igpt_forensics.detectors.trained import (
     REAL_FORMS,
     TRAINED_KINDS,
@@ -48,12 +48,15 @@ class _Bar:
 
 def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path | None,
             model: Path | None, likelihood: bool, classifier: str, members: list[str] | None,
-            target_fpr: float, seed: int, device: str) -> dict:
+            target_fpr: float, seed: int, device: str, inputs: str = "rgb") -> dict:
     if kind == "cnn":
         if not 0 <= augment <= 1:
             raise InputError(f"--augment must be in [0, 1], got {augment}")
+        if inputs not in CNN_INPUTS:
+            raise InputError(f"--inputs must be one of {', '.join(CNN_INPUTS)}, got "
+                             f"'{inputs}'")
         return {"arch": arch, "epochs": epochs, "augment": augment, "target_fpr": target_fpr,
-                "seed": seed, "device": device,
+                "seed": seed, "device": device, "inputs": inputs,
                 "pretrained": str(pretrained) if pretrained is not None else None}
     if kind == "features":
         return {"likelihood_model": str(model) if model is not None else None,
@@ -84,6 +87,9 @@ def train_detector(
         "applied alike to both classes; 0: flips only.")] = 0.1,
     pretrained: Annotated[Path | None, typer.Option(
         help="cnn: timm weights file (safetensors) to start the backbone from.")] = None,
+    inputs: Annotated[str, typer.Option(
+        help=f"cnn: what the backbone sees: {', '.join(CNN_INPUTS)} (npr: each pixel minus "
+        "the first of its 2x2 block, where upsampling leaves its traces).")] = "rgb",
     model: Annotated[Path | None, typer.Option(
         help="features: scoring checkpoint for the likelihood statistics (default: the "
         "bundled default generator).")] = None,
@@ -118,7 +124,7 @@ def train_detector(
         for d in dataset:
             check_splits(d, ("test",))
     params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
-                     target_fpr, seed, device)
+                     target_fpr, seed, device, inputs)
     t0 = time.perf_counter()
     with progress_bar("images", fields=("info",)) as bar:
         det = train_on_dataset(dataset, kind, params, forms, max_items, progress=_Bar(bar))

@@ -38,6 +38,33 @@ def test_every_registered_detector_is_checked_here():
     assert set(list_detectors()) == set(FITTED)
 
 
+def test_the_builtin_table_names_each_detector_its_module_registers():
+    """``BUILTIN`` (name -> module, read without importing the modules, so that --help stays
+    fast) and the registered classes agree: each name resolves to a class of that name from
+    that module, and a shipped calibration is where ``shipped_asset`` says."""
+    import subprocess
+    import sys
+
+    from igpt_forensics.detectors.base import (
+        BUILTIN,
+        detector_class,
+        ready_detectors,
+        shipped_asset,
+    )
+
+    for name, module in BUILTIN.items():
+        cls = detector_class(name)
+        assert cls.name == name and cls.__module__.endswith(f".detectors.{module}"), name
+        assert cls.default_asset in (None, shipped_asset(name)), name
+    # listed before any detector module is imported: the same answer
+    code = ("import sys; from igpt_forensics.detectors.base import list_detectors, "
+            "ready_detectors; print(list_detectors(), ready_detectors()); "
+            "assert 'torch' not in sys.modules")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"{list_detectors()} {ready_detectors()}"
+
+
 @pytest.fixture
 def images(splits):
     test = splits["test"]

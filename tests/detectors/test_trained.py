@@ -13,7 +13,7 @@ from igpt_forensics.detectors.base import (
     list_detectors,
     load_detector,
 )
-from igpt_forensics.detectors.cnn import CNNDetector, DenseDetectorNet, augment_batch
+from igpt_forensics.detectors.cnn import CNNDetector, DenseDetectorNet, augment_batch, npr
 from igpt_forensics.detectors.features import (
     HAND_FEATURES,
     FeaturesDetector,
@@ -32,6 +32,7 @@ from typer.testing import CliRunner
 from igpt_forensics.bench import split_report
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
+from tests.detectors.conftest import fit_args
 
 S = 8
 runner = CliRunner()
@@ -245,6 +246,36 @@ def test_fit_inputs_are_checked_once_with_clear_messages(splits):
         CNNDetector().score(tr.real[:2])
     with pytest.raises(InputError, match="unknown timm architecture"):
         CNNDetector(arch="no_such_net", epochs=1).fit(tr.real, tr.fake, tr.fake_masks)
+    with pytest.raises(InputError, match="inputs must be one of rgb, npr, rgb\\+npr"):
+        CNNDetector(inputs="hsv", epochs=1).fit(tr.real, tr.fake, tr.fake_masks)
+
+
+def test_npr_is_each_pixel_minus_the_first_of_its_2x2_block():
+    x = torch.arange(2 * 3 * 5 * 7, dtype=torch.float32).reshape(2, 3, 5, 7) ** 1.5
+    r = npr(x)
+    for i in range(5):
+        for j in range(7):
+            assert torch.equal(r[..., i, j], x[..., i, j] - x[..., i - i % 2, j - j % 2])
+    # a 2x nearest upsampling leaves no relations at all; a bilinear one leaves them
+    small = torch.rand(1, 3, 4, 4)
+    assert npr(torch.nn.functional.interpolate(small, scale_factor=2)).abs().max() == 0
+    bilinear = torch.nn.functional.interpolate(small, scale_factor=2, mode="bilinear")
+    assert npr(bilinear).abs().max() > 0.01
+
+
+@pytest.mark.parametrize("inputs", ["npr", "rgb+npr"])
+def test_cnn_on_npr_inputs_learns_saves_and_loads(inputs, splits, tmp_path):
+    args, kw = fit_args(splits)
+    det = CNNDetector(epochs=2, batch_size=32, device="cpu", inputs=inputs).fit(*args, **kw)
+    te = splits["test"]
+    images = np.concatenate([te.real[:8], te.fake[:8]])
+    det.save(tmp_path / "d")
+    back = load_detector(tmp_path / "d")
+    assert back.inputs == inputs
+    np.testing.assert_array_equal(back.score(images), det.score(images))
+    # the backbone sees what it was built for: a net of rgb inputs does not take the weights
+    with pytest.raises(InputError, match="weights do not fit"):
+        load_detector(tmp_path / "d", inputs="rgb" if inputs == "rgb+npr" else "rgb+npr")
 
 
 def test_load_split_checks_every_file_against_the_manifest(dataset, tmp_path):
