@@ -55,30 +55,61 @@ class _NoJointPass:
         self.__dict__[name] = value
 
 
-def _wrapped(factory):
+def _no_joint_pass(factory):
     return lambda train, val: _NoJointPass(factory(train, val))
 
 
+def _timed(fn, clock: dict, key: str):
+    """``fn``, adding the seconds of each call to ``clock[key]``."""
+    def call(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            clock[key] = clock.get(key, 0.0) + time.perf_counter() - t0
+    return call
+
+
 def _run(study: bench.Study, detectors: dict, factories: dict, twice: bool) -> tuple[float, dict]:
-    cross, loo = bench.cross_matrix, bench.leave_one_out
+    """One bench run; its seconds, its metrics and where the seconds went (``_phases``:
+    training, evaluate, the cross matrix and leave-one-out without their training, other)."""
+    evaluate, cross, loo = bench.evaluate, bench.cross_matrix, bench.leave_one_out
     if twice:
         detectors = {k: _NoJointPass(d) for k, d in detectors.items()}
-        factories = {k: _wrapped(f) for k, f in factories.items()}
+        factories = {k: _no_joint_pass(f) for k, f in factories.items()}
 
-        def cross_rescoring(detectors, trained, val, test, fit_seconds=None, scored=None,
-                            val_scored=None):
+        def cross_matrix(detectors, trained, val, test, fit_seconds=None, scored=None,
+                         val_scored=None):
             return cross(detectors, trained, val, test, fit_seconds)
 
-        def loo_rescoring(detectors, factories, val, test, train, progress=None, scored=None,
+        def leave_one_out(detectors, factories, val, test, train, progress=None, scored=None,
                           val_scored=None):
             return loo(detectors, factories, val, test, train, progress)
-        bench.cross_matrix, bench.leave_one_out = cross_rescoring, loo_rescoring
+    else:
+        cross_matrix, leave_one_out = cross, loo
+    clock: dict[str, float] = {}
+    factories = {k: _timed(f, clock, "training") for k, f in factories.items()}
+
+    def leave_one_out_timed(*args, **kwargs):  # its own seconds, less the training in it
+        trained_before, t0 = clock.get("training", 0.0), time.perf_counter()
+        try:
+            return leave_one_out(*args, **kwargs)
+        finally:
+            clock["leave-one-out"] = (time.perf_counter() - t0
+                                      - (clock.get("training", 0.0) - trained_before))
+    bench.evaluate = _timed(evaluate, clock, "evaluate")
+    bench.cross_matrix = _timed(cross_matrix, clock, "cross matrix")
+    bench.leave_one_out = leave_one_out_timed
     try:
         t0 = time.perf_counter()
         doc = bench.run_benchmark(study, detectors, factories)
-        return time.perf_counter() - t0, doc
+        seconds = time.perf_counter() - t0
     finally:
-        bench.cross_matrix, bench.leave_one_out = cross, loo
+        bench.evaluate, bench.cross_matrix, bench.leave_one_out = evaluate, cross, loo
+    phases = {k: clock.get(k, 0.0)
+              for k in ("training", "evaluate", "cross matrix", "leave-one-out")}
+    doc["_phases"] = {**phases, "other": seconds - sum(phases.values())}
+    return seconds, doc
 
 
 def _metrics(doc: dict) -> list:
@@ -121,9 +152,12 @@ def main(argv: list[str] | None = None) -> dict:
            "detectors": list(study.detectors), "train": study.train,
            "datasets": list(study.datasets), "rounds": args.rounds, "cpus": os.cpu_count(),
            "load_average": os.getloadavg(), "seconds": seconds,
-           "best_seconds": {"once": once, "twice": twice}, "speedup": twice / once}
+           "best_seconds": {"once": once, "twice": twice}, "speedup": twice / once,
+           "phases_seconds": {m: docs[m]["_phases"] for m in docs}}
     print(f"bench scoring once: {once:.1f} s; scoring twice (before): {twice:.1f} s; "
           f"{twice / once:.2f}x faster from the caching alone")
+    for m in ("once", "twice"):
+        print(f"  {m}: " + ", ".join(f"{k} {v:.0f} s" for k, v in docs[m]["_phases"].items()))
     if args.json:
         args.json.write_text(json.dumps(out, indent=1) + "\n")
     return out

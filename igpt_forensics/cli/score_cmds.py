@@ -42,7 +42,7 @@ SMALL_SIDE = 32  # the models' size: smaller images are scored, with a warning
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 TILE_PROGRESS_FROM = 1024  # and a bar of tiles from this many (a 256x256 photo at 32x32)
 # what `score` uses with no --detector and no --model: the best shipped detector as measured
-# on generators it never saw (docs/results.md, "The shipped cnn")
+# on generators it never saw (docs/results.md, "NPR inputs: the shipped cnn")
 DEFAULT_SCORE_DETECTOR = "cnn"
 
 ModelOpt = Annotated[Path | None, typer.Option(
@@ -315,17 +315,22 @@ def calibrate(
                                            "at each side.")] = 10,
     sides: Annotated[str, typer.Option(help="Size calibration: image sides, comma-separated."
                                        )] = "32,64,128,256,512,1024",
+    qreal: Annotated[bool, typer.Option(
+        "--qreal/--photos-only", help="Size calibration: each crop also through the bundled "
+        "generator's palette (a real image in the generators' format, like a GIF), so that "
+        "the thresholds hold on those too.")] = True,
 ) -> None:
     """Fit a zero-shot detector on real photos and the scoring model's own samples; write it
     with a SHA256SUMS file. The shipped calibration is this command with its defaults.
 
     With a trained detector that calibrates by size (cnn, shipped or a saved folder): set its
     thresholds for every image size from real photos of --split (comma-separated, e.g.
-    train,val), --per-photo crops of each photo at each of --sides; nothing is retrained."""
+    train,val), --per-photo crops of each photo at each of --sides, as photographed and (unless
+    --photos-only) through the bundled generator's palette; nothing is retrained."""
     from igpt_forensics.detectors.likelihood import LikelihoodDetector
 
     if detector != LikelihoodDetector.name:
-        return _calibrate_sizes(detector, out, data, split, per_photo, sides, seed)
+        return _calibrate_sizes(detector, out, data, split, per_photo, sides, seed, qreal)
     t0 = time.perf_counter()
     with progress_bar("images") as bar:
         det = LikelihoodDetector.calibrated(
@@ -348,7 +353,7 @@ def calibrate(
 
 
 def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int, sides: str,
-                     seed: int) -> None:
+                     seed: int, qreal: bool = True) -> None:
     """The size thresholds of a trained detector (on the device it was saved for)."""
     try:
         side_list = sorted({int(x) for x in sides.split(",")})
@@ -362,13 +367,18 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
                          "the size thresholds of trained ones that have them (cnn); "
                          f"'{detector}' has neither")
     source = ImageSource(data_spec(data))
+    twin = None
+    if qreal:  # the crops through the bundled pixel generator's palette too (GIF-like reals)
+        from igpt_forensics.generators.checkpoint import generator_palette
+
+        twin = generator_palette().twin
     t0 = time.perf_counter()
     views: dict[int, list] = {}
     with progress_bar("photos") as bar:
         for one in split.split(","):
             for side, ims in real_views(source, side_list, per_photo, seed, one.strip(),
-                                        progress=_calibration_bar(bar, f"cropping {one}")
-                                        ).items():
+                                        progress=_calibration_bar(bar, f"cropping {one}"),
+                                        twin=twin).items():
                 views.setdefault(side, []).extend(ims)
         det.calibrate_sizes(views, progress=_calibration_bar(bar, "scoring sides"))
     det.save(out)

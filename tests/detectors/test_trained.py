@@ -416,6 +416,17 @@ def test_cnn_size_calibration_holds_the_false_positive_rate_at_every_side(cnn_de
     # saved and loaded as it was; a broken table is refused with one line
     again = load_detector(det.save(tmp_path / "cal"))
     assert again.size_calibration_ == t
+    # with a codec's twin every crop also comes through it, right after itself
+    from igpt_forensics.palette import Palette
+
+    palette = Palette.fit(np.stack(views[8]), 4, seed=0)
+    both = real_views(ImageSource("builtin"), (8, 16), per_photo=6, split="val",
+                      twin=palette.twin)
+    for side in (8, 16):
+        assert len(both[side]) == 2 * len(views[side])
+        np.testing.assert_array_equal(np.stack(both[side][0::2]), np.stack(views[side]))
+        np.testing.assert_array_equal(np.stack(both[side][1::2]),
+                                      palette.twin(np.stack(views[side])))
     np.testing.assert_allclose(again.score(views[64]), det.score(views[64]))
     from igpt_forensics.detectors.cnn import _checked_size_table
 
@@ -442,7 +453,15 @@ def test_calibrate_cli_sets_size_thresholds_of_a_saved_cnn(cnn_det, tmp_path):
                             "--out", str(tmp_path / "cal")])
     assert r.exit_code == 0, r.output
     assert "thresholds per image side" in r.output
-    assert load_detector(tmp_path / "cal").size_calibration_["sides"] == [8, 16]
+    table = load_detector(tmp_path / "cal").size_calibration_
+    assert table["sides"] == [8, 16]
+    # by default the crops come as photographed and through the bundled palette: twice as many
+    r = runner.invoke(app, ["calibrate", "--detector", str(src), "--data", "builtin",
+                            "--split", "val", "--per-photo", "3", "--sides", "8,16",
+                            "--photos-only", "--out", str(tmp_path / "photos")])
+    assert r.exit_code == 0, r.output
+    photos = load_detector(tmp_path / "photos").size_calibration_
+    assert table["n"] == [2 * n for n in photos["n"]]
     r = runner.invoke(app, ["calibrate", "--detector", str(src), "--sides", "8,x",
                             "--out", str(tmp_path / "bad")])
     assert r.exit_code == 1 and "--sides" in r.output
