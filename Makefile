@@ -108,15 +108,22 @@ pool-datasets: pool-generators
 # dataset: the bundled pixel generator, the bundled VQ generator and vqc (two VQ decoders).
 STUDY_DS := studies/runs/default-study
 CNN_AUGMENT ?= 0.1
+# what its backbone sees: npr, the neighbouring-pixel relations of each 2x2 block (since
+# 2026-12-04; rgb before: mean AUC on 8 generators it never saw 0.884 -> 0.921, docs/results.md)
+CNN_INPUTS ?= npr
+# its thresholds per side hold on crops as photographed and through the bundled palette
+# (GIF-like reals; since 2026-12-04); --photos-only gave the rgb cnn shipped before
+CNN_CALIBRATE ?=
 # Then its thresholds per image side (32 to 1024 pixels) from 10 crops of every train and val
 # photo at each side (about 8 minutes at 2 threads): thresholds of 32x32 alone flagged 98% of 256x256 real
 # test photos.
 cnn-default: default-datasets vqc-pool
 	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn --dataset $(STUDY_DS)/t1 \
 		--dataset $(STUDY_DS)/topp09 --dataset $(STUDY_DS)/vq --dataset runs/pool/vqc \
-		--augment $(CNN_AUGMENT) --seed 0 --out runs/cnn-default-trained
+		--augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) --seed 0 --out runs/cnn-default-trained
 	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-default-trained \
-		$(GEN_DATA) --split train,val --per-photo 10 --out igpt_forensics/assets/cnn-default
+		$(GEN_DATA) --split train,val --per-photo 10 $(CNN_CALIBRATE) \
+		--out igpt_forensics/assets/cnn-default
 
 # The example images of the web page (igpt_forensics/assets/examples, `serve`): a test photo
 # of the bundled generators (flower, 128x128 center crop) and a top-half completion of another
