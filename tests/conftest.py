@@ -35,6 +35,18 @@ def tiny_checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_dataset(tiny_checkpoint, tmp_path_factory):
+    """A labeled dataset of the tiny checkpoint: 60 items of top-half, box and full fakes.
+    Shared by the session: a test that changes a file puts it back."""
+    from igpt_forensics.generators.dataset import generate_dataset
+
+    out = tmp_path_factory.mktemp("tiny_dataset") / "ds"
+    generate_dataset(out, 60, model=tiny_checkpoint, masks="top-half,box,full", seed=1,
+                     batch_size=32)
+    return out
+
+
+@pytest.fixture(scope="session")
 def c2pa_chain(tmp_path_factory):
     pytest.importorskip("c2pa", reason="C2PA tests need c2pa-python (the dev extra)")
     from igpt_forensics.credentials import throwaway_chain

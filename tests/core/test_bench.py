@@ -21,14 +21,6 @@ from igpt_forensics.errors import InputError
 from igpt_forensics.splits import load_split
 
 
-@pytest.fixture(scope="module")
-def tiny_dataset(tiny_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench") / "ds"
-    generate_dataset(out, 60, model=tiny_checkpoint, masks="top-half,box,full", seed=1,
-                     batch_size=32)
-    return out
-
-
 def test_bench_outside_detector_and_report(tiny_dataset, tmp_path):
     study = Study(datasets={"tiny": str(tiny_dataset)},
                   detectors={"streak": "examples.outside_detector:StreakDetector"},

@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 from igpt_forensics.detectors.trained import load_arrays, stack_split
-from igpt_forensics.generators.dataset import generate_dataset
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -20,11 +19,8 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def dataset(tiny_checkpoint, tmp_path_factory):
-    out = tmp_path_factory.mktemp("splits") / "ds"
-    generate_dataset(out, 60, model=tiny_checkpoint, masks="top-half,box,full", seed=3,
-                     batch_size=32)
-    return out
+def dataset(tiny_dataset):
+    return tiny_dataset
 
 
 @pytest.fixture(scope="module")
