@@ -1,0 +1,192 @@
+"""Leave-one-generator-out over the detector pool, trained in parallel processes (issue 16).
+
+The datasets of a pool are grouped by the generator that made them (the checkpoint's sha256
+in `dataset.json`: `t1` and `topp09` are one generator at two sampling settings). For each
+variant (a name and `train-detector` options) and each generator G, `train` fits a detector
+on the datasets of every *other* generator (train splits; early stopping and threshold on
+their val splits), and one on all of them (`all`, the candidate to ship). `bench` then runs
+`igpt-forensics bench` on each G's datasets with the detectors that never saw G, and
+`table` writes the matrix: image AUC against quantized reals, TPR at 1% FPR, the FPR that
+each detector's own threshold lets through on G's test reals (does a threshold transfer?),
+AUC per mask kind and per perturbation, and pixel AUC of the maps on G's partial fakes.
+
+The bench step is `bench`'s own evaluator (one evaluator): this script only schedules the
+trainings, which are independent, across processes (`--jobs`), so that a GPU machine runs
+them side by side, and resumes (a detector folder that exists is not trained again).
+
+    # the pool: one "NAME PATH" per line; detectors under OUT/detectors/HELD/VARIANT
+    python benchmarks/logo_pool.py train --pool pool.txt --out runs/logo --jobs 16 \\
+        --device cuda --variant "npr=--inputs npr" --variant "rgb=--inputs rgb"
+    python benchmarks/logo_pool.py bench --pool pool.txt --out runs/logo \\
+        --perturb none,jpeg75,resize0.5,blur1,crop24
+    python benchmarks/logo_pool.py table --out runs/logo --json benchmarks/results/logo-pool.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ALL = "all"
+
+
+def read_pool(path: Path) -> dict[str, Path]:
+    pool = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, folder = line.split(maxsplit=1)
+            pool[name] = Path(folder.strip())
+    return pool
+
+
+def groups(pool: dict[str, Path]) -> dict[str, list[str]]:
+    """Generator sha256 (first 16) -> the pool's datasets it made; named by the first."""
+    by: dict[str, list[str]] = {}
+    for name, folder in pool.items():
+        info = json.loads((folder / "dataset.json").read_text())
+        sha = (info.get("generator") or {}).get("sha256") or f"dataset:{name}"
+        by.setdefault(sha, []).append(name)
+    return {names[0]: names for names in by.values()}
+
+
+def cli() -> list[str]:
+    return [sys.executable, "-m", "igpt_forensics"]
+
+
+def train(args) -> None:
+    pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
+    variants = [v.split("=", 1) for v in args.variant]
+    jobs = []
+    for vname, opts in variants:  # in the order given; `all`, the candidate to ship, first
+        for held in [ALL, *gs]:
+            keep = [n for n in pool if held == ALL or n not in gs[held]]
+            out = args.out / "detectors" / held / vname
+            if (out / "detector.json").exists():
+                continue
+            cmd = [*cli(), "--threads", "1", "train-detector", "--kind", "cnn",
+                   *shlex.split(opts), *[a for n in keep for a in ("--dataset", str(pool[n]))],
+                   "--out", str(out), "--device", args.device, "--seed", str(args.seed),
+                   "--no-test", *shlex.split(args.extra)]
+            jobs.append((f"{vname}/{held}", cmd, out))
+    args.out.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + args.deadline
+    print(f"{len(jobs)} trainings, {args.jobs} at a time; groups: "
+          + "; ".join(f"{k}={'+'.join(v)}" for k, v in gs.items()), flush=True)
+
+    def run(job):
+        name, cmd, out = job
+        if time.monotonic() > deadline:
+            return name, "skipped (deadline)", 0.0
+        out.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        with open(out.parent / f"{out.name}.log", "w") as log:
+            left = max(1.0, deadline - time.monotonic())
+            try:
+                rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                    timeout=left).returncode
+            except subprocess.TimeoutExpired:
+                rc = "timeout"
+        dt = time.perf_counter() - t0
+        print(f"{name}: rc {rc}, {dt:.0f} s", flush=True)
+        return name, rc, dt
+
+    with ThreadPoolExecutor(args.jobs) as ex:
+        done = list(ex.map(run, jobs))
+    (args.out / "train-log.json").write_text(json.dumps(
+        {"groups": gs, "variants": dict(variants), "device": args.device, "seed": args.seed,
+         "jobs": [{"job": n, "rc": rc, "seconds": round(dt, 1)} for n, rc, dt in done]},
+        indent=1) + "\n")
+
+
+def bench(args) -> None:
+    pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
+    for held, names in gs.items():
+        dets = sorted(p for p in (args.out / "detectors" / held).glob("*")
+                      if (p / "detector.json").exists())
+        report = args.out / "reports" / held
+        if not dets or (report / "metrics.json").exists():
+            continue
+        cmd = [*cli(), "--threads", str(args.threads), "bench",
+               *[a for n in names for a in ("--dataset", str(pool[n]))],
+               *[a for d in dets for a in ("--detector", str(d))],
+               "--perturb", args.perturb, "--bootstrap", str(args.bootstrap),
+               "--out", str(report)]
+        print(" ".join(cmd[2:]), flush=True)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+
+
+def table(args) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from transfer_table import table as transfer
+
+    log = json.loads((args.out / "train-log.json").read_text())
+    out: dict = {"groups": log["groups"], "variants": log["variants"], "held_out": {}}
+    for metrics in sorted((args.out / "reports").glob("*/metrics.json")):
+        held = metrics.parent.name
+        doc = json.loads(metrics.read_text())
+        t = transfer(doc)
+        kinds = {}
+        for r in doc["image"]:
+            if (r["real_form"] == "qreal" and r["perturbation"] == "none"
+                    and r["fakes"] != "all"):
+                kinds.setdefault(r["detector"], {}).setdefault(
+                    r["dataset"], {})[r["fakes"]] = r["auc"]
+        for det, by in t.items():
+            variant = det
+            for ds, cells in by.items():
+                out["held_out"].setdefault(held, {}).setdefault(variant, {})[ds] = {
+                    **cells, "auc_by_kind": kinds.get(variant, {}).get(ds, {})}
+    variants = list(log["variants"])
+    print("| variant | " + " | ".join(sorted({d for h in out["held_out"].values()
+                                                for v in h.values() for d in v}))
+          + " | mean |")
+    rows = {}
+    for v in variants:
+        cells = {ds: c for h in out["held_out"].values() for ds, c in h.get(v, {}).items()}
+        aucs = [c["none"]["auc"] for c in cells.values()]
+        rows[v] = {"mean_auc": sum(aucs) / max(1, len(aucs)),
+                   "min_auc": min(aucs, default=float("nan")),
+                   "mean_tpr_at_1fpr": sum(c["none"]["tpr_at_1fpr"] for c in cells.values())
+                   / max(1, len(cells)),
+                   **{f"mean_auc_{p}": sum(c[p]["auc"] for c in cells.values() if p in c)
+                      / max(1, sum(p in c for c in cells.values()))
+                      for p in args.perturb.split(",") if p != "none"}}
+        print(f"| {v} | " + " | ".join(
+            f"{cells[d]['none']['auc']:.3f} ({cells[d]['none']['tpr_at_1fpr']:.2f}; "
+            f"{cells[d]['none']['fpr_at_threshold']:.2f})" for d in sorted(cells))
+            + f" | {rows[v]['mean_auc']:.3f} |")
+    out["summary"] = rows
+    print(json.dumps(rows, indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("step", choices=["train", "bench", "table"])
+    ap.add_argument("--pool", type=Path)
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--variant", action="append", default=[],
+                    help='NAME=train-detector options, e.g. "npr=--inputs npr"')
+    ap.add_argument("--extra", default="", help="options for every training (e.g. smoke tests)")
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--deadline", type=float, default=1e9, help="seconds: start no training "
+                    "after it, stop those running")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--perturb", default="none,jpeg75,resize0.5,blur1,crop24")
+    ap.add_argument("--bootstrap", type=int, default=200)
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    {"train": train, "bench": bench, "table": table}[args.step](args)
+
+
+if __name__ == "__main__":
+    main()
