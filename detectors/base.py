@@ -390,7 +390,9 @@ def load_detector(path: str | Path, **overrides) -> Detector:
     """Load a folder written by ``Detector.save``; its kind picks the class.
 
     ``overrides`` replace saved parameters (e.g. ``model=`` when a checkpoint moved); each
-    detector checks that what it loads still matches what it was fitted with.
+    detector checks that what it loads still matches what it was fitted with. A saved
+    ``device`` is where it was trained, not part of it: it loads as ``auto`` (the best device
+    here) unless ``device`` is overridden.
     """
     path = Path(path)
     recover_folder(path)  # a save that a kill interrupted
@@ -406,6 +408,9 @@ def load_detector(path: str | Path, **overrides) -> Detector:
     if unknown:
         raise InputError(f"{meta_path}: unknown parameters {unknown} for the {cls.name} "
                          "detector")
+    if "device" in params:
+        # where it ran is not what it learned: a detector trained on a GPU runs anywhere
+        params["device"] = "auto"
     overrides = {k: v for k, v in overrides.items() if v is not None}
     bad = sorted(set(overrides) - set(cls._param_names()))
     if bad:

@@ -278,6 +278,23 @@ def test_cnn_on_npr_inputs_learns_saves_and_loads(inputs, splits, tmp_path):
         load_detector(tmp_path / "d", inputs="rgb" if inputs == "rgb+npr" else "rgb+npr")
 
 
+def test_a_detector_trained_on_a_gpu_loads_and_scores_where_there_is_none(
+        splits, tmp_path, monkeypatch):
+    import torch
+
+    args, kw = fit_args(splits)
+    det = CNNDetector(epochs=1, batch_size=32, device="cpu").fit(*args, **kw)
+    det.set_params(device="cuda")  # as `train-detector --device cuda` saves it
+    det.save(tmp_path / "d")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    back = load_detector(tmp_path / "d")  # the saved "cuda" is where it trained, not a need
+    assert back.device == "auto"
+    images = splits["test"].fake[:4]
+    np.testing.assert_array_equal(back.score(images), det.set_params(device="cpu").score(images))
+    with pytest.raises(InputError, match="CUDA is not available"):
+        load_detector(tmp_path / "d", device="cuda")  # asked for by name: still refused
+
+
 def test_load_split_checks_every_file_against_the_manifest(dataset, tmp_path):
     import shutil
 
