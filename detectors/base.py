@@ -39,6 +39,7 @@ from igpt_forensics.errors import InputError
 from igpt_forensics.files import (
     atomic_write_bytes,
     atomic_write_text,
+    check_regular,
     check_sha256sums,
     read_json,
     recover_folder,
@@ -391,8 +392,10 @@ def load_detector(path: str | Path, **overrides) -> Detector:
 
     ``overrides`` replace saved parameters (e.g. ``model=`` when a checkpoint moved); each
     detector checks that what it loads still matches what it was fitted with. A saved
-    ``device`` is where it was trained, not part of it: it loads as ``auto`` (the best device
-    here) unless ``device`` is overridden.
+    ``device`` is where it was trained, not part of it: one this machine lacks (``cuda``
+    without a GPU) loads as ``auto`` (the best device here) unless ``device`` is overridden;
+    a ``device`` override is dropped for a detector that runs no model (a fusion's
+    baseline member).
     """
     path = Path(path)
     recover_folder(path)  # a save that a kill interrupted
@@ -408,10 +411,18 @@ def load_detector(path: str | Path, **overrides) -> Detector:
     if unknown:
         raise InputError(f"{meta_path}: unknown parameters {unknown} for the {cls.name} "
                          "detector")
-    if "device" in params:
-        # where it ran is not what it learned: a detector trained on a GPU runs anywhere
-        params["device"] = "auto"
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    saved = params.get("device")
+    if isinstance(saved, str) and saved not in ("auto", "cpu") and "device" not in overrides:
+        # where it ran is not what it learned: one trained on a GPU runs where there is none
+        from igpt_forensics.device import pick_device
+
+        try:
+            pick_device(saved)
+        except InputError:
+            params["device"] = "auto"
+    if "device" not in cls._param_names():
+        overrides.pop("device", None)  # where to run: moot for one that runs no model
     bad = sorted(set(overrides) - set(cls._param_names()))
     if bad:
         raise InputError(f"the {cls.name} detector has no parameters {bad}")
@@ -425,13 +436,14 @@ def load_detector(path: str | Path, **overrides) -> Detector:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
+        check_regular(path / ARRAYS_FILE, "safetensors arrays file")  # not a FIFO: it hangs
         try:
             arrays = load_file(path / ARRAYS_FILE)
         except (SafetensorError, OSError, ValueError) as e:
             raise InputError(f"{path / ARRAYS_FILE}: corrupt arrays file ({e})") from None
     try:
         det._set_state(meta.get("state") or {}, arrays, path)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, OverflowError) as e:  # int(1e400): Overflow
         if isinstance(e, InputError):
             raise
         raise InputError(f"{meta_path}: bad detector state ({type(e).__name__}: {e})") from None

@@ -517,6 +517,17 @@ class CNNDetector(TrainedDetector):
 
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
                  ) -> None:
+        # the shape its parameters describe, on the meta device (nothing allocated), must
+        # hold exactly the saved weights: a crafted width of 100000 is refused, not built
+        with torch.device("meta"):
+            shape = DenseDetectorNet(self.arch, self.stages, self.width, pretrained=None,
+                                     inputs=self.inputs)
+        need = sum(t.numel() for t in shape.state_dict().values())
+        have = sum(int(np.prod(v.shape)) for k, v in arrays.items() if k.startswith(NET_PREFIX))
+        if need != have:
+            raise InputError(f"{path}: weights do not fit {self.arch} with {self.stages} "
+                             f"stages and width {self.width} ({have:,} saved values, "
+                             f"{need:,} needed)")
         net = DenseDetectorNet(self.arch, self.stages, self.width, pretrained=None,
                                inputs=self.inputs)
         weights = {k[len(NET_PREFIX):]: torch.from_numpy(np.ascontiguousarray(v))

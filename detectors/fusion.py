@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 
 from igpt_forensics.errors import InputError
-from igpt_forensics.files import sha256_file
+from igpt_forensics.files import inside, sha256_file
 
 from .base import (
     DEFAULT_TARGET_FPR,
+    META_FILE,
     Detector,
     Images,
     Localization,
@@ -249,8 +250,14 @@ class FusionDetector(TrainedDetector):
         if len(dirs) != len(list(self.members)):
             raise InputError(f"{path}: {len(dirs)} saved members for {len(self.members)} "
                              "member specs")
-        self.members_ = [load_detector(path / d, **({"device": self.device}
-                                                    if self.device else {})) for d in dirs]
+        # each member is a folder of members/ (never the fusion itself, nor outside it)
+        where = f"{path / META_FILE}: member_dirs"
+        targets = [inside(path, d, where) for d in dirs]
+        for d, t in zip(dirs, targets):
+            if t.parent != (path / MEMBERS_DIR).resolve():
+                raise InputError(f"{where}: {d!r} is not a folder of {MEMBERS_DIR}/")
+        self.members_ = [load_detector(t, **({"device": self.device}
+                                             if self.device else {})) for t in targets]
         names = [f"{i}:{m.name}" for i, m in enumerate(self.members_)]
         self.model_ = LinearModel.from_dict(state["model_"], names)
         self.map_weights_ = [float(w) for w in state["map_weights_"]]

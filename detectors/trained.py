@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from igpt_forensics import provenance as pv
+from igpt_forensics.data import MAX_PATCH_SIZE
 from igpt_forensics.errors import InputError
 from igpt_forensics.splits import Split, layout, load_split, split_counts
 
@@ -189,6 +190,11 @@ class TrainedDetector(Detector):
             raise InputError(f"{path}: sha256 of the saved detector does not match the one "
                              "recorded when it was saved (files edited or corrupted): refusing "
                              "to load it")
+        size = state.get("image_size_")  # the side every image is tiled or scaled to
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int)
+                                 or not 2 <= size <= MAX_PATCH_SIZE):
+            raise InputError(f"{path}: image_size_ {size!r} is not a side in "
+                             f"2..{MAX_PATCH_SIZE} pixels")
         self._restore(state, arrays, Path(path))
 
     def describe(self) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from igpt_forensics.errors import InputError
 from igpt_forensics.files import (
     atomic_write_bytes,
     atomic_write_text,
+    check_regular,
     check_sha256sums,
     read_json,
     sha256_file,
@@ -118,6 +119,8 @@ def generator_palette(model: str | Path | None = None) -> Palette:
 
 
 def _load_weights(module: torch.nn.Module, weights: Path) -> None:
+    if weights.exists():
+        check_regular(weights, "safetensors weights file")  # a FIFO would hang the reader
     try:
         state = load_file(weights)
     except FileNotFoundError:

@@ -34,7 +34,12 @@ from safetensors.torch import load_file, save
 from igpt_forensics.data import ImageSource, PatchSampler
 from igpt_forensics.device import pick_device
 from igpt_forensics.errors import InputError
-from igpt_forensics.files import atomic_write_bytes, atomic_write_text
+from igpt_forensics.files import (
+    atomic_write_bytes,
+    atomic_write_text,
+    check_plain_name,
+    read_bounded,
+)
 from igpt_forensics.palette import Palette
 
 from .checkpoint import save_checkpoint
@@ -114,8 +119,12 @@ def save_state(out: Path, step: int, model: PixelGPT, opt: torch.optim.Optimizer
 
 def load_state(out: Path, model: PixelGPT, opt: torch.optim.Optimizer) -> tuple[int, list]:
     root = _state_dir(out)
+    if not (root / "latest").exists():
+        raise InputError(f"{out}: nothing to resume (no {root / 'latest'})")
+    # a plain name of a folder beside it, read with a bound: never a path elsewhere
+    name = read_bounded(root / "latest", 256, "state pointer").decode(errors="replace").strip()
+    folder = root / check_plain_name(name, str(root / "latest"), "step folder")
     try:
-        folder = root / (root / "latest").read_text().strip()
         state = json.loads((folder / "state.json").read_text())
         model.load_state_dict(load_file(folder / "model.safetensors"))
         tensors = load_file(folder / "optimizer.safetensors")

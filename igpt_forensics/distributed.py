@@ -108,15 +108,18 @@ class Journal:
         try:
             if not lines or json.loads(lines[0]) != header:
                 return {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON, a 5000-digit number, too deep
             return {}
         done = {}
         for line in lines[1:]:
             try:
                 entry = json.loads(line)
-                done[int(entry["piece"])] = entry
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                piece = entry["piece"]
+            except (ValueError, RecursionError, KeyError, TypeError, IndexError):
                 break  # torn by a kill: this piece and any after it are done again
+            if isinstance(piece, bool) or not isinstance(piece, int) or piece < 0:
+                break  # not a line this class wrote: done again, like a torn one
+            done[piece] = entry
         return done
 
     def add(self, piece: int, **result) -> None:

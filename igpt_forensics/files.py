@@ -16,11 +16,14 @@ from typing import Any
 
 from .errors import InputError
 
+MAX_JSON_BYTES = 256 << 20  # a JSON file (config, detector, dataset.json) at most
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    if not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO would hang, /dev/zero never ends
+        raise InputError(f"{path}: not a regular file")
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(chunk):
@@ -28,10 +31,9 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes, checked before reading: a
-    missing, unreadable, non-regular (a FIFO would hang, /dev/zero never ends) or oversized
-    file is one line naming it and ``what`` it should be."""
+def check_regular(path: str | Path, what: str) -> os.stat_result:
+    """The stat of ``path`` if it is a regular file (symlinks followed); else one line naming
+    it and ``what`` it should be: a FIFO would hang a reader, /dev/zero never ends."""
     path = Path(path)
     try:
         st = path.stat()
@@ -43,6 +45,15 @@ def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
         raise InputError(f"{path}: is a folder, not a {what}")
     if not stat.S_ISREG(st.st_mode):
         raise InputError(f"{path}: not a regular file (expected a {what})")
+    return st
+
+
+def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes, checked before reading: a
+    missing, unreadable, non-regular (a FIFO would hang, /dev/zero never ends) or oversized
+    file is one line naming it and ``what`` it should be."""
+    path = Path(path)
+    st = check_regular(path, what)
     if st.st_size > limit:
         raise InputError(f"{path}: {st.st_size:,} bytes, more than a {what} may have "
                          f"({limit:,})")
@@ -80,12 +91,14 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 def read_json(path: str | Path, missing: str, unreadable: str, fmt: str | None = None) -> Any:
     """The JSON in ``path``, or one clear line: ``missing`` when there is no such file,
     ``unreadable`` (followed by the reason) when it cannot be read or parsed, and, with
-    ``fmt``, when it is not a JSON object whose "format" is ``fmt``."""
+    ``fmt``, when it is not a JSON object whose "format" is ``fmt``. Read with a bound: a
+    FIFO, a device or an oversized file is refused before it is read."""
+    if not os.path.lexists(path):
+        raise InputError(missing)
+    data = read_bounded(path, MAX_JSON_BYTES, "JSON file")
     try:
-        doc = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(missing) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as e:  # ValueError: also a 5000-digit number
         raise InputError(f"{unreadable} ({e})") from None
     if fmt is not None and (not isinstance(doc, dict) or doc.get("format") != fmt):
         raise InputError(f"{path}: not a {fmt} file")

@@ -231,7 +231,7 @@ def read_manifest(path: str | Path) -> Iterator[dict]:
                 continue
             try:
                 record = json.loads(line)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, a huge number, too deep
                 partial = not line.endswith(b"\n")
                 raise InputError(f"{path}:{lineno}: {'partial' if partial else 'corrupt'} "
                                  "manifest line") from None

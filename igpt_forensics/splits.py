@@ -173,6 +173,11 @@ def _folder_entries(folder: Path, skipped: list[str]) -> list[_Entry]:
     skipped.extend(errors)
     out = []
     for f in files:
+        try:  # a symlink that leads out of the folder is not its data
+            inside(folder, f.relative_to(folder).as_posix(), str(folder))
+        except InputError as e:
+            skipped.append(str(e))
+            continue
         parts = f.relative_to(folder).parts
         labels = [LABEL_DIRS[p] for p in parts[:-1] if p in LABEL_DIRS]
         if not labels:
@@ -195,7 +200,11 @@ def _list_rows(path: Path) -> list[dict]:
     except (OSError, UnicodeDecodeError) as e:
         raise InputError(f"{path}: cannot read ({e})") from None
     if path.suffix.lower() == ".csv":
-        rows = list(csv.DictReader(text.splitlines()))
+        reader = csv.DictReader(text.splitlines())
+        try:
+            rows = list(reader)
+        except csv.Error as e:  # a field over csv's limit, a stray quote: one line, no traceback
+            raise InputError(f"{path}:{reader.reader.line_num}: not a CSV row ({e})") from None
         if rows and not {"path", "label"} <= set(rows[0]):
             raise InputError(f"{path}: a CSV list needs the columns path,label (has "
                              f"{','.join(k for k in rows[0] if k)})")
@@ -206,8 +215,8 @@ def _list_rows(path: Path) -> list[dict]:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{n}: not JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:  # also a 5000-digit number, deep nesting
+            raise InputError(f"{path}:{n}: not JSON ({getattr(e, 'msg', e)})") from None
         if not isinstance(row, dict):
             raise InputError(f"{path}:{n}: each line must be a JSON object")
         rows.append(row)

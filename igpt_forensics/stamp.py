@@ -120,7 +120,7 @@ def record_mask(record: dict | None, shape: tuple[int, int]) -> np.ndarray | Non
             return make_mask(kind, size)[0]
         if kind == "box" or kind.startswith("box:"):
             return box_mask(size, Box(*(int(v) for v in box)))
-    except (KeyError, TypeError, ValueError, InputError):
+    except (KeyError, TypeError, ValueError, OverflowError, InputError):  # a stamp is a claim
         return None
     return None
 

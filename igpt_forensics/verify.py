@@ -37,6 +37,9 @@ class FileReport:
                 "scheme": self.scheme, "notes": self.notes}
 
 
+MAX_SCHEMES = 8  # watermark settings whose tables a Verifier keeps (a server's memory)
+
+
 class Verifier:
     """Checks files one by one with one key and one palette (schemes built once each)."""
 
@@ -56,6 +59,8 @@ class Verifier:
             d["gamma"] = self.gamma
         k = tuple(d[n] for n in ("gamma", "token_groups", "context_groups", "period"))
         if k not in self._schemes:
+            if len(self._schemes) >= MAX_SCHEMES:  # uploads choose the settings: keep a few
+                self._schemes.pop(next(iter(self._schemes)))
             try:
                 self._schemes[k] = wm.WatermarkKey.from_description(self.key, self.palette, d)
             except (TypeError, KeyError):
@@ -100,7 +105,7 @@ class Verifier:
             del scheme["delta"]  # a setting of generation, not of the test
             if isinstance(recorded, dict) and recorded.get("key_sha256") not in (
                     None, key.fingerprint):
-                notes.append(f"stamp records watermark key {recorded['key_sha256'][:12]}, "
+                notes.append(f"stamp records watermark key {str(recorded['key_sha256'])[:12]}, "
                              f"not this key ({key.fingerprint[:12]})")
             mask = None
             if check.status in ("intact", "tampered"):

@@ -116,7 +116,7 @@ def score(
         help="A detector that ships ready (" + ", ".join(ready_detectors()) + "), a saved "
         "detector folder (train one with train-detector: " + ", ".join(
             n for n in list_detectors() if n not in ready_detectors()) + "). The default "
-        "is the shipped cnn, trained on both bundled generators (the best shipped detector "
+        "is the shipped cnn, trained on a pool of 11 generators (the best shipped detector "
         "measured, docs/results.md); with --model, the likelihood detector calibrated for "
         "that model.")] = None,
     model: ModelOpt = None,
@@ -187,8 +187,8 @@ def score(
             return
         results = {}
         for r in range(where.world):
-            part = Journal.read(_parts(dest) / f"{r}-of-{where.world}.jsonl", journal.header)
-            results.update({k: (e["rows"], e["bad"]) for k, e in part.items()})
+            results.update(journal_results(_parts(dest) / f"{r}-of-{where.world}.jsonl",
+                                           journal.header, len(chunks)))
         missing = [k for k in range(len(chunks)) if k not in results]
         if missing:
             raise fail(f"torchrun: chunks {missing[:5]} were not scored by any rank")
@@ -239,6 +239,25 @@ def journal_header(files: list[Path], det, max_pixels: int, maps: Path | None) -
     header = {"files": [str(f) for f in files], "chunk": CHUNK, "detector": det.describe(),
               "max_pixels": max_pixels, "maps": str(maps) if maps is not None else None}
     return json.loads(json.dumps(header, default=str))
+
+
+def journal_results(path: Path, header: dict, n_chunks: int) -> dict[int, tuple[list, list]]:
+    """A rank's scored chunks (chunk -> (rows, skipped lines)), each checked to be a chunk of
+    this job with rows as `_score_chunk` makes them: an edited journal is one line."""
+    out = {}
+    for k, e in Journal.read(path, header).items():
+        rows, bad = e.get("rows"), e.get("bad")
+        if not (k < n_chunks and isinstance(rows, list) and isinstance(bad, list)
+                and all(isinstance(b, str) for b in bad)
+                and all(isinstance(r, dict) and isinstance(r.get("path"), str)
+                        and r.get("verdict") in ("synthetic", "region", "real")
+                        and all(isinstance(r.get(f), int | float)
+                                for f in ("score", "region_score", "region_fraction"))
+                        and isinstance(r.get("boxes"), list) for r in rows)):
+            raise InputError(f"{path}: chunk {k} is not one this job scored (edited?); "
+                             "remove the file to score it again")
+        out[k] = (rows, bad)
+    return out
 
 
 def _parts(dest: Path) -> Path:

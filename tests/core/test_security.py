@@ -261,3 +261,199 @@ def test_any_study_file_is_a_study_or_one_clear_line(tmp_path, body):
         assert Path(s.datasets[name]).resolve().is_relative_to(root.resolve())
         assert isinstance(recipe.get("n"), int)
     assert Path(s.out).resolve().is_relative_to(root.resolve()) or s.out == "report"
+
+
+# -- outside lists and folders, JSON files, saved detectors, stamps, torchrun journals --------
+
+def _png(path, side=16, seed=0):
+    import numpy as np
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(path)
+
+
+def test_outside_folders_and_lists_refuse_escapes_and_crafted_rows(tmp_path):
+    from igpt_forensics.splits import load_outside
+
+    _png(tmp_path / "secret.png", seed=9)
+    folder = tmp_path / "data"
+    for i in range(2):
+        _png(folder / "test" / "0_real" / f"{i}.png", seed=i)
+        _png(folder / "test" / "1_fake" / f"{i}.png", seed=10 + i)
+    os.symlink(tmp_path / "secret.png", folder / "test" / "0_real" / "link.png")
+    split = load_outside(folder, "test")
+    assert "test/0_real/link.png" not in split.ids["real"] and len(split.real) == 2
+    assert any("link.png" in s and "outside" in s for s in split.skipped)
+    lists = {"huge.csv": 'path,label\n"' + "a" * 200_000 + '",1\n',
+             "deep.jsonl": "[" * 100_000 + "]" * 100_000 + "\n",
+             "number.jsonl": '{"path": "x.png", "label": ' + "1" * 5000 + "}\n"}
+    for name, text in lists.items():
+        (folder / name).write_text(text)
+        with pytest.raises(InputError, match=name):  # one line naming the list, no traceback
+            load_outside(folder / name, "test")
+
+
+@pytest.mark.timeout(60)
+def test_json_and_listed_files_are_read_with_a_bound(tmp_path):
+    from igpt_forensics.files import check_sha256sums, read_json
+
+    os.mkfifo(tmp_path / "detector.json")  # would hang if it were opened
+    with pytest.raises(InputError, match="regular file"):
+        read_json(tmp_path / "detector.json", "missing", "unreadable")
+    for name, text in (("deep.json", "[" * 100_000 + "]" * 100_000),
+                       ("number.json", '{"format": ' + "1" * 5000 + "}")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(InputError, match="unreadable"):
+            read_json(tmp_path / name, "missing", "unreadable")
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  detector.json\n")  # lists the FIFO
+    with pytest.raises(InputError, match="regular file"):
+        check_sha256sums(tmp_path)
+
+
+def _saved(tmp_path):
+    """(real, fake) 16x16 images and a rowcol detector saved under tmp_path/rowcol."""
+    import numpy as np
+    from igpt_forensics.detectors.base import create_detector
+
+    rng = np.random.default_rng(0)
+    real = rng.integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    fake = (real // 64 * 64).astype(np.uint8)
+    create_detector("rowcol").fit(list(real), list(fake)).save(tmp_path / "rowcol")
+    return real, fake
+
+
+def _retamper(folder, edit):
+    """Edit a trained detector's detector.json as an attacker would: digest and SHA256SUMS
+    recomputed, so only the loader's own checks stand in the way."""
+    from igpt_forensics.detectors.trained import state_digest
+    from safetensors.numpy import load_file
+
+    from igpt_forensics.files import write_sha256sums
+
+    meta = json.loads((folder / "detector.json").read_text())
+    edit(meta)
+    arrays = load_file(folder / "arrays.safetensors") if (
+        folder / "arrays.safetensors").exists() else {}
+    meta["state"]["sha256"] = state_digest(meta["params"], meta["state"], arrays)
+    (folder / "detector.json").write_text(json.dumps(meta))
+    write_sha256sums(folder)
+
+
+@pytest.mark.timeout(120)
+def test_a_fusion_detector_loads_its_members_from_its_own_folder_only(tmp_path):
+    import shutil
+
+    from igpt_forensics.detectors.base import create_detector, load_detector
+
+    real, fake = _saved(tmp_path)
+    det = tmp_path / "fusion"
+    create_detector("fusion", members=[str(tmp_path / "rowcol")], folds=2).fit(
+        list(real), list(fake)).save(det)
+    shutil.move(det / "members" / "0-rowcol", tmp_path / "outside")  # a detector out there
+
+    def member(d):
+        def edit(meta):
+            meta["params"].pop("device", None)
+            meta["state"].update(member_dirs=[d], member_files={})
+        return edit
+
+    for d in ("../outside", str(tmp_path / "outside"), ".", "members"):
+        _retamper(det, member(d))
+        with pytest.raises(InputError, match="member_dirs"):
+            load_detector(det)
+
+
+@pytest.mark.timeout(120)
+def test_a_detectors_recorded_sizes_are_checked_before_allocation(tmp_path):
+    import shutil
+
+    from igpt_forensics.detectors.base import create_detector, load_detector
+
+    real, fake = _saved(tmp_path)
+    saved = tmp_path / "features"
+    create_detector("features", use_likelihood=False, classifier="logistic").fit(
+        real, fake).save(saved)
+    for size in (100_000, 0, -3, 1e400):  # 100000: a 30 GB tile of a 16-px image
+        det = tmp_path / f"f{size}"
+        shutil.copytree(saved, det)
+        _retamper(det, lambda meta, size=size: meta["state"].update(image_size_=size))
+        with pytest.raises(InputError, match="image_size_"):
+            load_detector(det)
+    from igpt_forensics.detectors.cnn import CNNDetector
+
+    cnn = tmp_path / "cnn"
+    CNNDetector(epochs=1, batch_size=8, width=8, device="cpu").fit(real, fake).save(cnn)
+    for edit in ({"width": 100_000}, {"stages": 4, "width": 4096}):  # hundreds of GB if built
+        det = tmp_path / f"cnn{len(edit)}"
+        shutil.copytree(cnn, det)
+        _retamper(det, lambda meta, edit=edit: meta["params"].update(edit))
+        with pytest.raises(InputError, match="weights do not fit"):
+            load_detector(det)
+    from igpt_forensics.assets import ASSETS
+
+    lik = tmp_path / "likelihood"  # not a trained one: no digest; int(Infinity) overflows
+    shutil.copytree(ASSETS / "likelihood-default", lik)
+    meta = json.loads((lik / "detector.json").read_text())
+    meta["state"]["n_colors_"] = float("inf")
+    (lik / "detector.json").write_text(json.dumps(meta))
+    (lik / "SHA256SUMS").unlink()
+    r = runner.invoke(app, ["score", str(Path(__file__)), "--detector", str(lik)])
+    assert "detector.json: bad detector state" in _one_line_error(r)
+
+
+def test_a_crafted_stamp_is_a_claim_never_a_traceback():
+    import numpy as np
+
+    from igpt_forensics.data import image_sha256
+    from igpt_forensics.palette import Palette
+    from igpt_forensics.stamp import stamped_png
+    from igpt_forensics.verify import Verifier
+
+    pal = Palette(np.random.default_rng(0).integers(0, 256, (16, 3)).astype(np.uint8))
+    image = pal.colors[np.random.default_rng(1).integers(0, 16, (16, 16))].astype(np.uint8)
+    base = {"pixels_sha256": image_sha256(image), "size": 16}
+    verifier = Verifier(pal, b"k" * 32)
+    for extra in ({"watermark": {"key_sha256": 5}}, {"watermark": {"key_sha256": {}}},
+                  {"form": "fake", "mask_kind": "box", "box": [float("inf"), 0, 4, 4]}):
+        report = verifier.data(stamped_png(image, {**base, **extra}), "x.png")
+        assert report.stamp.status == "intact"
+    # each upload may ask for other watermark settings: a server keeps the tables of a few
+    from igpt_forensics import watermark as wm
+    from igpt_forensics.verify import MAX_SCHEMES
+
+    for period in range(2, 40):
+        verifier.scheme({"scheme": wm.SCHEME, "period": period})
+    assert len(verifier._schemes) <= MAX_SCHEMES
+
+
+def test_an_edited_torchrun_journal_is_one_line(tmp_path):
+    from igpt_forensics.cli.score_cmds import journal_results
+    from igpt_forensics.distributed import Journal
+
+    header = {"files": ["a.png"], "chunk": 16}
+    path = tmp_path / "0-of-2.jsonl"
+    for line in ("[" * 100_000 + "]" * 100_000, '{"piece": Infinity}', '{"piece": -1}',
+                 '{"piece": "0"}'):
+        path.write_text(json.dumps(header) + "\n" + line + "\n")
+        assert Journal.read(path, header) == {}  # like a torn line: scored again
+    row = {"path": "a.png", "score": 1.0, "verdict": "real", "region_score": 0.0,
+           "region_fraction": 0.0, "boxes": []}
+    good = {"piece": 0, "rows": [row], "bad": []}
+    path.write_text(json.dumps(header) + "\n" + json.dumps(good) + "\n")
+    assert journal_results(path, header, 1) == {0: ([row], [])}
+    for entry in ({"piece": 0}, {**good, "piece": 7}, {**good, "rows": [{"path": 5}]},
+                  {**good, "rows": [{**row, "verdict": "x"}]}, {**good, "bad": [1]}):
+        path.write_text(json.dumps(header) + "\n" + json.dumps(entry) + "\n")
+        with pytest.raises(InputError, match="0-of-2.jsonl"):
+            journal_results(path, header, 1)
+
+
+def test_a_manifest_line_nested_too_deep_or_with_a_huge_number_is_one_line(tmp_path):
+    from igpt_forensics.provenance import read_manifest
+
+    for line in ("[" * 100_000 + "]" * 100_000, '{"id": ' + "1" * 5000 + "}"):
+        (tmp_path / "manifest.jsonl").write_text(line + "\n")
+        with pytest.raises(InputError, match="manifest.jsonl:1"):
+            list(read_manifest(tmp_path / "manifest.jsonl"))

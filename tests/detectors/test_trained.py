@@ -295,6 +295,24 @@ def test_a_detector_trained_on_a_gpu_loads_and_scores_where_there_is_none(
         load_detector(tmp_path / "d", device="cuda")  # asked for by name: still refused
 
 
+def test_a_fusion_trained_on_a_gpu_loads_with_members_that_run_no_model(
+        cnn_det, splits, tmp_path, monkeypatch):
+    import torch
+    from igpt_forensics.detectors import create_detector
+    from igpt_forensics.detectors.fusion import FusionDetector
+
+    tr, va = splits["train"], splits["val"]
+    cnn = cnn_det.save(tmp_path / "cnn")
+    rowcol = create_detector("rowcol").fit(tr.real, tr.fake).save(tmp_path / "rowcol")
+    det = FusionDetector(members=[str(cnn), str(rowcol)], folds=3, device="cpu")
+    det.fit(va.real, va.fake).set_params(device="cuda").save(tmp_path / "f")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    back = load_detector(tmp_path / "f")  # rowcol takes no device; the cnn runs here
+    images = splits["test"].fake[:4]
+    np.testing.assert_allclose(back.score(images), det.set_params(device="cpu").score(images),
+                               rtol=1e-6)
+
+
 def test_load_split_checks_every_file_against_the_manifest(dataset, tmp_path):
     import shutil
 

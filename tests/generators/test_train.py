@@ -59,6 +59,14 @@ def test_resume_refuses_other_settings_and_fresh_run_refuses_old_folder(tmp_path
         train_generator(SMALL, tmp_path / "r")
     with pytest.raises(InputError, match="nothing to resume"):
         train_generator(SMALL, tmp_path / "empty", resume=True)
+    # state/latest names a folder beside it; an edited one that points elsewhere is refused
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "state.json").write_text('{"step": 0, "history": []}')
+    for name in ("../../outside", str(outside)):
+        (tmp_path / "r" / "state" / "latest").write_text(name)
+        with pytest.raises(InputError, match="must be a plain name"):
+            train_generator(SMALL, tmp_path / "r", resume=True)
 
 
 def test_learning_rate_schedule():
