@@ -11,8 +11,8 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
-	vq-tokenizer vq-default default-datasets vqc-pool pool-generators pool-datasets cnn-default \
-	web-examples
+	vq-tokenizer vq-default default-datasets vqc-pool pool-generators pool-datasets prev-pool \
+	vqb-pool cnn-default logo-pool web-examples
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -103,10 +103,34 @@ pool-datasets: pool-generators
 	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/px64 --n 600 --masks top-half,box,full --seed 35 --out $(POOL)-data/px64
 	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/px256d --n 600 --masks top-half,box,full --top-p 0.9 --seed 36 --out $(POOL)-data/px256d
 
-# Reproduces the shipped cnn detector (igpt_forensics/assets/cnn-default; score --detector cnn):
-# trained on the train photos of the default study's three datasets and the vqc pool
-# dataset: the bundled pixel generator, the bundled VQ generator and vqc (two VQ decoders).
+# Two more generators of the pool: prev, the bundled pixel-GPT of 2026-11 (from git: 300
+# steps, its own palette; completions of row-wise streaks), and vqb, a VQ generator of its own
+# tokenizer (256 codes) and a tiny GPT, both on the Debian photos only (about 22 min at one
+# thread). 300 items each; resumable.
+PREV_COMMIT := e310765
+prev-pool: $(STAMP)
+	mkdir -p runs/prev-gen
+	for f in config.json model.safetensors SHA256SUMS; do \
+		git show $(PREV_COMMIT):igpt_forensics/assets/default-generator/$$f > runs/prev-gen/$$f; done
+	$(BIN)/igpt-forensics --threads 1 generate --model runs/prev-gen --n 300 --masks top-half,box,full --seed 5 --out runs/unseen/prev
+
+vqb-pool: $(STAMP)
+	$(BIN)/igpt-forensics --threads 1 train-tokenizer --out runs/vqb-tok --data data/debian-photos.tsv --codes 256 --channels 48 --steps 1000 --batch-size 32 --lr 2e-3 --train-patches 20000 --seed 1 $$(test -f runs/vqb-tok/train_config.json && echo --resume)
+	$(BIN)/igpt-forensics --threads 1 train-generator --family vq --tokenizer runs/vqb-tok --out runs/vqb-gen --data data/debian-photos.tsv --preset tiny --steps 2000 --batch-size 64 --lr 3e-3 --train-patches 20000 --seed 1 $$(test -f runs/vqb-gen/train_config.json && echo --resume)
+	$(BIN)/igpt-forensics --threads 1 generate --model runs/vqb-gen --n 300 --masks top-half,box,full,recon --seed 6 --out runs/unseen/vqb
+
+# The detector pool: 12 datasets of 11 generators (t1 and topp09 are one generator at two
+# sampling settings), both families, 64 to 1024 colors or codes, 8x8 and 4x4 code grids,
+# builtin and Debian photos, temperature 0.9-1, top-k 40, top-p 0.9, every mask kind.
 STUDY_DS := studies/runs/default-study
+POOL_DATASETS := $(STUDY_DS)/t1 $(STUDY_DS)/topp09 $(STUDY_DS)/vq runs/pool/vqc \
+	runs/unseen/prev runs/unseen/vqb $(addprefix $(POOL)-data/,px64 px128 px256d vq64 vq1024 vq16x)
+pool-all: default-datasets vqc-pool prev-pool vqb-pool pool-datasets
+
+# Reproduces the shipped cnn detector (igpt_forensics/assets/cnn-default; score --detector
+# cnn): trained on the train photos of the whole pool (val photos: early stopping and the
+# threshold). The shipped one was trained on one H200 (make cnn-default DEVICE=cuda: 4 min;
+# about 30 min at one CPU thread; the bytes of a GPU training differ from a CPU one's).
 CNN_AUGMENT ?= 0.1
 # what its backbone sees: npr, the neighbouring-pixel relations of each 2x2 block (since
 # 2026-12-04; rgb before: mean AUC on 8 generators it never saw 0.884 -> 0.921, docs/results.md)
@@ -115,15 +139,28 @@ CNN_INPUTS ?= npr
 # (GIF-like reals; since 2026-12-04); --photos-only gave the rgb cnn shipped before
 CNN_CALIBRATE ?=
 # Then its thresholds per image side (32 to 1024 pixels) from 10 crops of every train and val
-# photo at each side (about 8 minutes at 2 threads): thresholds of 32x32 alone flagged 98% of 256x256 real
-# test photos.
-cnn-default: default-datasets vqc-pool
-	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn --dataset $(STUDY_DS)/t1 \
-		--dataset $(STUDY_DS)/topp09 --dataset $(STUDY_DS)/vq --dataset runs/pool/vqc \
-		--augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) --seed 0 --out runs/cnn-default-trained
+# photo at each side (about 16 minutes at 2 threads): thresholds of 32x32 alone flagged 98% of
+# 256x256 real test photos.
+cnn-default: pool-all
+	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn $(addprefix --dataset ,$(POOL_DATASETS)) \
+		--augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) --seed 0 --device $(DEVICE) --no-test \
+		--out runs/cnn-default-trained
 	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-default-trained \
 		$(GEN_DATA) --split train,val --per-photo 10 $(CNN_CALIBRATE) \
 		--out igpt_forensics/assets/cnn-default
+
+# How the pool's detectors transfer (README, docs/results.md): leave-one-generator-out, each
+# of the 11 generators held out in turn, for the npr, rgb and npr + augment 0.3 cnns (36
+# trainings: 12 minutes on one H200, 16 at a time; hours on 2 CPU cores), then bench on each
+# held-out generator (25 minutes at 2 threads) and the matrix.
+LOGO_JOBS ?= 2
+logo-pool: pool-all
+	printf '%s\n' $(foreach d,$(POOL_DATASETS),"$(notdir $(d)) $(d)") > runs/logo-pool.txt
+	$(BIN)/python benchmarks/logo_pool.py train --pool runs/logo-pool.txt --out runs/logo \
+		--jobs $(LOGO_JOBS) --device $(DEVICE) --variant "npr=--inputs npr" \
+		--variant "rgb=--inputs rgb" --variant "npr-aug3=--inputs npr --augment 0.3"
+	$(BIN)/python benchmarks/logo_pool.py bench --pool runs/logo-pool.txt --out runs/logo
+	$(BIN)/python benchmarks/logo_pool.py table --out runs/logo --json benchmarks/results/logo-pool.json
 
 # The example images of the web page (igpt_forensics/assets/examples, `serve`): a test photo
 # of the bundled generators (flower, 128x128 center crop) and a top-half completion of another
