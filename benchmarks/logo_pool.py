@@ -59,21 +59,31 @@ def cli() -> list[str]:
     return [sys.executable, "-m", "igpt_forensics"]
 
 
-def train(args) -> None:
-    pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
-    variants = [v.split("=", 1) for v in args.variant]
+def plan(pool: dict[str, Path], gs: dict[str, list[str]], variants: list[list[str]],
+         out_root: Path, device: str = "auto", seed: int = 0, extra: str = "",
+         ) -> list[tuple[str, list[str], Path]]:
+    """The trainings still to run, as (VARIANT/HELD, command, folder): for each variant, one
+    on the whole pool (`all`) and one per generator on the datasets of all the others (every
+    dataset of the held-out generator left out). A folder that holds a detector is done."""
     jobs = []
     for vname, opts in variants:  # in the order given; `all`, the candidate to ship, first
         for held in [ALL, *gs]:
             keep = [n for n in pool if held == ALL or n not in gs[held]]
-            out = args.out / "detectors" / held / vname
+            out = out_root / "detectors" / held / vname
             if (out / "detector.json").exists():
                 continue
             cmd = [*cli(), "--threads", "1", "train-detector", "--kind", "cnn",
                    *shlex.split(opts), *[a for n in keep for a in ("--dataset", str(pool[n]))],
-                   "--out", str(out), "--device", args.device, "--seed", str(args.seed),
-                   "--no-test", *shlex.split(args.extra)]
+                   "--out", str(out), "--device", device, "--seed", str(seed),
+                   "--no-test", *shlex.split(extra)]
             jobs.append((f"{vname}/{held}", cmd, out))
+    return jobs
+
+
+def train(args) -> None:
+    pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
+    variants = [v.split("=", 1) for v in args.variant]
+    jobs = plan(pool, gs, variants, args.out, args.device, args.seed, args.extra)
     args.out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.deadline
     print(f"{len(jobs)} trainings, {args.jobs} at a time; groups: "

@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -309,3 +310,37 @@ def test_an_outside_labeled_folder_is_benchmarked_with_no_conversion(tiny_datase
     assert {d["name"] for d in doc["datasets"]} == {"exp", "flat"}
     assert any("broken.png" in line for d in doc["datasets"] for line in d["skipped"])
     assert {x["real_form"] for x in doc["cross"]} == {"real"}
+
+
+def test_logo_pool_script_never_trains_on_the_held_out_generator(tmp_path):
+    """benchmarks/logo_pool.py: every dataset of the held-out generator (here two sampling
+    settings of one checkpoint) is left out of its training, `all` takes the whole pool, and
+    a finished detector is not trained again."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "logo_pool", Path(__file__).parents[2] / "benchmarks" / "logo_pool.py")
+    logo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(logo)
+    made_by = {"t1": "a" * 64, "topp": "a" * 64, "vq": "b" * 64, "outside": None}
+    lines = []
+    for name, sha in made_by.items():
+        (tmp_path / name).mkdir()
+        info = {"generator": {"sha256": sha}} if sha else {}
+        (tmp_path / name / "dataset.json").write_text(json.dumps(info))
+        lines.append(f"{name} {tmp_path / name}")
+    (tmp_path / "pool.txt").write_text("\n".join(lines) + "\n")
+    pool = logo.read_pool(tmp_path / "pool.txt")
+    gs = logo.groups(pool)
+    assert gs == {"t1": ["t1", "topp"], "vq": ["vq"], "outside": ["outside"]}
+    done = tmp_path / "out" / "detectors" / "vq" / "npr"
+    done.mkdir(parents=True)
+    (done / "detector.json").write_text("{}")
+    jobs = {name: cmd for name, cmd, _ in logo.plan(pool, gs, [["npr", "--inputs npr"]],
+                                                    tmp_path / "out")}
+    assert list(jobs) == ["npr/all", "npr/t1", "npr/outside"]  # npr/vq is done
+    trained_on = {name: {Path(cmd[i + 1]).name for i, a in enumerate(cmd) if a == "--dataset"}
+                  for name, cmd in jobs.items()}
+    assert trained_on == {"npr/all": set(made_by), "npr/t1": {"vq", "outside"},
+                          "npr/outside": {"t1", "topp", "vq"}}
+    assert all(cmd[cmd.index("--inputs") + 1] == "npr" for cmd in jobs.values())
