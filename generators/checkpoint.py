@@ -149,7 +149,11 @@ def _load_codec(path: Path, config: dict, model: PixelGPT):
         if not isinstance(tok, dict) or not isinstance(tok.get("sha256"), str):
             raise InputError(f"{path / CONFIG}: a vq checkpoint needs a 'tokenizer' entry "
                              "with its 'model' and 'sha256'")
-        tokenizer = VQTokenizer(VQConfig.from_dict(tok.get("model")))
+        try:  # bounds checked before anything is built
+            tok_config = VQConfig.from_dict(tok.get("model"))
+        except (InputError, TypeError) as e:
+            raise InputError(f"{path / CONFIG}: bad tokenizer config ({e})") from None
+        tokenizer = VQTokenizer(tok_config)
         if (path / TOKENIZER).is_file() and sha256_file(path / TOKENIZER) != tok["sha256"]:
             raise InputError(f"{path / TOKENIZER}: sha256 differs from config.json "
                              "(file altered?)")
@@ -174,10 +178,11 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
     path = resolve_model(path)
     config = read_config(path)
     check_sha256sums(path)  # a packaged checkpoint (export-model) lists its files' hashes
-    try:
-        model = PixelGPT(GPTConfig.from_dict(config["model"]))
-    except (KeyError, TypeError) as e:
+    try:  # bounds checked before anything is built
+        gpt_config = GPTConfig.from_dict(config["model"])
+    except (KeyError, TypeError, InputError) as e:
         raise InputError(f"{path / CONFIG}: bad model config ({e})") from None
+    model = PixelGPT(gpt_config)
     codec = _load_codec(path, config, model)
     _load_weights(model, path / WEIGHTS)
     model.to(device).eval()

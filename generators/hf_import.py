@@ -1,8 +1,9 @@
 """Import an official iGPT checkpoint in Hugging Face's ImageGPT format.
 
-A checkpoint folder holds ``config.json`` (ImageGPTConfig), the weights (``model.safetensors``
-or ``pytorch_model.bin``, possibly sharded with an ``.index.json``) and
+A checkpoint folder holds ``config.json`` (ImageGPTConfig), the weights (``model.safetensors``,
+possibly sharded with an ``.index.json`` whose shards lie in the folder) and
 ``preprocessor_config.json``, whose ``clusters`` are the palette as K x 3 floats in [-1, 1].
+Only safetensors are read: a ``pytorch_model.bin`` is a pickle, refused, never unpickled.
 PixelGPT uses ImageGPT's parameter names, so the import checks the config, transposes GPT-2's
 Conv1D matrices (stored (in, out), where nn.Linear keeps (out, in)) and checks every shape.
 """
@@ -10,20 +11,21 @@ Conv1D matrices (stored (in, out), where nn.Linear keeps (out, in)) and checks e
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from igpt_forensics.errors import InputError
-from igpt_forensics.files import read_json
+from igpt_forensics.files import check_regular, check_relative, read_json
 from igpt_forensics.palette import Palette
 
 from .config import GPTConfig
 from .model import NORM_EPS, PixelGPT
 
-WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json",
-                "pytorch_model.bin", "pytorch_model.bin.index.json")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")  # refused: never unpickled
 CONV1D = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
 # ImageGPT's causal-mask buffers, which older checkpoints saved alongside the weights.
 IGNORED = ("attn.bias", "attn.masked_bias")
@@ -56,12 +58,17 @@ def _config(path: Path) -> GPTConfig:
     d = _read_json(path)
     if d.get("model_type", "imagegpt") != "imagegpt":
         raise InputError(f"{path}: model_type is {d['model_type']!r}, not 'imagegpt'")
+    for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+        if key not in d:
+            raise InputError(f"{path}: missing field {key!r}")
+        if isinstance(d[key], bool) or not isinstance(d[key], int):  # 1e400, "64", 32.9
+            raise InputError(f"{path}: {key} must be an integer, got {d[key]!r}")
+    vocab, n_pos, n_embd = d["vocab_size"], d["n_positions"], d["n_embd"]
+    n_layer, n_head = d["n_layer"], d["n_head"]
     try:
-        vocab, n_pos, n_embd = int(d["vocab_size"]), int(d["n_positions"]), int(d["n_embd"])
-        n_layer, n_head = int(d["n_layer"]), int(d["n_head"])
         eps = float(d.get("layer_norm_epsilon", NORM_EPS))
-    except (KeyError, TypeError, ValueError) as e:
-        raise InputError(f"{path}: missing or bad field ({e})") from None
+    except (TypeError, ValueError, OverflowError) as e:
+        raise InputError(f"{path}: bad layer_norm_epsilon ({e})") from None
     # Each HF option that changes the computation must be at the value PixelGPT implements.
     # (reorder_and_upcast_attn only upcasts attention to float32, which we do in float32.)
     expected = {"activation_function": "quick_gelu", "scale_attn_weights": True,
@@ -90,7 +97,7 @@ def _palette(path: Path, n_colors: int) -> Palette:
     clusters = _read_json(path).get("clusters")
     try:
         c = np.asarray(clusters, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
         c = np.empty(0)
     if c.shape != (n_colors, 3) or not np.isfinite(c).all():
         raise InputError(f"{path}: 'clusters' must be {n_colors} x 3 finite numbers "
@@ -104,34 +111,40 @@ def _palette(path: Path, n_colors: int) -> Palette:
 
 
 def _weights(src: Path) -> dict[str, torch.Tensor]:
-    name = next((n for n in WEIGHT_FILES if (src / n).is_file()), None)
+    name = next((n for n in WEIGHT_FILES if os.path.lexists(src / n)), None)
     if name is None:
+        pickle = next((n for n in PICKLES if os.path.lexists(src / n)), None)
+        if pickle is not None:
+            raise InputError(f"{src / pickle}: a pickle, which is never loaded (it can run "
+                             "code); convert the checkpoint to model.safetensors first")
         raise InputError(f"{src}: no weights (looked for {', '.join(WEIGHT_FILES)})")
     if not name.endswith(".index.json"):
         return _load_file(src / name)
     weight_map = _read_json(src / name).get("weight_map")
     if not isinstance(weight_map, dict):
         raise InputError(f"{src / name}: no 'weight_map'")
+    shards = set()
+    for shard in weight_map.values():  # each a safetensors file named inside the folder
+        # a string check, not a resolved one: the Hugging Face cache links each file of a
+        # snapshot folder to its blob outside it
+        path = src / check_relative(shard, f"{src / name}")
+        if path.suffix != ".safetensors":
+            raise InputError(f"{src / name}: shard {shard!r} is not a .safetensors file "
+                             "(a pickle is never loaded)")
+        shards.add(path)
     state = {}
-    for shard in sorted(set(weight_map.values())):
-        state.update(_load_file(src / shard))
+    for shard in sorted(shards):
+        state.update(_load_file(shard))
     return state
 
 
 def _load_file(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    check_regular(path, "safetensors weights file")  # a FIFO would hang the reader
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-            return load_file(path)
-        # weights_only: the file is data, never code to run
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        from safetensors.torch import load_file
+        return load_file(path)
     except Exception as e:  # a corrupt file raises whatever its parser raises
         raise InputError(f"{path}: cannot read weights ({type(e).__name__}: {e})") from None
-    if not isinstance(state, dict):
-        raise InputError(f"{path}: expected a state dict")
-    return state
 
 
 def _rename(state: dict, model: PixelGPT, src: Path) -> dict[str, torch.Tensor]:

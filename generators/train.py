@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from igpt_forensics.data import ImageSource, PatchSampler
@@ -38,7 +39,9 @@ from igpt_forensics.files import (
     atomic_write_bytes,
     atomic_write_text,
     check_plain_name,
+    check_regular,
     read_bounded,
+    read_json,
 )
 from igpt_forensics.palette import Palette
 
@@ -117,26 +120,57 @@ def save_state(out: Path, step: int, model: PixelGPT, opt: torch.optim.Optimizer
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_state(out: Path, model: PixelGPT, opt: torch.optim.Optimizer) -> tuple[int, list]:
+def _tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file of a run's state, or one line naming it."""
+    if os.path.lexists(path):
+        check_regular(path, "safetensors file")  # a FIFO would hang the reader
+    try:
+        return load_file(path)
+    except FileNotFoundError:
+        raise InputError(f"{path}: missing (a damaged run state)") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{path}: corrupt run state ({e})") from None
+
+
+def load_state(out: Path, model: PixelGPT, opt: torch.optim.Optimizer,
+               steps: int | None = None) -> tuple[int, list]:
+    """The step and history of the saved state, its weights and optimizer moments loaded;
+    every value checked (an edited state is one line naming its file, never a traceback or
+    a run that starts at step -5 or 10**23). ``steps``: the run's last step."""
     root = _state_dir(out)
     if not (root / "latest").exists():
         raise InputError(f"{out}: nothing to resume (no {root / 'latest'})")
     # a plain name of a folder beside it, read with a bound: never a path elsewhere
     name = read_bounded(root / "latest", 256, "state pointer").decode(errors="replace").strip()
     folder = root / check_plain_name(name, str(root / "latest"), "step folder")
+    where = folder / "state.json"
+    state = read_json(where, f"{where}: missing (a damaged run state)",
+                      f"{where}: unreadable run state")
+    step = state.get("step") if isinstance(state, dict) else None
+    history = state.get("history") if isinstance(state, dict) else None
+    if (isinstance(step, bool) or not isinstance(step, int) or step < 0
+            or (steps is not None and step > steps)):
+        raise InputError(f"{where}: 'step' must be an integer in 0..{steps}, got {step!r}")
+    if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+        raise InputError(f"{where}: 'history' must be a list of objects")
     try:
-        state = json.loads((folder / "state.json").read_text())
-        model.load_state_dict(load_file(folder / "model.safetensors"))
-        tensors = load_file(folder / "optimizer.safetensors")
-    except FileNotFoundError:
-        raise InputError(f"{out}: nothing to resume (no {root / 'latest'})") from None
+        model.load_state_dict(_tensors(folder / "model.safetensors"), strict=True)
+    except RuntimeError as e:
+        raise InputError(f"{folder / 'model.safetensors'}: does not fit the model "
+                         f"({str(e).splitlines()[0]})") from None
+    tensors = _tensors(folder / "optimizer.safetensors")
     for i, group in enumerate(opt.param_groups):
         for j, p in enumerate(group["params"]):
             prefix = f"{i}.{j}."
             st = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            for k, v in st.items():  # AdamW's: a scalar step, moments of the parameter's shape
+                want = () if k == "step" else tuple(p.shape)
+                if tuple(v.shape) != want or not v.is_floating_point():
+                    raise InputError(f"{folder / 'optimizer.safetensors'}: {prefix}{k} is "
+                                     f"{v.dtype} {tuple(v.shape)}, the parameter needs {want}")
             if st:
                 opt.state[p] = {k: v.to(p.device) if k != "step" else v for k, v in st.items()}
-    return int(state["step"]), list(state["history"])
+    return step, history
 
 
 # ----------------------------------------------------------------------------------------
@@ -217,10 +251,11 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
     else:
         device = pick_device(cfg.device)
     if resume:
-        saved = json.loads((out / "train_config.json").read_text()) if (
-            out / "train_config.json").exists() else None
-        if saved is None:
-            raise InputError(f"{out}: nothing to resume (no train_config.json)")
+        saved = read_json(out / "train_config.json",
+                          f"{out}: nothing to resume (no train_config.json)",
+                          f"{out / 'train_config.json'}: unreadable run settings")
+        if not isinstance(saved, dict):
+            raise InputError(f"{out / 'train_config.json'}: not the settings of a run")
         if saved != asdict(cfg):
             diff = sorted(k for k in saved if saved.get(k) != asdict(cfg).get(k))
             raise InputError(f"{out}: --resume with different settings ({', '.join(diff)})")
@@ -261,7 +296,7 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=(0.9, 0.95))
-    step, history = (load_state(out, model, opt) if resume else (0, []))
+    step, history = (load_state(out, model, opt, cfg.steps) if resume else (0, []))
     train_model = model
     if world > 1:
         train_model = torch.nn.parallel.DistributedDataParallel(
@@ -270,7 +305,9 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
     def evaluate() -> float:
         return bits_per_dim(model, held_tok)
 
-    last_bpd = history[-1]["heldout_bits_per_dim"] if history else None
+    last_bpd = history[-1].get("heldout_bits_per_dim") if history else None
+    if isinstance(last_bpd, bool) or not isinstance(last_bpd, (int, float)):
+        last_bpd = None  # a state edited by hand: the next evaluation sets it
     done_here = 0
     model.train()
     while step < cfg.steps:

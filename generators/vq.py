@@ -38,6 +38,7 @@ from igpt_forensics.errors import InputError
 from igpt_forensics.files import (
     atomic_write_bytes,
     atomic_write_text,
+    check_regular,
     check_sha256sums,
     read_json,
     sha256_file,
@@ -51,6 +52,9 @@ FORMAT = "igpt-forensics-vq-tokenizer-v1"
 WEIGHTS, CONFIG = "model.safetensors", "config.json"
 LIMITS = {"image_size": 1024, "downsample": 64, "n_codes": 1 << 16, "code_dim": 256,
           "channels": 1024}
+# Each field in LIMITS can still combine into a network of 5 billion parameters (channels
+# 1024, downsample 64: 20 GB before the weights are read): the parameter count is checked too.
+MAX_PARAMS = 1_000_000_000  # 4 GB of float32; LlamaGen's tokenizer has 72M
 
 
 @dataclass
@@ -78,6 +82,26 @@ class VQConfig:
             raise InputError(f"VQConfig.channels must be a multiple of 8, got {self.channels}")
         if not (isinstance(self.beta, (int, float)) and 0 <= self.beta <= 10):
             raise InputError(f"VQConfig.beta must be in [0, 10], got {self.beta!r}")
+        if self.num_params() > MAX_PARAMS:
+            raise InputError(f"VQConfig would build {self.num_params():,} parameters "
+                             f"({self.num_params() * 4 / 2**30:.0f} GiB), above the limit "
+                             f"{MAX_PARAMS:,}")
+
+    def num_params(self) -> int:
+        """Parameters of the tokenizer this config builds, computed without building it."""
+        w, d = self.widths(), self.code_dim
+
+        def conv(i: int, o: int, k: int) -> int:
+            return i * o * k * k + o
+
+        def res(ch: int) -> int:  # two GroupNorms and two 3x3 convs
+            return 18 * ch * ch + 6 * ch
+
+        enc = (conv(3, w[0], 3) + res(w[0]) + 2 * w[-1] + conv(w[-1], d, 1)
+               + sum(conv(w[i], w[i + 1], 4) + res(w[i + 1]) for i in range(self.levels)))
+        dec = (conv(d, w[-1], 3) + res(w[-1]) + 2 * w[0] + conv(w[0], 3, 3)
+               + sum(conv(w[i + 1], w[i], 3) + res(w[i]) for i in range(self.levels)))
+        return enc + self.n_codes * d + dec
 
     @property
     def grid(self) -> int:
@@ -330,10 +354,13 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu",
     config = read_json(path / CONFIG, f"{path / CONFIG}: missing (not a tokenizer folder?)",
                        f"{path / CONFIG}: unreadable tokenizer config", FORMAT)
     check_sha256sums(path)
-    try:
-        model = VQTokenizer(VQConfig.from_dict(config.get("model")))
-    except TypeError as e:
+    try:  # bounds checked before anything is built
+        vq_config = VQConfig.from_dict(config.get("model"))
+    except (TypeError, InputError) as e:
         raise InputError(f"{path / CONFIG}: bad tokenizer config ({e})") from None
+    model = VQTokenizer(vq_config)
+    if (path / WEIGHTS).exists():
+        check_regular(path / WEIGHTS, "safetensors weights file")  # a FIFO would hang
     try:
         model.load_state_dict(load_file(path / WEIGHTS), strict=True)
     except FileNotFoundError:
@@ -373,9 +400,9 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out: str | Path, resume: bool = F
     out = Path(out)
     saved = out / "train_config.json"
     if resume:
-        if not saved.exists():
-            raise InputError(f"{out}: nothing to resume (no train_config.json)")
-        if json.loads(saved.read_text()) != json.loads(json.dumps(asdict(cfg))):
+        settings = read_json(saved, f"{out}: nothing to resume (no train_config.json)",
+                             f"{saved}: unreadable run settings")
+        if settings != json.loads(json.dumps(asdict(cfg))):
             raise InputError(f"{out}: --resume with different settings")
     elif (out / "state" / "latest").exists():
         raise InputError(f"{out}: holds a run already; pass --resume or choose another --out")
@@ -394,7 +421,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig, out: str | Path, resume: bool = F
     model = VQTokenizer(cfg.vq_config()).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.95),
                             weight_decay=cfg.weight_decay)
-    step, history = load_state(out, model, opt) if resume else (0, [])
+    step, history = load_state(out, model, opt, cfg.steps) if resume else (0, [])
     train_t = torch.from_numpy(train)
     last = history[-1] if history else None
     done = 0

@@ -39,7 +39,7 @@ from . import provenance as pv
 from .assets import GENERATOR_NAMES
 from .data import derive_seed
 from .errors import InputError
-from .files import atomic_write_text, inside
+from .files import atomic_write_text, inside, read_bounded
 from .metrics import calibrate_threshold, image_metrics, pixel_metrics
 from .perturb import parse as parse_perturbation
 from .perturb import perturb, strength
@@ -401,11 +401,25 @@ GENERATE_KEYS = tuple(GENERATE_TYPES)
 STUDY_TYPES = {"detectors": (dict, str), "train": (list, str), "perturbations": (list, str),
                "split": (str, None), "max_items": (int, None), "seed": (int, None),
                "bootstrap": (int, None), "out": (str, None), "leave_one_out": (bool, None)}
+# Bootstrap resamples at most: their indices are drawn at once, (resamples x fakes) integers.
+MAX_BOOTSTRAP = 10_000
+MAX_STUDY_BYTES = 1 << 20
+
+
+def _holds_nul(v: Any) -> bool:
+    if isinstance(v, str):
+        return "\0" in v
+    if isinstance(v, dict):
+        return any(_holds_nul(k) or _holds_nul(x) for k, x in v.items())
+    return isinstance(v, list) and any(_holds_nul(x) for x in v)
 
 
 def check_study_types(d: dict, path: Path) -> None:
     """Every top-level value of a study file has its type (one line naming the key if not):
     ``perturbations = "none"`` is not read letter by letter, ``seed = 1.5`` is refused."""
+    for key, v in d.items():  # no path the study names can hold a NUL byte
+        if _holds_nul(v):
+            raise InputError(f"{path}: {key} holds a NUL byte")
     for key, (kind, item) in STUDY_TYPES.items():
         if key not in d:
             continue
@@ -425,6 +439,8 @@ def check_study_types(d: dict, path: Path) -> None:
     for key, low in (("max_items", 1), ("bootstrap", 0), ("seed", 0)):
         if key in d and d[key] < low:
             raise InputError(f"{path}: {key} must be >= {low}, got {d[key]}")
+    if d.get("bootstrap", 0) > MAX_BOOTSTRAP:
+        raise InputError(f"{path}: bootstrap must be <= {MAX_BOOTSTRAP:,}, got {d['bootstrap']}")
     for p in d.get("perturbations", []):
         parse_perturbation(p)  # an unknown perturbation is one line naming it
 
@@ -462,10 +478,9 @@ class Study:
         import tomllib
 
         path = Path(path)
+        data = read_bounded(path, MAX_STUDY_BYTES, "study file")  # a FIFO would hang
         try:
-            d = tomllib.loads(path.read_text())
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such study file") from None
+            d = tomllib.loads(data.decode())
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise InputError(f"{path}: not a valid TOML study file ({e})") from None
         known = set(cls.__dataclass_fields__)

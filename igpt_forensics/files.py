@@ -67,13 +67,30 @@ def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
     return data
 
 
+def check_writable(path: str | Path, what: str, folder: bool = False) -> Path:
+    """``path`` if a file (``folder``: a folder) can be written there: not an existing folder
+    (a file), and the nearest existing path above it a folder; else one line naming it, so
+    that a command can refuse an output before its work rather than after."""
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        raise InputError(f"{path}: " + ("exists and is not a folder" if folder else
+                                        "is a folder") + f" (the {what})")
+    for parent in path.parents:
+        if os.path.lexists(parent):
+            if not parent.is_dir():
+                raise InputError(f"{path}: cannot write the {what} there ({parent} is not a "
+                                 "folder)")
+            break
+    return path
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, then rename: never a half-written file."""
-    path = Path(path)
+    path = check_writable(path, "file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:

@@ -37,6 +37,8 @@ class Palette:
         colors = np.asarray(colors)
         if colors.ndim != 2 or colors.shape[1] != 3 or len(colors) < 1:
             raise InputError(f"palette colors must have shape (K, 3), got {colors.shape}")
+        if len(colors) > MAX_COLORS:  # encoding holds a (pixels, K) block: K is bounded
+            raise InputError(f"a palette has at most {MAX_COLORS} colors, got {len(colors):,}")
         if colors.dtype != np.uint8:
             if colors.min() < 0 or colors.max() > 255:
                 raise InputError("palette colors must lie in 0..255")
@@ -160,7 +162,7 @@ class Palette:
     def from_dict(cls, d: dict, name: str = "palette") -> Palette:
         try:
             palette = cls(np.asarray(d["colors"], dtype=np.int64))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:  # Overflow: 1e400
             raise InputError(f"{name}: not a palette ({e})") from None
         if "sha256" in d and d["sha256"] != palette.sha256:
             raise InputError(f"{name}: palette hash does not match its colors (file altered?)")

@@ -11,7 +11,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from ..bench import Study, run_benchmark
+from ..bench import MAX_BOOTSTRAP, Study, run_benchmark
 from ..errors import InputError
 from ..perturb import parse_grid
 from .common import DoneBar, console, err_console, progress_bar, user_errors
@@ -162,6 +162,8 @@ def bench(
     else:
         if not dataset:
             raise InputError("name at least one --dataset (or a --config study file)")
+        if not 0 <= bootstrap <= MAX_BOOTSTRAP:
+            raise InputError(f"--bootstrap must be in 0..{MAX_BOOTSTRAP:,}, got {bootstrap}")
         names = [d.name for d in dataset]
         if len(set(names)) != len(names):
             names = [f"{d.name}-{i}" for i, d in enumerate(dataset)]

@@ -22,7 +22,7 @@ from igpt_forensics.generators.config import (
 from .. import __version__
 from ..data import derive_seed, find_images, fit_square, image_sha256, load_image
 from ..errors import InputError
-from ..files import atomic_write_bytes, write_sha256sums
+from ..files import atomic_write_bytes, check_writable, write_sha256sums
 from ..masks import make_mask
 from ..stamp import completion_record, pack_mask, stamped_png
 from ..viz import completion_grid, png_bytes
@@ -257,6 +257,9 @@ def complete(
         raise InputError("--c2pa-cert signs the completions --save-dir writes (the grid is a "
                          "figure of real and synthesized images: stamped, not signed); add "
                          "--save-dir DIR")
+    check_writable(out, "grid PNG of --out")  # before the sampling, not after it
+    if save_dir is not None:
+        check_writable(save_dir, "folder of --save-dir", folder=True)
     net, codec, cfg = load_checkpoint(model, pick_device(device))
     mark = watermark_key(watermark_key_file, codec, watermark_gamma, watermark_delta)
     size = cfg["image_size"]

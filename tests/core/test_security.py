@@ -457,3 +457,165 @@ def test_a_manifest_line_nested_too_deep_or_with_a_huge_number_is_one_line(tmp_p
         (tmp_path / "manifest.jsonl").write_text(line + "\n")
         with pytest.raises(InputError, match="manifest.jsonl:1"):
             list(read_manifest(tmp_path / "manifest.jsonl"))
+
+
+# -- second sweep: VQ configs, iGPT imports, run states, palettes, outputs, study files -------
+
+def _vq_checkpoint(tmp_path, **tokenizer):
+    """The bundled VQ generator with its tokenizer's config edited (no SHA256SUMS: a crafted
+    folder, not a tampered package)."""
+    from igpt_forensics.assets import GENERATOR_NAMES
+
+    src, ck = GENERATOR_NAMES["vq-default"], tmp_path / "vq"
+    ck.mkdir()
+    for name in ("model.safetensors", "tokenizer.safetensors"):
+        (ck / name).symlink_to(src / name)
+    cfg = json.loads((src / "config.json").read_text())
+    cfg["tokenizer"]["model"].update(tokenizer)
+    (ck / "config.json").write_text(json.dumps(cfg))
+    return ck
+
+
+@pytest.mark.parametrize("tokenizer, message", [
+    (dict(image_size=1024, downsample=64, channels=1024), "5,149,235,211 parameters"),
+    (dict(n_codes=10**9), "n_codes"), (dict(channels=1e6), "channels"),
+    (dict(downsample=0), "downsample"), (dict(image_size=-32), "image_size")])
+def test_a_crafted_vq_tokenizer_config_is_refused_before_allocation(tmp_path, monkeypatch,
+                                                                     tokenizer, message):
+    from igpt_forensics.generators import vq
+
+    def built(*args, **kwargs):  # each field within its bound, together 20 GB of weights
+        raise AssertionError("a tokenizer was built from a crafted config")
+
+    monkeypatch.setattr(vq.VQTokenizer, "__init__", built)
+    ck = _vq_checkpoint(tmp_path, **tokenizer)
+    line = _one_line_error(runner.invoke(app, ["nll", str(Path(__file__)), "--model", str(ck)]))
+    assert "config.json: bad tokenizer config" in line and message in line
+
+
+def test_a_vq_configs_parameter_count_is_the_built_tokenizers():
+    import torch
+    from igpt_forensics.generators.vq import VQConfig, VQTokenizer
+
+    for kw in (dict(), dict(downsample=2, channels=8, n_codes=1, code_dim=1),
+               dict(image_size=64, downsample=16, channels=24, code_dim=256)):
+        config = VQConfig(**kw)
+        with torch.device("meta"):
+            assert VQTokenizer(config).num_params() == config.num_params()
+
+
+def _tiny_run(tmp_path):
+    from igpt_forensics.generators.config import TrainConfig
+    from igpt_forensics.generators.train import train_generator
+
+    cfg = TrainConfig(size=8, colors=16, preset="tiny", steps=2, batch_size=4, warmup=1,
+                      train_patches=64, eval_patches=16, eval_every=1, checkpoint_every=1)
+    train_generator(cfg, tmp_path / "run")
+    return cfg, tmp_path / "run"
+
+
+def _model_and_optimizer():
+    import torch
+    from igpt_forensics.generators.model import create_model
+
+    model = create_model("tiny", vocab_size=16, image_size=8)
+    groups = [[p for p in model.parameters() if p.dim() >= 2],
+              [p for p in model.parameters() if p.dim() < 2]]
+    return model, torch.optim.AdamW([{"params": g} for g in groups])
+
+
+@pytest.mark.timeout(120)
+def test_an_edited_run_state_is_one_line_naming_its_file(tmp_path):
+    import shutil
+
+    import torch
+    from igpt_forensics.generators.train import load_state, train_generator
+    from safetensors.torch import load_file, save_file
+
+    cfg, run = _tiny_run(tmp_path)
+    folder = run / "state" / "step-00000002"
+    shutil.copytree(folder, tmp_path / "intact")
+    assert load_state(run, *_model_and_optimizer(), steps=2)[0] == 2
+
+    def state(text):
+        (folder / "state.json").write_text(text)
+
+    def moment(name, tensor):
+        path = folder / "optimizer.safetensors"
+        tensors = load_file(path)
+        tensors[next(k for k in tensors if k.endswith(name))] = tensor
+        save_file(tensors, path)
+
+    edits = [(lambda: state('{"step": "abc", "history": []}'), r"state\.json: 'step'"),
+             (lambda: state('{"step": 1e400, "history": []}'), r"state\.json: 'step'"),
+             (lambda: state('{"step": 99999999999999999999999, "history": []}'), "'step'"),
+             (lambda: state('{"step": -5, "history": []}'), r"state\.json: 'step'"),
+             (lambda: state('{"step": 2, "history": "abc"}'), r"state\.json: 'history'"),
+             (lambda: state("[1]"), r"state\.json: 'step'"),
+             (lambda: state("xx"), r"state\.json: unreadable"),
+             (lambda: ((folder / "state.json").unlink(), os.mkfifo(folder / "state.json")),
+              r"state\.json: not a regular file"),
+             (lambda: (folder / "model.safetensors").write_bytes(b"xx"),
+              r"model\.safetensors: corrupt"),
+             (lambda: moment("exp_avg", torch.zeros(3, 3)),
+              r"optimizer\.safetensors: .*exp_avg is .*\(3, 3\)"),
+             (lambda: moment("step", torch.zeros(1000)), r"optimizer\.safetensors: .*step")]
+    for edit, message in edits:
+        shutil.rmtree(folder)
+        shutil.copytree(tmp_path / "intact", folder)
+        edit()
+        with pytest.raises(InputError, match=message):
+            load_state(run, *_model_and_optimizer(), steps=2)
+    for text in ("xx", "[1]"):  # the run's settings, read back by --resume
+        (run / "train_config.json").write_text(text)
+        with pytest.raises(InputError, match=r"train_config\.json: (unreadable|not the)"):
+            train_generator(cfg, run, resume=True)
+
+
+@pytest.mark.parametrize("colors", ["[[Infinity, 2, 3]]", "[[1e400, 2, 3]]",
+                                    f"[[{'9' * 30}, 2, 3]]", json.dumps(
+                                        [[0, 0, 0]] * 513)])
+def test_a_crafted_palette_file_is_one_line(tmp_path, colors):
+    from igpt_forensics.palette import Palette
+
+    (tmp_path / "p.json").write_text('{"colors": ' + colors + "}")
+    with pytest.raises(InputError, match=r"p\.json: not a palette"):
+        Palette.load(tmp_path / "p.json")
+
+
+def test_an_output_that_cannot_be_written_is_refused_before_the_work(tmp_path):
+    from igpt_forensics.assets import ASSETS
+    from igpt_forensics.files import atomic_write_bytes
+
+    photo, file = ASSETS / "examples" / "photo.png", tmp_path / "file"
+    file.write_text("keep")
+    for args, message in ((["--out", str(tmp_path)], "is a folder"),
+                          (["--out", str(file / "grid.png")], "file is not a folder"),
+                          (["--save-dir", str(file)], "exists and is not a folder")):
+        line = _one_line_error(runner.invoke(app, ["complete", str(photo), "--model",
+                                                   str(tmp_path / "absent"), *args]))
+        assert message in line
+    with pytest.raises(InputError, match="is a folder"):
+        atomic_write_bytes(tmp_path, b"x")
+    assert file.read_text() == "keep" and [p.name for p in tmp_path.iterdir()] == ["file"]
+
+
+def test_a_study_file_that_is_a_fifo_holds_a_nul_or_a_huge_bootstrap_is_one_line(tmp_path):
+    from igpt_forensics.bench import Study
+
+    study = tmp_path / "study.toml"
+    os.mkfifo(study)
+    with pytest.raises(InputError, match="study.toml: not a regular file"):
+        Study.from_toml(study)  # not a hang
+    study.unlink()
+    for body, message in (('datasets = {a = "x\\u0000y"}', "datasets holds a NUL"),
+                          ('datasets = {a = {path = "x", n = 5, model = "m\\u0000"}}',
+                           "datasets holds a NUL"),
+                          ('datasets = {a = "x"}\ndetectors = {d = "a\\u0000"}', "detectors"),
+                          ('datasets = {a = "x"}\nbootstrap = 9223372036854775807',
+                           "bootstrap must be <= 10,000")):
+        study.write_text(body + "\n")
+        with pytest.raises(InputError, match=f"study.toml: {message}"):
+            Study.from_toml(study)
+    r = runner.invoke(app, ["bench", "--dataset", str(tmp_path), "--bootstrap", str(10**12)])
+    assert "--bootstrap must be in 0..10,000" in _one_line_error(r)

@@ -106,19 +106,26 @@ def test_greedy_sampling_matches_transformers_generate(checkpoint, hf_model):
     assert torch.equal(ours, expected)
 
 
-def test_pytorch_model_bin_imports(checkpoint, hf_model, tmp_path):
+def test_pytorch_model_bin_is_refused_never_unpickled(checkpoint, hf_model, tmp_path):
+    # a .bin is a pickle: even torch.load(weights_only=True) unpickles; only safetensors load
     folder = copy_of(checkpoint, tmp_path)
     (folder / "model.safetensors").unlink()
-    state = dict(hf_model.state_dict())
-    # older checkpoints also saved the causal-mask buffers; they are not weights
-    for i in range(2):
-        state[f"transformer.h.{i}.attn.bias"] = torch.ones(1, 1, N, N, dtype=torch.bool).tril()
-        state[f"transformer.h.{i}.attn.masked_bias"] = torch.tensor(-1e4)
-    torch.save(state, folder / "pytorch_model.bin")
-    model, _ = import_hf(folder)
-    t = tokens()
-    with torch.no_grad():
-        assert torch.allclose(model.logits_for(t), hf_logits(hf_model, t), atol=1e-4)
+    torch.save(dict(hf_model.state_dict()), folder / "pytorch_model.bin")
+    with pytest.raises(InputError, match=r"pytorch_model\.bin: a pickle, which is never loaded"):
+        import_hf(folder)
+
+
+def test_sharded_weights_stay_in_the_folder(checkpoint, tmp_path):
+    # a weight_map naming a shard outside the folder (absolute, '..', a number, a .bin)
+    folder = copy_of(checkpoint, tmp_path)
+    outside = tmp_path / "outside.safetensors"
+    (folder / "model.safetensors").rename(outside)
+    index = folder / "model.safetensors.index.json"
+    for shard in (str(outside), "../outside.safetensors", 5, "pytorch_model-1.bin"):
+        index.write_text(json.dumps({"weight_map": {"lm_head.weight": shard}}))
+        with pytest.raises(InputError, match=r"index\.json: (path|shard) .* (must be relative"
+                                             r"|is not a \.safetensors)"):
+            import_hf(folder)
 
 
 def test_missing_preprocessor_config_is_named(checkpoint, tmp_path):
@@ -133,7 +140,7 @@ def test_missing_folder_and_weights_are_named(checkpoint, tmp_path):
         import_hf(tmp_path / "absent")
     folder = copy_of(checkpoint, tmp_path)
     (folder / "model.safetensors").unlink()
-    with pytest.raises(InputError, match="no weights .*model.safetensors.*pytorch_model.bin"):
+    with pytest.raises(InputError, match=r"no weights .*model\.safetensors"):
         import_hf(folder)
 
 
@@ -148,6 +155,8 @@ def edit_config(folder, **changes):
     (dict(scale_attn_by_inverse_layer_idx=True), "scale_attn_by_inverse_layer_idx"),
     (dict(n_embd=64), r"'transformer\.wte\.weight' has shape \(17, 32\), config\.json implies"),
     (dict(vocab_size=33), r"preprocessor_config\.json: 'clusters' must be 32 x 3"),
+    (dict(vocab_size=float("inf")), r"config\.json: vocab_size must be an integer, got inf"),
+    (dict(n_positions="64"), r"config\.json: n_positions must be an integer, got '64'"),
 ])
 def test_unsupported_or_inconsistent_config_is_refused(checkpoint, tmp_path, changes, message):
     folder = copy_of(checkpoint, tmp_path)
