@@ -213,6 +213,28 @@ def augment_batch(images: np.ndarray, masks: np.ndarray, rng: np.random.Generato
     return out_i, out_m
 
 
+PALETTE_SIZES = (16, 32, 64, 128, 256)  # what `palette_augment` quantizes through
+
+
+def fit_palettes(images: np.ndarray, seed: int, sizes: Sequence[int] = PALETTE_SIZES,
+                 ) -> list:
+    """Palettes of several sizes (k-means, `Palette.fit`) on the training images' pixels."""
+    from igpt_forensics.palette import Palette
+
+    return [Palette.fit(images, k, seed=seed, max_pixels=50_000) for k in sizes]
+
+
+def palette_batch(images: np.ndarray, palettes: Sequence, rng: np.random.Generator,
+                  p: float) -> np.ndarray:
+    """Each image, with probability ``p``, through one of ``palettes`` (nearest colors). For
+    both classes alike: a palette image is then no cue, so a generator's palette size (a
+    64-color pixel-GPT, a quantized real photo) cannot stand in for its traces."""
+    out = images.copy()
+    for i in np.flatnonzero(rng.random(len(images)) < p):
+        out[i] = palettes[int(rng.integers(len(palettes)))].quantize(images[i])
+    return out
+
+
 def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
 
@@ -229,7 +251,9 @@ class CNNDetector(TrainedDetector):
     weight), ``augment`` (probability of each augmentation; 0: flips only); ``target_fpr``,
     ``map_fpr``; ``seed``; ``device`` (auto, cpu, cuda, mps); ``inputs``, what the backbone
     sees (`CNN_INPUTS`: rgb, npr or rgb+npr; the pixel branch always sees the colors and
-    their high-pass residuals).
+    their high-pass residuals); ``palette_augment``, the probability that a training image of
+    either class is seen through a palette of 16-256 colors fitted on the training reals
+    (`palette_batch`; 0: never).
 
     ``score --detector cnn`` (and ``create_detector("cnn", pretrained=True)``) loads the one
     the package ships: npr inputs, trained on a pool of 11 generators (both bundled ones and
@@ -245,7 +269,7 @@ class CNNDetector(TrainedDetector):
                  batch_size: int = 64, lr: float = 2e-3, weight_decay: float = 1e-4,
                  pixel_weight: float = 1.0, augment: float = 0.1,
                  target_fpr: float = DEFAULT_TARGET_FPR, map_fpr: float = 0.05, seed: int = 0,
-                 device: str = "auto", inputs: str = "rgb"):
+                 device: str = "auto", inputs: str = "rgb", palette_augment: float = 0.0):
         self.arch = arch
         self.stages = stages
         self.width = width
@@ -262,6 +286,7 @@ class CNNDetector(TrainedDetector):
         self.seed = seed
         self.device = device
         self.inputs = inputs
+        self.palette_augment = palette_augment
 
     def _check_params(self) -> None:
         for name in ("stages", "width", "epochs", "batch_size"):
@@ -275,8 +300,10 @@ class CNNDetector(TrainedDetector):
         for name in ("target_fpr", "map_fpr"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")
-        if not 0.0 <= self.augment <= 1.0:
-            raise InputError(f"augment must be a probability in [0, 1], got {self.augment}")
+        for name in ("augment", "palette_augment"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise InputError(f"{name} must be a probability in [0, 1], got "
+                                 f"{getattr(self, name)}")
         if self.lr <= 0 or self.weight_decay < 0 or self.pixel_weight < 0:
             raise InputError("lr must be > 0, weight_decay and pixel_weight >= 0")
         if self.inputs not in CNN_INPUTS:
@@ -309,6 +336,7 @@ class CNNDetector(TrainedDetector):
         images = np.concatenate([data.real, data.fake])
         masks = np.concatenate([np.zeros(data.real.shape[:3], bool), data.fake_masks])
         labels = np.r_[np.zeros(len(data.real)), np.ones(len(data.fake))]
+        palettes = fit_palettes(data.real, self.seed) if self.palette_augment > 0 else []
         val_images = np.concatenate([data.val_real, data.val_fake])
         val_masks = np.concatenate([np.zeros(data.val_real.shape[:3], bool), data.val_masks])
         val_labels = np.r_[np.zeros(len(data.val_real)), np.ones(len(data.val_fake))]
@@ -342,6 +370,8 @@ class CNNDetector(TrainedDetector):
                 if s == steps_per_epoch - 1:
                     idx = order[s * self.batch_size:]  # the rest joins the last batch
                 xb, mb = augment_batch(images[idx], masks[idx], rng, self.augment)
+                if palettes:
+                    xb = palette_batch(xb, palettes, rng, self.palette_augment)
                 il, pl = net(_to_tensor(xb, device))
                 loss, _, _ = loss_of(il, pl, torch.from_numpy(labels[idx]).float().to(device),
                                      torch.from_numpy(mb).float().to(device))

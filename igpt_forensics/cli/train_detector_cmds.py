@@ -48,15 +48,18 @@ class _Bar:
 
 def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path | None,
             model: Path | None, likelihood: bool, classifier: str, members: list[str] | None,
-            target_fpr: float, seed: int, device: str, inputs: str = "rgb") -> dict:
+            target_fpr: float, seed: int, device: str, inputs: str = "rgb",
+            palette_augment: float = 0.0) -> dict:
     if kind == "cnn":
-        if not 0 <= augment <= 1:
-            raise InputError(f"--augment must be in [0, 1], got {augment}")
+        for name, p in (("--augment", augment), ("--palette-augment", palette_augment)):
+            if not 0 <= p <= 1:
+                raise InputError(f"{name} must be in [0, 1], got {p}")
         if inputs not in CNN_INPUTS:
             raise InputError(f"--inputs must be one of {', '.join(CNN_INPUTS)}, got "
                              f"'{inputs}'")
         return {"arch": arch, "epochs": epochs, "augment": augment, "target_fpr": target_fpr,
                 "seed": seed, "device": device, "inputs": inputs,
+                "palette_augment": palette_augment,
                 "pretrained": str(pretrained) if pretrained is not None else None}
     if kind == "features":
         return {"likelihood_model": str(model) if model is not None else None,
@@ -85,6 +88,10 @@ def train_detector(
     augment: Annotated[float, typer.Option(
         help="cnn: probability of each augmentation (blur, JPEG, down-up resize, crop), "
         "applied alike to both classes; 0: flips only.")] = 0.1,
+    palette_augment: Annotated[float, typer.Option(
+        help="cnn: probability that an image (of either class) is seen through a random "
+        "palette of 16-256 colors fitted on the training reals, so that being a palette "
+        "image is no cue; 0: never.")] = 0.0,
     pretrained: Annotated[Path | None, typer.Option(
         help="cnn: timm weights file (safetensors) to start the backbone from.")] = None,
     inputs: Annotated[str, typer.Option(
@@ -124,7 +131,7 @@ def train_detector(
         for d in dataset:
             check_splits(d, ("test",))
     params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
-                     target_fpr, seed, device, inputs)
+                     target_fpr, seed, device, inputs, palette_augment)
     t0 = time.perf_counter()
     with progress_bar("images", fields=("info",)) as bar:
         det = train_on_dataset(dataset, kind, params, forms, max_items, progress=_Bar(bar))

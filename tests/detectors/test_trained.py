@@ -343,6 +343,30 @@ def test_augmentation_moves_masks_with_the_pixels():
     assert m.any(axis=(1, 2)).all()  # crops of 75%+ always keep part of the half
 
 
+def test_palette_augmentation_shows_images_through_fitted_palettes(splits, tmp_path):
+    from igpt_forensics.detectors.cnn import PALETTE_SIZES, fit_palettes, palette_batch
+
+    tr = splits["train"]
+    palettes = fit_palettes(tr.real, seed=0)
+    assert all(0.9 * k <= p.n_colors <= k for p, k in zip(palettes, PALETTE_SIZES))
+    images = tr.fake[:24]
+    rng = np.random.default_rng(0)
+    out = palette_batch(images, palettes, rng, p=1.0)
+    for y in out:  # every image now holds colors of one palette only
+        colors = {tuple(c) for c in y.reshape(-1, 3)}
+        assert any(colors <= {tuple(c) for c in p.colors} for p in palettes)
+        assert len(colors) <= max(PALETTE_SIZES)
+    assert not np.array_equal(out, images)
+    assert np.array_equal(palette_batch(images, palettes, rng, p=0.0), images)
+    # a cnn that trains with it saves the setting; without it (0) training draws nothing more
+    args, kw = fit_args(splits)
+    det = CNNDetector(epochs=1, batch_size=32, device="cpu", palette_augment=0.5)
+    det.fit(*args, **kw).save(tmp_path / "d")
+    assert load_detector(tmp_path / "d").palette_augment == 0.5
+    with pytest.raises(InputError, match="palette_augment"):
+        CNNDetector(palette_augment=2.0).fit(*args, **kw)
+
+
 def test_pretrained_weights_come_from_a_local_timm_file(tmp_path):
     import timm
 
