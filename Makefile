@@ -152,7 +152,7 @@ cnn-default: pool-all
 # How the pool's detectors transfer (README, docs/results.md): leave-one-generator-out, each
 # of the 11 generators held out in turn, for the npr, rgb and npr + augment 0.3 cnns (36
 # trainings: 12 minutes on one H200, 16 at a time; hours on 2 CPU cores), then bench on each
-# held-out generator (25 minutes at 2 threads) and the matrix.
+# held-out generator (4 minutes at 2 threads) and the matrix.
 LOGO_JOBS ?= 2
 logo-pool: pool-all
 	printf '%s\n' $(foreach d,$(POOL_DATASETS),"$(notdir $(d)) $(d)") > runs/logo-pool.txt
