@@ -25,6 +25,14 @@ LIMITS = {"vocab_size": 1 << 16, "image_size": 256, "n_layer": 256, "n_head": 25
 MAX_PARAMS = 4_000_000_000  # 16 GB of float32
 
 
+def check_num_params(what: str, n: int, limit: int = MAX_PARAMS) -> None:
+    """Refuse a config whose model would hold more than ``limit`` parameters, before it is
+    built (``n`` computed from the config): one line with the size it would take."""
+    if n > limit:
+        raise InputError(f"{what} would build {n:,} parameters ({n * 4 / 2**30:.0f} GiB), "
+                         f"above the limit {limit:,}")
+
+
 @dataclass
 class GPTConfig:
     vocab_size: int = 512  # palette colors; the start token is one more embedding row
@@ -48,10 +56,7 @@ class GPTConfig:
         if (isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float))
                 or not 0.0 <= self.dropout < 1.0):
             raise InputError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
-        if self.num_params() > MAX_PARAMS:
-            raise InputError(f"GPTConfig would build {self.num_params():,} parameters "
-                             f"({self.num_params() * 4 / 2**30:.0f} GiB), above the limit "
-                             f"{MAX_PARAMS:,}")
+        check_num_params("GPTConfig", self.num_params())
 
     def num_params(self) -> int:
         """Parameters of the model this config builds, computed without building it."""

@@ -45,7 +45,7 @@ from igpt_forensics.files import (
 )
 from igpt_forensics.metrics import psnr
 
-from .config import TokenizerTrainConfig
+from .config import TokenizerTrainConfig, check_num_params
 from .train import batch_indices, load_state, lr_at, save_state
 
 FORMAT = "igpt-forensics-vq-tokenizer-v1"
@@ -82,10 +82,7 @@ class VQConfig:
             raise InputError(f"VQConfig.channels must be a multiple of 8, got {self.channels}")
         if not (isinstance(self.beta, (int, float)) and 0 <= self.beta <= 10):
             raise InputError(f"VQConfig.beta must be in [0, 10], got {self.beta!r}")
-        if self.num_params() > MAX_PARAMS:
-            raise InputError(f"VQConfig would build {self.num_params():,} parameters "
-                             f"({self.num_params() * 4 / 2**30:.0f} GiB), above the limit "
-                             f"{MAX_PARAMS:,}")
+        check_num_params("VQConfig", self.num_params(), MAX_PARAMS)
 
     def num_params(self) -> int:
         """Parameters of the tokenizer this config builds, computed without building it."""
