@@ -61,29 +61,37 @@ def cli() -> list[str]:
 
 def plan(pool: dict[str, Path], gs: dict[str, list[str]], variants: list[list[str]],
          out_root: Path, device: str = "auto", seed: int = 0, extra: str = "",
-         ) -> list[tuple[str, list[str], Path]]:
+         held_order: list[str] | None = None) -> list[tuple[str, list[str], Path]]:
     """The trainings still to run, as (VARIANT/HELD, command, folder): for each variant, one
     on the whole pool (`all`) and one per generator on the datasets of all the others (every
-    dataset of the held-out generator left out). A folder that holds a detector is done."""
+    dataset of the held-out generator left out). A folder that holds a detector is done.
+    ``held_order`` (names of groups and `all`) keeps only those, in that order, every
+    variant of one before the next: what runs first when a deadline stops the rest."""
+    helds = [ALL, *gs] if held_order is None else held_order
+    unknown = sorted(set(helds) - {ALL, *gs})
+    if unknown:
+        raise SystemExit(f"--held: no such generator group {unknown} (groups: {sorted(gs)})")
     jobs = []
-    for vname, opts in variants:  # in the order given; `all`, the candidate to ship, first
-        for held in [ALL, *gs]:
-            keep = [n for n in pool if held == ALL or n not in gs[held]]
-            out = out_root / "detectors" / held / vname
-            if (out / "detector.json").exists():
-                continue
-            cmd = [*cli(), "--threads", "1", "train-detector", "--kind", "cnn",
-                   *shlex.split(opts), *[a for n in keep for a in ("--dataset", str(pool[n]))],
-                   "--out", str(out), "--device", device, "--seed", str(seed),
-                   "--no-test", *shlex.split(extra)]
-            jobs.append((f"{vname}/{held}", cmd, out))
+    pairs = ([(v, h) for v in variants for h in helds] if held_order is None
+             else [(v, h) for h in helds for v in variants])
+    for (vname, opts), held in pairs:
+        keep = [n for n in pool if held == ALL or n not in gs[held]]
+        out = out_root / "detectors" / held / vname
+        if (out / "detector.json").exists():
+            continue
+        cmd = [*cli(), "--threads", "1", "train-detector", "--kind", "cnn",
+               *shlex.split(opts), *[a for n in keep for a in ("--dataset", str(pool[n]))],
+               "--out", str(out), "--device", device, "--seed", str(seed),
+               "--no-test", *shlex.split(extra)]
+        jobs.append((f"{vname}/{held}", cmd, out))
     return jobs
 
 
 def train(args) -> None:
     pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
     variants = [v.split("=", 1) for v in args.variant]
-    jobs = plan(pool, gs, variants, args.out, args.device, args.seed, args.extra)
+    jobs = plan(pool, gs, variants, args.out, args.device, args.seed, args.extra,
+                args.held.split(",") if args.held else None)
     args.out.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + args.deadline
     print(f"{len(jobs)} trainings, {args.jobs} at a time; groups: "
@@ -153,9 +161,8 @@ def table(args) -> None:
                 out["held_out"].setdefault(held, {}).setdefault(variant, {})[ds] = {
                     **cells, "auc_by_kind": kinds.get(variant, {}).get(ds, {})}
     variants = list(log["variants"])
-    print("| variant | " + " | ".join(sorted({d for h in out["held_out"].values()
-                                                for v in h.values() for d in v}))
-          + " | mean |")
+    columns = sorted({d for h in out["held_out"].values() for v in h.values() for d in v})
+    print("| variant | " + " | ".join(columns) + " | mean |")
     rows = {}
     for v in variants:
         cells = {ds: c for h in out["held_out"].values() for ds, c in h.get(v, {}).items()}
@@ -167,10 +174,10 @@ def table(args) -> None:
                    **{f"mean_auc_{p}": sum(c[p]["auc"] for c in cells.values() if p in c)
                       / max(1, sum(p in c for c in cells.values()))
                       for p in args.perturb.split(",") if p != "none"}}
-        print(f"| {v} | " + " | ".join(
+        print(f"| {v} | " + " | ".join(  # a held-out generator it was not trained for: -
             f"{cells[d]['none']['auc']:.3f} ({cells[d]['none']['tpr_at_1fpr']:.2f}; "
-            f"{cells[d]['none']['fpr_at_threshold']:.2f})" for d in sorted(cells))
-            + f" | {rows[v]['mean_auc']:.3f} |")
+            f"{cells[d]['none']['fpr_at_threshold']:.2f})" if d in cells else "-"
+            for d in columns) + f" | {rows[v]['mean_auc']:.3f} |")
     out["summary"] = rows
     print(json.dumps(rows, indent=1))
     if args.json:
@@ -186,6 +193,8 @@ def main() -> None:
                     help='NAME=train-detector options, e.g. "npr=--inputs npr"')
     ap.add_argument("--extra", default="", help="options for every training (e.g. smoke tests)")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--held", default="", help="train: only these held-out groups (and "
+                    "'all'), comma-separated, in this order (default: all, then every group)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--deadline", type=float, default=1e9, help="seconds: start no training "

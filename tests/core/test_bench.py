@@ -344,3 +344,8 @@ def test_logo_pool_script_never_trains_on_the_held_out_generator(tmp_path):
     assert trained_on == {"npr/all": set(made_by), "npr/t1": {"vq", "outside"},
                           "npr/outside": {"t1", "topp", "vq"}}
     assert all(cmd[cmd.index("--inputs") + 1] == "npr" for cmd in jobs.values())
+    # --held: only the groups named, in their order, every variant of one before the next
+    two = [["npr", "--inputs npr"], ["rgb", "--inputs rgb"]]
+    ordered = [name for name, _, _ in logo.plan(pool, gs, two, tmp_path / "out",
+                                                 held_order=["outside", "all"])]
+    assert ordered == ["npr/outside", "rgb/outside", "npr/all", "rgb/all"]
