@@ -201,9 +201,10 @@ class TokenData:
 
 
 def prepare_data(cfg: TrainConfig, report: Callable[[str], None] = lambda s: None,
-                 ) -> TokenData:
+                 device: torch.device | None = None) -> TokenData:
     """Training and held-out tokens from the data source; the palette fitted on training
-    (pixel family) or the tokenizer's codes (VQ family)."""
+    (pixel family) or the tokenizer's codes (VQ family), encoded on ``device`` (the
+    training's: on a GPU, 40,000 patches take seconds instead of minutes on one CPU core)."""
     source = ImageSource(cfg.data)
     train_photos = PatchSampler(source, cfg.size, cfg.seed, split="train")
     held_photos = PatchSampler(source, cfg.size, cfg.seed + 1, split="heldout")
@@ -218,16 +219,22 @@ def prepare_data(cfg: TrainConfig, report: Callable[[str], None] = lambda s: Non
             raise InputError(f"--tokenizer {cfg.tokenizer} makes {codec.image_size}x"
                              f"{codec.image_size} images, not --size {cfg.size}")
         report(f"encoding {len(train):,} training patches with the tokenizer")
-        # a code grid flipped is not the code grid of the flipped image: encode both
-        flipped = codec.encode(np.ascontiguousarray(train[:, :, ::-1])) if cfg.flip else None
-    elif cfg.palette:
-        codec = Palette.load(cfg.palette)
+        codec.tokenizer.to(device or "cpu")
+        try:  # a code grid flipped is not the code grid of the flipped image: encode both
+            if cfg.flip:
+                flipped = codec.encode(np.ascontiguousarray(train[:, :, ::-1]))
+            codes, held_codes = codec.encode(train), codec.encode(held)
+        finally:
+            codec.tokenizer.to("cpu")
     else:
-        report(f"fitting a {cfg.colors}-color palette")
-        codec = Palette.fit(train, cfg.colors, seed=cfg.seed)
+        if cfg.palette:
+            codec = Palette.load(cfg.palette)
+        else:
+            report(f"fitting a {cfg.colors}-color palette")
+            codec = Palette.fit(train, cfg.colors, seed=cfg.seed)
+        codes, held_codes = codec.encode(train), codec.encode(held)
     photos = source.describe(train_photos.good + held_photos.good)
-    return TokenData(codec, codec.encode(train), flipped, codec.encode(held),
-                     source.report.bad, photos)
+    return TokenData(codec, codes, flipped, held_codes, source.report.bad, photos)
 
 
 def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
@@ -270,7 +277,7 @@ def train_generator(cfg: TrainConfig, out: str | Path, resume: bool = False,
         data_cfg = replace(cfg, palette=str(out / "palette.json")) if resume else cfg
     else:
         data_cfg = replace(cfg, tokenizer=str(out / "tokenizer")) if resume else cfg
-    data = prepare_data(data_cfg, report)
+    data = prepare_data(data_cfg, report, device)
     codec = data.codec
     if rank == 0 and not resume:
         if cfg.family == "pixel":
