@@ -174,6 +174,8 @@ class Detector(ABC):
     name: ClassVar[str] = ""  # set by register_detector
     default_asset: ClassVar[Path | None] = None  # shipped calibration, for pretrained=True
     default_asset_command: ClassVar[str] = ""  # the command that makes it
+    # parameters added after files were saved: the value a file without them meant
+    legacy_params: ClassVar[dict[str, Any]] = {}
     # False when localize() only spreads a per-tile score over its tile (no pixel map):
     # benchmarks then report "no map" instead of region metrics of a constant map
     has_pixel_maps: ClassVar[bool] = True
@@ -411,6 +413,8 @@ def load_detector(path: str | Path, **overrides) -> Detector:
     if unknown:
         raise InputError(f"{meta_path}: unknown parameters {unknown} for the {cls.name} "
                          "detector")
+    for k, v in cls.legacy_params.items():  # a file saved before parameter k existed
+        params.setdefault(k, v)
     overrides = {k: v for k, v in overrides.items() if v is not None}
     saved = params.get("device")
     if isinstance(saved, str) and saved not in ("auto", "cpu") and "device" not in overrides:

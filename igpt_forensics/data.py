@@ -592,17 +592,12 @@ def sample_patches(source: ImageSource, n: int, size: int = 32, seed: int = 0,
 
 def real_views(source: ImageSource, sides: Sequence[int], per_photo: int, seed: int = 0,
                split: str = "val", progress: Callable[[int, int], None] | None = None,
-               twin: Callable[[np.ndarray], np.ndarray] | None = None,
                ) -> dict[int, list[np.ndarray]]:
     """Real photos as users hand them to a detector, at several sizes: for each side ``S``,
     ``per_photo`` random square crops of every photo of the split whose shorter side is at
     least ``S`` (the crop's side drawn between ``min(2S, shorter side)`` and the shorter
     side), resized to ``SxS`` (Lanczos). What the size calibration of a detector's thresholds
-    reads. Crop ``k`` of a photo at side ``S`` depends only on ``(seed, photo, S, k)``.
-
-    With ``twin`` (a codec's ``twin``, e.g. a palette's quantization: ``(N, S, S, 3)`` in and
-    out), every crop comes twice, as photographed and through it: real images in the
-    generator's format (``qreal``, a GIF-like image), which a detector must not flag either."""
+    reads. Crop ``k`` of a photo at side ``S`` depends only on ``(seed, photo, S, k)``."""
     if per_photo <= 0:
         raise InputError(f"crops per photo must be positive, got {per_photo}")
     photos = list(source.photos(split))
@@ -623,8 +618,6 @@ def real_views(source: ImageSource, sides: Sequence[int], per_photo: int, seed: 
                     view = np.asarray(crop.resize((side, side), Image.Resampling.LANCZOS)
                                       if c != side else crop, dtype=np.uint8)
                     views.append(view)
-                    if twin is not None:
-                        views.append(np.asarray(twin(view[None])[0], dtype=np.uint8))
             if progress is not None:
                 progress(1, total)
     return {s: v for s, v in out.items() if v}

@@ -335,9 +335,10 @@ def calibrate(
     sides: Annotated[str, typer.Option(help="Size calibration: image sides, comma-separated."
                                        )] = "32,64,128,256,512,1024",
     qreal: Annotated[bool, typer.Option(
-        "--qreal/--photos-only", help="Size calibration: each crop also through the bundled "
-        "generator's palette (a real image in the generators' format, like a GIF), so that "
-        "the thresholds hold on those too.")] = True,
+        "--qreal/--photos-only", help="Size calibration: each crop also through a palette (a "
+        "real image in a palette generator's format, like a GIF): the bundled generator's and "
+        "palettes of 16-256 colors fitted on the photos, in turn, so that the thresholds hold "
+        "on those too.")] = True,
 ) -> None:
     """Fit a zero-shot detector on real photos and the scoring model's own samples; write it
     with a SHA256SUMS file. The shipped calibration is this command with its defaults.
@@ -345,7 +346,7 @@ def calibrate(
     With a trained detector that calibrates by size (cnn, shipped or a saved folder): set its
     thresholds for every image size from real photos of --split (comma-separated, e.g.
     train,val), --per-photo crops of each photo at each of --sides, as photographed and (unless
-    --photos-only) through the bundled generator's palette; nothing is retrained."""
+    --photos-only) through palettes; nothing is retrained."""
     from igpt_forensics.detectors.likelihood import LikelihoodDetector
 
     if detector != LikelihoodDetector.name:
@@ -371,9 +372,21 @@ def calibrate(
     report_skipped(fi.get("skipped_files", []))
 
 
+def _calibration_palettes(images: list, seed: int) -> list:
+    """The bundled pixel generator's palette and k-means palettes of 16-256 colors fitted on
+    the calibration crops: a threshold that holds on reals through one palette only let
+    through 2-14% of the reals of palette generators it never saw (docs/results.md)."""
+    from igpt_forensics.detectors.cnn import fit_palettes
+    from igpt_forensics.generators.checkpoint import generator_palette
+
+    return [generator_palette(), *fit_palettes(np.stack(images), seed)]
+
+
 def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int, sides: str,
                      seed: int, qreal: bool = True) -> None:
     """The size thresholds of a trained detector (on the device it was saved for)."""
+    from igpt_forensics.detectors.cnn import palette_views
+
     try:
         side_list = sorted({int(x) for x in sides.split(",")})
     except ValueError:
@@ -386,19 +399,17 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
                          "the size thresholds of trained ones that have them (cnn); "
                          f"'{detector}' has neither")
     source = ImageSource(data_spec(data))
-    twin = None
-    if qreal:  # the crops through the bundled pixel generator's palette too (GIF-like reals)
-        from igpt_forensics.generators.checkpoint import generator_palette
-
-        twin = generator_palette().twin
     t0 = time.perf_counter()
     views: dict[int, list] = {}
     with progress_bar("photos") as bar:
         for one in split.split(","):
             for side, ims in real_views(source, side_list, per_photo, seed, one.strip(),
                                         progress=_calibration_bar(bar, f"cropping {one}"),
-                                        twin=twin).items():
+                                        ).items():
                 views.setdefault(side, []).extend(ims)
+        if qreal:  # each crop also through a palette: GIF-like reals, in many formats
+            palettes = _calibration_palettes(views[min(views)], seed) if views else []
+            views = {side: ims + palette_views(ims, palettes) for side, ims in views.items()}
         det.calibrate_sizes(views, progress=_calibration_bar(bar, "scoring sides"))
     det.save(out)
     table = Table(title=f"{det.name} detector {out}: thresholds per image side, at "

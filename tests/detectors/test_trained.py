@@ -475,17 +475,18 @@ def test_cnn_size_calibration_holds_the_false_positive_rate_at_every_side(cnn_de
     # saved and loaded as it was; a broken table is refused with one line
     again = load_detector(det.save(tmp_path / "cal"))
     assert again.size_calibration_ == t
-    # with a codec's twin every crop also comes through it, right after itself
+    # palette views: every crop through the palettes in turn, one view each
+    from igpt_forensics.detectors.cnn import palette_views
+
     from igpt_forensics.palette import Palette
 
-    palette = Palette.fit(np.stack(views[8]), 4, seed=0)
-    both = real_views(ImageSource("builtin"), (8, 16), per_photo=6, split="val",
-                      twin=palette.twin)
-    for side in (8, 16):
-        assert len(both[side]) == 2 * len(views[side])
-        np.testing.assert_array_equal(np.stack(both[side][0::2]), np.stack(views[side]))
-        np.testing.assert_array_equal(np.stack(both[side][1::2]),
-                                      palette.twin(np.stack(views[side])))
+    palettes = [Palette.fit(np.stack(views[8]), k, seed=0) for k in (2, 4, 8)]
+    seen = palette_views(views[16], palettes)
+    assert len(seen) == len(views[16])
+    for i, (im, view) in enumerate(zip(views[16], seen)):
+        np.testing.assert_array_equal(view, palettes[i % 3].quantize(im[None])[0])
+    assert [len(np.unique(v.reshape(-1, 3), axis=0)) <= k
+            for v, k in zip(seen[:3], (2, 4, 8))] == [True] * 3
     np.testing.assert_allclose(again.score(views[64]), det.score(views[64]))
     from igpt_forensics.detectors.cnn import _checked_size_table
 
@@ -514,7 +515,7 @@ def test_calibrate_cli_sets_size_thresholds_of_a_saved_cnn(cnn_det, tmp_path):
     assert "thresholds per image side" in r.output
     table = load_detector(tmp_path / "cal").size_calibration_
     assert table["sides"] == [8, 16]
-    # by default the crops come as photographed and through the bundled palette: twice as many
+    # by default the crops come as photographed and through palettes in turn: twice as many
     r = runner.invoke(app, ["calibrate", "--detector", str(src), "--data", "builtin",
                             "--split", "val", "--per-photo", "3", "--sides", "8,16",
                             "--photos-only", "--out", str(tmp_path / "photos")])
@@ -541,3 +542,34 @@ def test_score_warns_when_a_cnn_without_size_thresholds_meets_a_large_image(cnn_
     r = runner.invoke(app, ["score", str(tmp_path / "big.png"), "--detector",
                             str(tmp_path / "cal")])
     assert r.exit_code == 0 and "calibrate it first" not in r.output, r.output
+
+
+def test_cnn_relative_maps_rank_pixels_against_their_own_image(cnn_det, splits, tmp_path):
+    """maps="relative" (the default): each map is the pixel logits minus the image's median,
+    so every image's median pixel sits at 0.5 and the pixels keep their order; a file saved
+    before the parameter existed loads with the absolute maps it was calibrated for."""
+    from igpt_forensics.detectors.trained import DIGEST_KEY, state_digest
+
+    fakes = splits["test"].fake
+    assert cnn_det.maps == "relative"
+    rel = cnn_det.localize(fakes).maps
+    absolute = cnn_det.set_params(maps="absolute").localize(fakes).maps
+    cnn_det.set_params(maps="relative")
+    np.testing.assert_allclose(np.median(rel.reshape(len(fakes), -1), axis=1), 0.5, atol=1e-6)
+    assert not np.allclose(np.median(absolute.reshape(len(fakes), -1), axis=1), 0.5, atol=0.02)
+    for r, a in zip(rel, absolute):  # one monotone map of the other within an image
+        order = np.argsort(a.ravel(), kind="stable")
+        assert np.all(np.diff(r.ravel()[order]) >= -1e-6)
+    cnn_det.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "detector.json").read_text())
+    del meta["params"]["maps"]  # and sealed as the code of that time sealed it
+    state = {k: v for k, v in meta["state"].items() if k != DIGEST_KEY}
+    arrays = load_file(tmp_path / "old" / "arrays.safetensors")
+    meta["state"][DIGEST_KEY] = state_digest(meta["params"], state, arrays)
+    (tmp_path / "old" / "detector.json").write_text(json.dumps(meta))
+    (tmp_path / "old" / "SHA256SUMS").unlink(missing_ok=True)
+    old = load_detector(tmp_path / "old")
+    assert old.maps == "absolute"
+    np.testing.assert_allclose(old.localize(fakes).maps, absolute, atol=1e-6)
+    with pytest.raises(InputError, match="maps must be one of"):
+        CNNDetector(maps="smooth").fit(*fit_args(splits)[0], **fit_args(splits)[1])
