@@ -546,15 +546,20 @@ def test_score_warns_when_a_cnn_without_size_thresholds_meets_a_large_image(cnn_
 
 def test_cnn_relative_maps_rank_pixels_against_their_own_image(cnn_det, splits, tmp_path):
     """maps="relative" (the default): each map is the pixel logits minus the image's median,
-    so every image's median pixel sits at 0.5 and the pixels keep their order; a file saved
-    before the parameter existed loads with the absolute maps it was calibrated for."""
+    so every image's median pixel sits at 0.5 and the pixels keep their order; masks keep
+    the real-calibrated threshold and drop pixels below the median; a file saved before the
+    parameter existed loads with the absolute maps it was calibrated for."""
     from igpt_forensics.detectors.trained import DIGEST_KEY, state_digest
 
     fakes = splits["test"].fake
     assert cnn_det.maps == "relative"
-    rel = cnn_det.localize(fakes).maps
-    absolute = cnn_det.set_params(maps="absolute").localize(fakes).maps
+    loc_rel = cnn_det.localize(fakes)
+    loc_abs = cnn_det.set_params(maps="absolute").localize(fakes)
     cnn_det.set_params(maps="relative")
+    rel, absolute = loc_rel.maps, loc_abs.maps
+    # masks: above the threshold calibrated on real pixels, and above the image's median
+    np.testing.assert_array_equal(loc_rel.masks, loc_abs.masks & (rel > 0.5))
+    assert loc_rel.masks.any() and (loc_abs.masks & ~loc_rel.masks).any()
     np.testing.assert_allclose(np.median(rel.reshape(len(fakes), -1), axis=1), 0.5, atol=1e-6)
     assert not np.allclose(np.median(absolute.reshape(len(fakes), -1), axis=1), 0.5, atol=0.02)
     for r, a in zip(rel, absolute):  # one monotone map of the other within an image
