@@ -17,28 +17,19 @@ held-out generator's test split, from one forward pass of the network:
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
+from logo_pool import detector_args, held_out_detectors, read_pool
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pool", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True, help="logo_pool.py's --out folder")
-    ap.add_argument("--variant", default="npr")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+    args = detector_args(__doc__.splitlines()[0]).parse_args()
 
     import torch
     import torch.nn.functional as F
-    from logo_pool import groups, read_pool
     from sklearn.metrics import roc_auc_score
 
-    from igpt_forensics.detectors.base import load_detector
     from igpt_forensics.splits import load_split
 
     torch.set_num_threads(args.threads)
@@ -61,11 +52,7 @@ def main() -> None:
 
     pool = read_pool(args.pool)
     rows = []
-    for held, names in groups(pool).items():
-        path = args.out / "detectors" / held / args.variant
-        if not (path / "detector.json").exists():
-            continue
-        det = load_detector(path)
+    for held, names, det in held_out_detectors(pool, args.out, args.variant):
         for ds in names:
             test = load_split(pool[ds], "test")
             q = image_feats(*logits(det, np.stack(test.qreal)))

@@ -55,6 +55,29 @@ def groups(pool: dict[str, Path]) -> dict[str, list[str]]:
     return {names[0]: names for names in by.values()}
 
 
+def detector_args(description: str) -> argparse.ArgumentParser:
+    """The options of the scripts that study the detectors `train` made (--pool, --out,
+    --variant, --threads, --json)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--pool", type=Path, required=True)
+    ap.add_argument("--out", type=Path, required=True, help="logo_pool.py's --out folder")
+    ap.add_argument("--variant", default="npr")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--json", type=Path)
+    return ap
+
+
+def held_out_detectors(pool: dict[str, Path], out: Path, variant: str):
+    """For each generator group with a trained ``variant``: (group, its datasets, the
+    detector trained without them)."""
+    from igpt_forensics.detectors.base import load_detector
+
+    for held, names in groups(pool).items():
+        path = out / "detectors" / held / variant
+        if (path / "detector.json").exists():
+            yield held, names, load_detector(path)
+
+
 def cli() -> list[str]:
     return [sys.executable, "-m", "igpt_forensics"]
 

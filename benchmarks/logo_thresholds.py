@@ -19,11 +19,10 @@ Then on the held-out generator's test split: the share of its reals and of its q
 
 from __future__ import annotations
 
-import argparse
 import json
-from pathlib import Path
 
 import numpy as np
+from logo_pool import detector_args, held_out_detectors, read_pool
 
 
 def quantile(scores: np.ndarray, fpr: float = 0.01) -> float:
@@ -31,30 +30,19 @@ def quantile(scores: np.ndarray, fpr: float = 0.01) -> float:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--pool", type=Path, required=True)
-    ap.add_argument("--out", type=Path, required=True, help="logo_pool.py's --out folder")
-    ap.add_argument("--variant", default="npr")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args()
+    args = detector_args(__doc__.splitlines()[0]).parse_args()
 
     import torch
 
     torch.set_num_threads(args.threads)
-    from logo_pool import groups, read_pool
 
-    from igpt_forensics.detectors.base import load_detector
     from igpt_forensics.detectors.cnn import fit_palettes
+
     from igpt_forensics.splits import load_split
 
     pool = read_pool(args.pool)
     rows = []
-    for held, names in groups(pool).items():
-        path = args.out / "detectors" / held / args.variant
-        if not (path / "detector.json").exists():
-            continue
-        det = load_detector(path)
+    for held, names, det in held_out_detectors(pool, args.out, args.variant):
         train = [n for n in pool if n not in names]
         vals = [load_split(pool[n], "val") for n in train]
         val_real = np.concatenate([np.stack(v.real) for v in vals])

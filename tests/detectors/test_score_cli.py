@@ -157,7 +157,7 @@ def test_the_shipped_cnn_is_checked_says_what_trained_it_and_finds_vq_reconstruc
     assert {("pixel", gens["pixel-default"]), ("vq", gens["vq-default"])} <= made_by
     # the pool of 11 generators: the bundled two and nine more (make pool-all)
     assert {f for f, _ in made_by} == {"pixel", "vq"} and len(made_by) == 11
-    assert len(trained) == 12 and det.inputs == "npr"
+    assert len(trained) == 12 and det.inputs == "npr" and det.maps == "relative"
     # held-out photos against their encode + decode by the bundled VQ generator ("recon")
     photos = load_patches("builtin", 48, size=32, seed=0, split="test")
     codec = load_checkpoint("vq-default")[1]
