@@ -144,8 +144,10 @@ CNN_AUGMENT ?= 0.1
 # what its backbone sees: npr, the neighbouring-pixel relations of each 2x2 block (since
 # 2026-12-04; rgb before: mean AUC on 8 generators it never saw 0.884 -> 0.921, docs/results.md)
 CNN_INPUTS ?= npr
-# its thresholds per side hold on crops as photographed and through the bundled palette
-# (GIF-like reals; since 2026-12-04); --photos-only gave the rgb cnn shipped before
+# its thresholds per side hold on crops as photographed and through palettes, the bundled
+# one and 16-256 colors fitted on the photos in turn (GIF-like reals; since 2026-12-04 evening:
+# the shipped weights were recalibrated so, 1506 s at 2 threads); --photos-only gave the rgb
+# cnn shipped before. Its maps are relative to each image's median (the cnn's default).
 CNN_CALIBRATE ?=
 # Then its thresholds per image side (32 to 1024 pixels) from 10 crops of every train and val
 # photo at each side (about 16 minutes at 2 threads): thresholds of 32x32 alone flagged 98% of
