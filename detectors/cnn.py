@@ -529,6 +529,7 @@ class CNNDetector(TrainedDetector):
         region = np.zeros(n)
         maps: list[np.ndarray | None] = [None] * n
         above: list[np.ndarray | None] = [None] * n  # the absolute probabilities
+        relative = self.maps == "relative" and not raw
         work = [upscale_to(im, self.image_size_) for im in items]
         for _, idx in group_by_shape(work).items():
             img, pix = self._forward_all(net, np.stack([work[i] for i in idx]), device)
@@ -536,7 +537,7 @@ class CNNDetector(TrainedDetector):
                                   count_include_pad=False)[:, 0].numpy()
             logit = pix.astype(np.float64)
             prob = 1.0 / (1.0 + np.exp(-logit))
-            if self.maps == "relative" and not raw:  # against the image's own typical pixel
+            if relative:  # against the image's own typical pixel
                 rel = 1.0 / (1.0 + np.exp(-(logit - np.median(logit, axis=(1, 2),
                                                               keepdims=True))))
             for j, i in enumerate(idx):
@@ -544,8 +545,7 @@ class CNNDetector(TrainedDetector):
                 region[i] = float(smooth[j].max())
                 shape = items[i].shape[:2]
                 above[i] = resize_map(prob[j].astype(np.float32), *shape)
-                maps[i] = (resize_map(rel[j].astype(np.float32), *shape)
-                           if self.maps == "relative" and not raw else above[i])
+                maps[i] = resize_map(rel[j].astype(np.float32), *shape) if relative else above[i]
         masks = []
         for i, item in enumerate(items):
             shift, region_shift, map_threshold = (
@@ -554,7 +554,7 @@ class CNNDetector(TrainedDetector):
             scores[i] -= shift
             region[i] -= region_shift
             mask = above[i] > map_threshold
-            masks.append(mask & (maps[i] > 0.5) if maps[i] is not above[i] else mask)
+            masks.append(mask & (maps[i] > 0.5) if relative else mask)
         return scores, (maps, masks, region)
 
     def score(self, images: Images) -> np.ndarray:
