@@ -523,9 +523,10 @@ def test_calibrate_cli_sets_size_thresholds_of_a_saved_cnn(cnn_det, tmp_path):
     photos = load_detector(tmp_path / "photos").size_calibration_
     assert table["n"] == [2 * n for n in photos["n"]]
     # the palettes take turns: the bundled generator's, then 16-256 colors fitted on the crops
+    from igpt_forensics.generators.checkpoint import generator_palette
+
     from igpt_forensics.cli.score_cmds import _calibration_palettes
     from igpt_forensics.data import ImageSource, real_views
-    from igpt_forensics.generators.checkpoint import generator_palette
 
     crops = real_views(ImageSource("builtin"), (32,), per_photo=3, split="val")[32]
     palettes = _calibration_palettes(crops, seed=0)
