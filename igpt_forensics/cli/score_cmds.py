@@ -122,7 +122,9 @@ def score(
     model: ModelOpt = None,
     maps: Annotated[Path | None, typer.Option(
         help="Folder for per-image maps: NAME.overlay.png and NAME.map.png (16-bit, "
-        "value/65535 = map), at each image's size.")] = None,
+        "value/65535 = map), at each image's size. The cnn's maps are each pixel against its "
+        "image's median pixel (0.5): where the traces are strongest, not whether; the score "
+        "says whether.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Write rows as CSV.")] = None,
     json_out: JsonOpt = None,
     device: DeviceOpt = None,

@@ -92,6 +92,8 @@ def _summary(name: str, det) -> dict:
     return {"name": name, "kind": det.describe()["kind"], "threshold": float(det.threshold_),
             "target_fpr": float(getattr(det, "target_fpr", 0.01)),
             "has_map": bool(getattr(det, "has_pixel_maps", True)),
+            # the cnn's maps: each pixel against its image's median (0.5), where, not whether
+            "map_relative": getattr(det, "maps", None) == "relative",
             "trained_on": sorted({t.get("dataset", "?") for t in trained}) if trained else None}
 
 

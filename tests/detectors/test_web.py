@@ -59,6 +59,7 @@ def test_page_and_detector_list(client):
     assert cnn["name"] == "cnn" and info["default"] == "cnn"
     assert cnn["threshold"] == pytest.approx(open_detector("cnn").threshold_)
     assert cnn["target_fpr"] == 0.01 and cnn["has_map"] and "vq" in cnn["trained_on"]
+    assert cnn["map_relative"] and "median pixel" in page.text  # what its 0.5 means
     assert set(info["examples"]) == set(EXAMPLES)
 
 
