@@ -374,21 +374,10 @@ def calibrate(
     report_skipped(fi.get("skipped_files", []))
 
 
-def _calibration_palettes(images: list, seed: int) -> list:
-    """The bundled pixel generator's palette and k-means palettes of 16-256 colors fitted on
-    the calibration crops. Calibrated through the bundled palette alone, the shipped cnn
-    called 2-27% of real test crops in palettes of 24-200 colors synthetic; through these,
-    0-1% (docs/results.md)."""
-    from igpt_forensics.detectors.cnn import fit_palettes
-    from igpt_forensics.generators.checkpoint import generator_palette
-
-    return [generator_palette(), *fit_palettes(np.stack(images), seed)]
-
-
 def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int, sides: str,
                      seed: int, qreal: bool = True) -> None:
     """The size thresholds of a trained detector (on the device it was saved for)."""
-    from igpt_forensics.detectors.cnn import palette_views
+    from igpt_forensics.detectors.cnn import calibration_palettes, palette_views
 
     try:
         side_list = sorted({int(x) for x in sides.split(",")})
@@ -411,7 +400,7 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
                                         ).items():
                 views.setdefault(side, []).extend(ims)
         if qreal:  # each crop also through a palette: GIF-like reals, in many formats
-            palettes = _calibration_palettes(views[min(views)], seed) if views else []
+            palettes = calibration_palettes(views[min(views)], seed) if views else []
             views = {side: ims + palette_views(ims, palettes) for side, ims in views.items()}
         det.calibrate_sizes(views, progress=_calibration_bar(bar, "scoring sides"))
     det.save(out)

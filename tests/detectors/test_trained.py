@@ -13,7 +13,13 @@ from igpt_forensics.detectors.base import (
     list_detectors,
     load_detector,
 )
-from igpt_forensics.detectors.cnn import CNNDetector, DenseDetectorNet, augment_batch, npr
+from igpt_forensics.detectors.cnn import (
+    CNNDetector,
+    DenseDetectorNet,
+    augment_batch,
+    calibration_palettes,
+    npr,
+)
 from igpt_forensics.detectors.features import (
     HAND_FEATURES,
     FeaturesDetector,
@@ -525,11 +531,10 @@ def test_calibrate_cli_sets_size_thresholds_of_a_saved_cnn(cnn_det, tmp_path):
     # the palettes take turns: the bundled generator's, then 16-256 colors fitted on the crops
     from igpt_forensics.generators.checkpoint import generator_palette
 
-    from igpt_forensics.cli.score_cmds import _calibration_palettes
     from igpt_forensics.data import ImageSource, real_views
 
     crops = real_views(ImageSource("builtin"), (32,), per_photo=3, split="val")[32]
-    palettes = _calibration_palettes(crops, seed=0)
+    palettes = calibration_palettes(crops, seed=0)
     np.testing.assert_array_equal(palettes[0].colors, generator_palette().colors)
     assert [len(p.colors) for p in palettes[1:]] == [16, 32, 64, 128, 256]
     r = runner.invoke(app, ["calibrate", "--detector", str(src), "--sides", "8,x",
