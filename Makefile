@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
 	vq-tokenizer vq-default default-datasets vqc-pool pool-generators pool-datasets prev-pool \
-	vqb-pool pool-parallel cnn-default logo-pool web-examples
+	vqb-pool cnn-default logo-pool web-examples
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -79,10 +79,12 @@ default-datasets: $(STAMP)
 # A small second VQ generator for the shipped cnn's training pool (more decoders, better
 # transfer: docs/results.md): its own tokenizer (128 codes) and a tiny GPT, builtin photos,
 # 900 items of every mask kind. About 7 min at one thread; a killed or finished run resumes.
+# The pool's recipes are the chains of benchmarks/pool_parallel.sh; each target runs its own.
+DEVICE ?= auto
+POOL_SH = IGPT="$(BIN)/igpt-forensics" DEB=data/debian-photos.tsv DEVICE=$(DEVICE) \
+	bash benchmarks/pool_parallel.sh
 vqc-pool: $(STAMP)
-	$(BIN)/igpt-forensics --threads 1 train-tokenizer --out runs/vqc-tok --data builtin --codes 128 --channels 32 --steps 800 --batch-size 32 --lr 2e-3 --train-patches 20000 --eval-every 100 --checkpoint-every 50 --seed 2 $$(test -f runs/vqc-tok/train_config.json && echo --resume)
-	$(BIN)/igpt-forensics --threads 1 train-generator --family vq --tokenizer runs/vqc-tok --out runs/vqc-gen --data builtin --size 32 --preset tiny --steps 1500 --batch-size 64 --lr 3e-3 --min-lr 1e-4 --warmup 100 --train-patches 20000 --eval-patches 256 --eval-every 250 --checkpoint-every 50 --seed 2 $$(test -f runs/vqc-gen/train_config.json && echo --resume)
-	$(BIN)/igpt-forensics --threads 1 generate --model runs/vqc-gen --n 900 --masks top-half,box,full,recon --seed 7 --out runs/pool/vqc
+	ONLY=vqc $(POOL_SH)
 
 # Six more generators for the detector pool (benchmarks/pool_generators.sh: three pixel-GPTs of
 # 64, 128 and 256 colors and three VQ generators of 64, 512 and 1024 codes, two code grids, on
@@ -90,34 +92,22 @@ vqc-pool: $(STAMP)
 # hours on 2 CPU cores. Then 600 items of each, at other sampling settings (about 25 minutes
 # at one thread). Both resume when killed.
 POOL := runs/pool2
-DEVICE ?= auto
 pool-generators: $(STAMP)
 	IGPT="$(BIN)/igpt-forensics" DEB=data/debian-photos.tsv OUTDIR=$(POOL) DEVICE=$(DEVICE) \
 		bash benchmarks/pool_generators.sh
 
-pool-datasets: pool-generators
-	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/vq64 --n 600 --masks top-half,box,full,recon --seed 31 --out $(POOL)-data/vq64
-	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/vq1024 --n 600 --masks top-half,box,full,recon --top-p 0.9 --seed 32 --out $(POOL)-data/vq1024
-	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/vq16x --n 600 --masks top-half,box,full,recon --temperature 0.9 --seed 33 --out $(POOL)-data/vq16x
-	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/px128 --n 600 --masks top-half,box,full --temperature 0.9 --top-k 40 --seed 34 --out $(POOL)-data/px128
-	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/px64 --n 600 --masks top-half,box,full --seed 35 --out $(POOL)-data/px64
-	$(BIN)/igpt-forensics --threads 1 generate --model $(POOL)/px256d --n 600 --masks top-half,box,full --top-p 0.9 --seed 36 --out $(POOL)-data/px256d
+pool-datasets: $(STAMP)
+	ONLY="vq64 vq1024 vq16x px128 px64 px256d" $(POOL_SH)
 
 # Two more generators of the pool: prev, the bundled pixel-GPT of 2026-11 (from git: 300
 # steps, its own palette; completions of row-wise streaks), and vqb, a VQ generator of its own
 # tokenizer (256 codes) and a tiny GPT, both on the Debian photos only (about 22 min at one
 # thread). 300 items each; resumable.
-PREV_COMMIT := e310765
 prev-pool: $(STAMP)
-	mkdir -p runs/prev-gen
-	for f in config.json model.safetensors SHA256SUMS; do \
-		git show $(PREV_COMMIT):igpt_forensics/assets/default-generator/$$f > runs/prev-gen/$$f; done
-	$(BIN)/igpt-forensics --threads 1 generate --model runs/prev-gen --n 300 --masks top-half,box,full --seed 5 --out runs/unseen/prev
+	ONLY=prev $(POOL_SH)
 
 vqb-pool: $(STAMP)
-	$(BIN)/igpt-forensics --threads 1 train-tokenizer --out runs/vqb-tok --data data/debian-photos.tsv --codes 256 --channels 48 --steps 1000 --batch-size 32 --lr 2e-3 --train-patches 20000 --seed 1 $$(test -f runs/vqb-tok/train_config.json && echo --resume)
-	$(BIN)/igpt-forensics --threads 1 train-generator --family vq --tokenizer runs/vqb-tok --out runs/vqb-gen --data data/debian-photos.tsv --preset tiny --steps 2000 --batch-size 64 --lr 3e-3 --train-patches 20000 --seed 1 $$(test -f runs/vqb-gen/train_config.json && echo --resume)
-	$(BIN)/igpt-forensics --threads 1 generate --model runs/vqb-gen --n 300 --masks top-half,box,full,recon --seed 6 --out runs/unseen/vqb
+	ONLY=vqb $(POOL_SH)
 
 # The detector pool: 12 datasets of 11 generators (t1 and topp09 are one generator at two
 # sampling settings), both families, 64 to 1024 colors or codes, 8x8 and 4x4 code grids,
@@ -125,16 +115,12 @@ vqb-pool: $(STAMP)
 STUDY_DS := studies/runs/default-study
 POOL_DATASETS := $(STUDY_DS)/t1 $(STUDY_DS)/topp09 $(STUDY_DS)/vq runs/pool/vqc \
 	runs/unseen/prev runs/unseen/vqb $(addprefix $(POOL)-data/,px64 px128 px256d vq64 vq1024 vq16x)
-pool-all: default-datasets vqc-pool prev-pool vqb-pool pool-datasets
-
-# The same pool with every generator trained and sampled side by side, one process each
-# (benchmarks/pool_parallel.sh): for a GPU machine with many cores (make pool-parallel
-# DEVICE=cuda). On the H200 on 2026-12-04, 9 of the 12 chains finished within 6.4 minutes; the
+# All of it, every chain side by side (make pool-all DEVICE=cuda on a GPU machine with many
+# cores). On the H200 on 2026-12-04, 9 of the 12 datasets were made within 6.4 minutes; the
 # three VQ generators of 20,000 patches spent their minutes encoding the patches on one CPU
 # core (since fixed: the codes are encoded on the training's device).
-pool-parallel: $(STAMP)
-	IGPT="$(BIN)/igpt-forensics" DEB=data/debian-photos.tsv DEVICE=$(DEVICE) \
-		bash benchmarks/pool_parallel.sh
+pool-all: $(STAMP)
+	$(POOL_SH)
 
 # Reproduces the shipped cnn detector (igpt_forensics/assets/cnn-default; score --detector
 # cnn): trained on the train photos of the whole pool (val photos: early stopping and the

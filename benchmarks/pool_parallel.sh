@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# The whole detector pool of `make pool-all` (12 datasets of 11 generators: the default
-# study's three, vqc, prev, vqb and the six of benchmarks/pool_generators.sh) with every
-# generator trained and sampled side by side, one process each: on a GPU machine with 16 cores
-# the pool is made in minutes instead of the sum of its parts. The recipes are those of the
-# Makefile targets (the same steps, seeds and sampling settings); each chain resumes when
-# killed, and a finished generator or dataset is kept. SCALE=0.002 is a smoke test.
+# The detector pool (`make pool-all`: 12 datasets of 11 generators) as chains that run side
+# by side, one process each: `study` (the default study's three datasets, from its recipes in
+# studies/default.toml), vqc, vqb, prev, and the six of benchmarks/pool_generators.sh (vq64
+# vq1024 vq16x px128 px64 px256d), each trained then sampled. On a GPU machine with 16 cores
+# the pool is made in minutes instead of the sum of its parts. The Makefile's pool targets run
+# their chains here (ONLY="vqc prev"); each chain resumes when killed, and a finished
+# generator or dataset is kept. SCALE=0.002 is a smoke test (not of `study`).
 #
 #   IGPT=".venv/bin/igpt-forensics" DEVICE=cuda bash benchmarks/pool_parallel.sh
 #
@@ -15,9 +16,9 @@ DEB=${DEB:-data/debian-photos.tsv}
 DEVICE=${DEVICE:-auto}
 SCALE=${SCALE:-1}
 POOL=${POOL:-runs/pool2}
-STUDY=${STUDY:-studies/runs/default-study}
 LOGS=${LOGS:-runs/pool-logs}
 PREV_COMMIT=${PREV_COMMIT:-e310765}
+ONLY=${ONLY:-}  # chain names to run (space-separated); default all
 n() { python3 -c "print(max(2, int($1 * $SCALE)))"; }
 resume() { test -f "$1/train_config.json" && echo --resume || true; }
 G="$IGPT --threads 1"
@@ -25,13 +26,13 @@ mkdir -p "$LOGS"
 
 chain() {  # name command...: run in the background, log, and record how it ended
   local name=$1; shift
+  [ -z "$ONLY" ] || [[ " $ONLY " == *" $name "* ]] || return 0
   ( "$@"; echo "chain $name: exit $?" ) > "$LOGS/$name.log" 2>&1 &
 }
 
-generate() {  # items out model options... (model "-": the bundled pixel generator)
+generate() {  # items out model options...
   local items=$1 out=$2 model=$3; shift 3
-  [ "$model" = - ] || set -- --model "$model" "$@"
-  $G generate --n "$(n "$items")" "$@" --device "$DEVICE" --out "$out"
+  $G generate --model "$model" --n "$(n "$items")" "$@" --device "$DEVICE" --out "$out"
 }
 
 pool_gen() {  # name, then its dataset's options: pool_generators.sh for one name
@@ -74,10 +75,7 @@ prev() {  # the bundled pixel-GPT of 2026-11, from git (or a runs/prev-gen copie
   generate 300 runs/unseen/prev runs/prev-gen --masks top-half,box,full --seed 5
 }
 
-# the default study's three datasets (studies/default.toml), from the bundled generators
-chain t1 generate 900 "$STUDY/t1" - --masks top-half,box,full --seed 0
-chain topp09 generate 900 "$STUDY/topp09" - --masks top-half,box,full --top-p 0.9 --seed 1
-chain vq generate 900 "$STUDY/vq" vq-default --masks top-half,box,full,recon --seed 2
+chain study $G bench --config studies/default.toml --datasets-only
 chain vqc vqc
 chain vqb vqb
 chain prev prev
@@ -88,5 +86,9 @@ chain px128 pool_gen px128 --masks top-half,box,full --temperature 0.9 --top-k 4
 chain px64 pool_gen px64 --masks top-half,box,full --seed 35
 chain px256d pool_gen px256d --masks top-half,box,full --top-p 0.9 --seed 36
 wait
-tail -qn1 "$LOGS"/*.log
-! grep -L "exit 0$" "$LOGS"/*.log | grep -q .
+names=$(for f in "$LOGS"/*.log; do n=$(basename "$f" .log)
+  { [ -z "$ONLY" ] || [[ " $ONLY " == *" $n "* ]]; } && echo "$f"; done)
+# shellcheck disable=SC2086
+tail -qn1 $names
+# shellcheck disable=SC2086
+! grep -L "exit 0$" $names | grep -q .
