@@ -20,6 +20,14 @@ them side by side, and resumes (a detector folder that exists is not trained aga
     python benchmarks/logo_pool.py bench --pool pool.txt --out runs/logo \\
         --perturb none,jpeg75,resize0.5,blur1,crop24
     python benchmarks/logo_pool.py table --out runs/logo --json benchmarks/results/logo-pool.json
+
+A scoring option needs no training: `derive` loads each held-out detector of variant BASE
+with other parameters (`--set tta=flip`, comma-separated), sets its thresholds again on the
+validation reals of the datasets it trained on (what `fit` calibrates on), and saves it as
+a new variant beside it, for `bench` to compare like for like:
+
+    python benchmarks/logo_pool.py derive --pool pool.txt --out runs/logo --base npr \
+        --variant npr-flip --set tta=flip
 """
 
 from __future__ import annotations
@@ -53,6 +61,12 @@ def groups(pool: dict[str, Path]) -> dict[str, list[str]]:
         sha = (info.get("generator") or {}).get("sha256") or f"dataset:{name}"
         by.setdefault(sha, []).append(name)
     return {names[0]: names for names in by.values()}
+
+
+def training_datasets(pool: dict[str, Path], gs: dict[str, list[str]], held: str) -> list[str]:
+    """The datasets a detector holding out ``held`` learns and calibrates on: every dataset
+    of every other generator (all of them for `all`)."""
+    return [n for n in pool if held == ALL or n not in gs[held]]
 
 
 def detector_args(description: str) -> argparse.ArgumentParser:
@@ -98,7 +112,7 @@ def plan(pool: dict[str, Path], gs: dict[str, list[str]], variants: list[list[st
     pairs = ([(v, h) for v in variants for h in helds] if held_order is None
              else [(v, h) for h in helds for v in variants])
     for (vname, opts), held in pairs:
-        keep = [n for n in pool if held == ALL or n not in gs[held]]
+        keep = training_datasets(pool, gs, held)
         out = out_root / "detectors" / held / vname
         if (out / "detector.json").exists():
             continue
@@ -143,6 +157,33 @@ def train(args) -> None:
         {"groups": gs, "variants": dict(variants), "device": args.device, "seed": args.seed,
          "jobs": [{"job": n, "rc": rc, "seconds": round(dt, 1)} for n, rc, dt in done]},
         indent=1) + "\n")
+
+
+def derive(args) -> None:
+    from igpt_forensics.detectors.base import load_detector
+    from igpt_forensics.detectors.trained import REAL_FORMS, SplitData, load_arrays
+
+    pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
+    if len(args.variant) != 1 or "=" in args.variant[0] or not args.base:
+        raise SystemExit("derive: name --base VARIANT and one new --variant NAME")
+    sets = dict(kv.split("=", 1) for kv in args.set.split(",") if kv)
+    name = args.variant[0]
+    for held in [ALL, *gs]:
+        src, dst = args.out / "detectors" / held / args.base, args.out / "detectors" / held / name
+        if not (src / "detector.json").exists() or (dst / "detector.json").exists():
+            continue
+        det = load_detector(src, **sets)
+        val = SplitData.concat([load_arrays(pool[n], "val", REAL_FORMS)
+                                for n in training_datasets(pool, gs, held)])
+        det.calibrate_sizes({det.image_size_: list(val.real)})
+        det.save(dst)
+        print(f"{held}: {name} = {args.base} with {sets}, threshold {det.threshold_:.3f}",
+              flush=True)
+    log_path = args.out / "train-log.json"
+    log = json.loads(log_path.read_text())
+    log["variants"][name] = f"{log['variants'].get(args.base, args.base)}, then {args.set} " \
+        "(thresholds set again on the val reals)"
+    log_path.write_text(json.dumps(log, indent=1) + "\n")
 
 
 def bench(args) -> None:
@@ -209,11 +250,13 @@ def table(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["train", "bench", "table"])
+    ap.add_argument("step", choices=["train", "derive", "bench", "table"])
     ap.add_argument("--pool", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--variant", action="append", default=[],
                     help='NAME=train-detector options, e.g. "npr=--inputs npr"')
+    ap.add_argument("--base", default="", help="derive: the variant to start from")
+    ap.add_argument("--set", default="", help="derive: parameters, e.g. tta=flip")
     ap.add_argument("--extra", default="", help="options for every training (e.g. smoke tests)")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--held", default="", help="train: only these held-out groups (and "
@@ -227,7 +270,7 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    {"train": train, "bench": bench, "table": table}[args.step](args)
+    {"train": train, "derive": derive, "bench": bench, "table": table}[args.step](args)
 
 
 if __name__ == "__main__":

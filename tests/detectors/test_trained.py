@@ -563,14 +563,16 @@ def test_cnn_relative_maps_rank_pixels_against_their_own_image(cnn_det, splits, 
     """maps="relative" (the default): each map is the pixel logits minus the image's median,
     so every image's median pixel sits at 0.5 and the pixels keep their order; masks keep
     the real-calibrated threshold and drop pixels below the median; a file saved before the
-    parameter existed loads with the absolute maps it was calibrated for."""
+    parameters existed loads with the absolute maps and the single view it was calibrated
+    for."""
     from igpt_forensics.detectors.trained import DIGEST_KEY, state_digest
 
     fakes = splits["test"].fake
     assert cnn_det.maps == "relative"
     loc_rel = cnn_det.localize(fakes)
     loc_abs = cnn_det.set_params(maps="absolute").localize(fakes)
-    cnn_det.set_params(maps="relative")
+    one_view = cnn_det.set_params(tta="none").localize(fakes).maps
+    cnn_det.set_params(maps="relative", tta="flip")
     rel, absolute = loc_rel.maps, loc_abs.maps
     # masks: above the threshold calibrated on real pixels, and above the image's median
     np.testing.assert_array_equal(loc_rel.masks, loc_abs.masks & (rel > 0.5))
@@ -582,14 +584,42 @@ def test_cnn_relative_maps_rank_pixels_against_their_own_image(cnn_det, splits, 
         assert np.all(np.diff(r.ravel()[order]) >= -1e-6)
     cnn_det.save(tmp_path / "old")
     meta = json.loads((tmp_path / "old" / "detector.json").read_text())
-    del meta["params"]["maps"]  # and sealed as the code of that time sealed it
+    del meta["params"]["maps"], meta["params"]["tta"]  # sealed as the code then sealed it
     state = {k: v for k, v in meta["state"].items() if k != DIGEST_KEY}
     arrays = load_file(tmp_path / "old" / "arrays.safetensors")
     meta["state"][DIGEST_KEY] = state_digest(meta["params"], state, arrays)
     (tmp_path / "old" / "detector.json").write_text(json.dumps(meta))
     (tmp_path / "old" / "SHA256SUMS").unlink(missing_ok=True)
     old = load_detector(tmp_path / "old")
-    assert old.maps == "absolute"
-    np.testing.assert_allclose(old.localize(fakes).maps, absolute, atol=1e-6)
+    assert old.maps == "absolute" and old.tta == "none"
+    np.testing.assert_allclose(old.localize(fakes).maps, one_view, atol=1e-6)
     with pytest.raises(InputError, match="maps must be one of"):
         CNNDetector(maps="smooth").fit(*fit_args(splits)[0], **fit_args(splits)[1])
+
+
+def test_cnn_flip_views_average_an_image_and_its_mirror(cnn_det, splits):
+    """tta="flip" (the default): the image logit and the pixel logits are the mean of the
+    image's and its left-right mirror's (mirrored back), so an image and its mirror get one
+    score and mirrored maps; "none" scores the image alone."""
+    fakes = np.asarray(splits["test"].fake[:12])
+    mirror = np.ascontiguousarray(fakes[:, :, ::-1])
+    assert cnn_det.tta == "flip"
+    both, loc = cnn_det.set_params(maps="absolute").score_and_localize(fakes)
+    both_m, loc_m = cnn_det.score_and_localize(mirror)
+    alone, loc_a = cnn_det.set_params(tta="none").score_and_localize(fakes)
+    alone_m, loc_am = cnn_det.score_and_localize(mirror)
+    cnn_det.set_params(maps="relative", tta="flip")
+
+    def logit(p):
+        p = np.clip(np.asarray(p, np.float64), 1e-7, 1 - 1e-7)
+        return np.log(p / (1 - p))
+
+    np.testing.assert_allclose(both, (alone + alone_m) / 2, atol=1e-5)
+    np.testing.assert_allclose(both_m, both, atol=1e-5)
+    assert not np.allclose(alone, alone_m, atol=1e-3)  # the network alone is not symmetric
+    np.testing.assert_allclose(logit(loc.maps),
+                               (logit(loc_a.maps) + logit(loc_am.maps)[:, :, ::-1]) / 2,
+                               atol=2e-3)
+    np.testing.assert_allclose(loc_m.maps, loc.maps[:, :, ::-1], atol=1e-5)
+    with pytest.raises(InputError, match="tta must be one of"):
+        CNNDetector(tta="rotate").fit(*fit_args(splits)[0], **fit_args(splits)[1])
