@@ -292,11 +292,16 @@ class ImageSource:
         return list(self._loaders)
 
     def photo_ids(self, split: str = "all") -> list[str]:
-        if split not in SPLITS:
-            raise InputError(f"unknown split '{split}' (choose from {', '.join(SPLITS)})")
-        if split == "all":
-            return self.ids
-        want = ("val", "test") if split == "heldout" else (split,)
+        """The photos of ``split``: train, val, test, heldout (val + test), all, or several
+        joined by commas (``train,val``), in the source's order."""
+        want: set[str] = set()
+        for one in split.split(","):
+            one = one.strip()
+            if one not in SPLITS:
+                raise InputError(f"unknown split '{one}' in '{split}' (choose from "
+                                 f"{', '.join(SPLITS)}, or several joined by commas)")
+            want |= ({"train", "val", "test"} if one == "all"
+                     else {"val", "test"} if one == "heldout" else {one})
         return [pid for pid in self._loaders if self._split[pid] in want]
 
     def split_of(self, photo_id: str) -> str:

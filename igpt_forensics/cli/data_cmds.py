@@ -22,7 +22,8 @@ def show(
     size: Annotated[int, typer.Option(min=2, max=1024, help="Patch size.")] = 32,
     n: Annotated[int, typer.Option("--n", min=1, max=4096, help="Number of patches.")] = 64,
     split: Annotated[str, typer.Option(
-        help="Photos to cut patches from: train, val, test, heldout (val + test) or all.")
+        help="Photos to cut patches from: train, val, test, heldout (val + test), all, or "
+        "several joined by commas (train,val).")
                      ] = "train",
     seed: Annotated[int, typer.Option(help="Patch seed.")] = 0,
     scale: Annotated[int, typer.Option(min=1, max=64, help="Upscale factor of the grid.")] = 3,

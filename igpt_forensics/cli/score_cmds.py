@@ -316,8 +316,9 @@ def calibrate(
         help="Scoring model checkpoint folder; default: the bundled default model.")] = None,
     data: DataOpt = None,
     split: Annotated[str, typer.Option(
-        help="Photos of the data to use: train, val, test, heldout (val + test) or all. "
-        "Keep the photos you benchmark on (test) out.")] = "val",
+        help="Photos of the data to use: train, val, test, heldout (val + test), all, or "
+        "several joined by commas (train,val). Keep the photos you benchmark on (test) "
+        "out.")] = "val",
     n: Annotated[int, typer.Option("--n", help="Real patches.")] = 512,
     samples: Annotated[int, typer.Option(help="Samples the scoring model draws itself."
                                          )] = 128,

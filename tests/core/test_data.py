@@ -181,6 +181,15 @@ def test_builtin_split_is_by_photo_and_fixed():
     assert set(source.photo_ids("test")) == {"flower", "grace_hopper"}
     _, crops = sample_patches(source, 40, size=16, seed=3, split="heldout")
     assert {c.photo_id for c in crops} <= set(BUILTIN_HELDOUT)
+    # several splits joined by commas: their photos, in the source's order
+    assert source.photo_ids("val, test") == held
+    assert source.photo_ids("train,val") == [p for p in source.ids if p not in
+                                              source.photo_ids("test")]
+    assert "coffee" in source.photo_ids("train,val") and "coffee" not in train
+    _, crops = sample_patches(source, 40, size=16, seed=3, split="train,val")
+    assert not {c.photo_id for c in crops} & {"flower", "grace_hopper"}
+    with pytest.raises(InputError, match="unknown split 'tset' in 'train,tset'"):
+        source.photo_ids("train,tset")
 
 
 def test_builtin_photos_are_real_rgb_photos():
