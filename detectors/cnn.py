@@ -95,6 +95,9 @@ from .trained import (
 )
 
 FORWARD_PIXELS = 64 * 64 * 64  # pixels per forward pass in inference
+# pixels scored together: the maps of a chunk are held in float64 a few times over (256 MiB
+# each), not those of every image of a size at once (440 real 1024x1024 crops: 3.7 GB each)
+SCORE_PIXELS = 32 * 1024 * 1024
 MAP_KINDS = ("relative", "absolute")
 TTA_KINDS = ("flip", "none")
 NET_PREFIX = "net."
@@ -477,34 +480,34 @@ class CNNDetector(TrainedDetector):
         }
         return self
 
+    def _forward_step(self, shape: tuple[int, ...]) -> int:
+        """Images of this (H, W) per forward pass in inference."""
+        return max(1, min(max(self.batch_size, 64), FORWARD_PIXELS // (shape[0] * shape[1])))
+
     @torch.no_grad()
     def _forward_all(self, net: nn.Module, images: np.ndarray, device: torch.device,
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     mirror: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Image and pixel logits of a same-size batch, in chunks of at most
         ``FORWARD_PIXELS`` pixels (eval mode): the full-resolution branch holds ``width``
-        floats per pixel, so 64 images of 1024x1024 at once would need 8 GiB per layer."""
+        floats per pixel, so 64 images of 1024x1024 at once would need 8 GiB per layer.
+        ``mirror``: each chunk's logits averaged with its left-right mirror's (that map
+        mirrored back), chunk by chunk, so the mirror costs time and no memory."""
         was = net.training
         net.eval()
         img, pix = [], []
-        step = max(1, min(max(self.batch_size, 64),
-                          FORWARD_PIXELS // (images.shape[1] * images.shape[2])))
+        step = self._forward_step(images.shape[1:3])
         for s in range(0, len(images), step):
             il, pl = net(_to_tensor(images[s:s + step], device))
-            img.append(il.double().cpu().numpy())
-            pix.append(pl.float().cpu().numpy())
+            il, pl = il.double().cpu().numpy(), pl.float().cpu().numpy()
+            if mirror:
+                il_m, pl_m = net(_to_tensor(np.ascontiguousarray(images[s:s + step, :, ::-1]),
+                                            device))
+                il = (il + il_m.double().cpu().numpy()) / 2.0
+                pl = (pl + pl_m.float().cpu().numpy()[:, :, ::-1]) / 2.0
+            img.append(il)
+            pix.append(pl)
         net.train(was)
         return np.concatenate(img), np.concatenate(pix)
-
-    def _forward_views(self, net: nn.Module, images: np.ndarray, device: torch.device,
-                       ) -> tuple[np.ndarray, np.ndarray]:
-        """`_forward_all`, averaged with the left-right mirror's logits when ``tta`` is
-        "flip" (its map mirrored back)."""
-        img, pix = self._forward_all(net, images, device)
-        if self.tta == "flip":
-            img_m, pix_m = self._forward_all(net, np.ascontiguousarray(images[:, :, ::-1]),
-                                             device)
-            img, pix = (img + img_m) / 2.0, (pix + pix_m[:, :, ::-1]) / 2.0
-        return img, pix
 
     # -- images of other sizes
     def calibrate_sizes(self, views: dict[int, Sequence[np.ndarray]],
@@ -566,8 +569,14 @@ class CNNDetector(TrainedDetector):
         above: list[np.ndarray | None] = [None] * n  # the absolute probabilities
         relative = self.maps == "relative" and not raw
         work = [upscale_to(im, self.image_size_) for im in items]
-        for _, idx in group_by_shape(work).items():
-            img, pix = self._forward_views(net, np.stack([work[i] for i in idx]), device)
+        chunks = []  # images of one size, at most SCORE_PIXELS pixels together, in whole
+        for shape, same in group_by_shape(work).items():  # forward passes (same bytes)
+            fwd = self._forward_step(shape)
+            step = max(fwd, SCORE_PIXELS // (shape[0] * shape[1]) // fwd * fwd)
+            chunks += [same[s:s + step] for s in range(0, len(same), step)]
+        for idx in chunks:
+            img, pix = self._forward_all(net, np.stack([work[i] for i in idx]), device,
+                                         mirror=self.tta == "flip")
             smooth = F.avg_pool2d(torch.from_numpy(pix)[:, None], 3, stride=1, padding=1,
                                   count_include_pad=False)[:, 0].numpy()
             logit = pix.astype(np.float64)

@@ -2,6 +2,7 @@
 16-color pixel-GPT (the session's ``tiny_checkpoint``), about a hundred items."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -623,3 +624,24 @@ def test_cnn_flip_views_average_an_image_and_its_mirror(cnn_det, splits):
     np.testing.assert_allclose(loc_m.maps, loc.maps[:, :, ::-1], atol=1e-5)
     with pytest.raises(InputError, match="tta must be one of"):
         CNNDetector(tta="rotate").fit(*fit_args(splits)[0], **fit_args(splits)[1])
+
+
+def test_cnn_scores_the_same_bytes_in_chunks_of_any_size(cnn_det, splits, monkeypatch):
+    """Images of one size are scored in chunks of at most SCORE_PIXELS pixels (memory), in
+    whole forward passes: the scores, maps and masks are the bytes of one pass over all."""
+    cnn = sys.modules[type(cnn_det).__module__]
+    items = list(splits["test"].fake[:10]) + [np.tile(splits["test"].real[0], (2, 3, 1))]
+    side = items[0].shape[0]
+    monkeypatch.setattr(cnn, "FORWARD_PIXELS", 2 * side * side)  # passes of 2 small images
+    whole = cnn_det._score_and_localize_arrays(items)
+    monkeypatch.setattr(cnn, "SCORE_PIXELS", 5 * side * side)  # chunks of 4: whole passes
+    calls = []
+    forward = cnn_det._forward_all
+    monkeypatch.setattr(cnn_det, "_forward_all", lambda *a, **k: calls.append(len(a[1]))
+                        or forward(*a, **k))
+    parts = cnn_det._score_and_localize_arrays(items)
+    assert calls == [4, 4, 2, 1]
+    np.testing.assert_array_equal(whole[0], parts[0])
+    for a, b in zip(whole[1], parts[1]):
+        np.testing.assert_array_equal(np.stack(a) if a[0].shape == a[-1].shape else a[0],
+                                      np.stack(b) if b[0].shape == b[-1].shape else b[0])
