@@ -133,7 +133,9 @@ CNN_INPUTS ?= npr
 # its thresholds per side hold on crops as photographed and through palettes, the bundled
 # one and 16-256 colors fitted on the photos in turn (GIF-like reals; since 2026-12-04 evening:
 # the shipped weights were recalibrated so, 1506 s at 2 threads); --photos-only gave the rgb
-# cnn shipped before. Its maps are relative to each image's median (the cnn's default).
+# cnn shipped before. Its maps are relative to each image's median, and it scores each image
+# with its left-right mirror and averages the two (both the cnn's defaults; the shipped weights
+# were recalibrated so on 2026-12-04 night, 2459 s at 2 threads on a shared machine).
 CNN_CALIBRATE ?=
 # Then its thresholds per image side (32 to 1024 pixels) from 10 crops of every train and val
 # photo at each side (about 16 minutes at 2 threads): thresholds of 32x32 alone flagged 98% of
