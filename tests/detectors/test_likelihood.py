@@ -111,6 +111,27 @@ def test_detector_separates_heldout_real_patches_from_the_models_samples(fitted,
     assert np.mean(fitted.score(real_test) > fitted.threshold_) < 0.1
 
 
+def test_threshold_images_set_the_thresholds_and_leave_the_models_alone(fitted,
+                                                                          tiny_checkpoint,
+                                                                          real_test):
+    """fit(threshold_images=...): the models are the ones fitted without them (same seed,
+    same bytes), and the thresholds are those of the threshold images through score() and
+    localize(): what calibrate does with the train photos' patches."""
+    real = load_patches("builtin", 240, size=S, seed=1, split="heldout")
+    other = load_patches("builtin", 300, size=S, seed=5, split="train")
+    det = LikelihoodDetector(model=str(tiny_checkpoint), sampling=SAMPLING, n_samples=160,
+                             batch_size=256).fit(real, threshold_images=other)
+    np.testing.assert_allclose(det.score(real_test), fitted.score(real_test), atol=1e-9)
+    assert det.fit_info_["threshold_real"] == 300 and fitted.fit_info_["threshold_real"] == 80
+    scores, loc = det.score_and_localize(other)
+    assert det.threshold_ == pytest.approx(calibrate_threshold(scores, det.target_fpr))
+    assert det.threshold_ != pytest.approx(fitted.threshold_)
+    assert det.map_threshold_ == pytest.approx(float(np.quantile(
+        np.concatenate([m.ravel() for m in loc.maps]), 1 - det.map_fpr, method="higher")))
+    assert det.region_threshold_ == pytest.approx(calibrate_threshold(loc.region_scores,
+                                                                      det.target_fpr))
+
+
 def test_map_of_a_top_half_fake_is_higher_on_the_synthesized_half(fitted, scorer, real_test):
     model, palette = scorer
     mask = np.zeros((S, S), bool)

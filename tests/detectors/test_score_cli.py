@@ -23,6 +23,7 @@ def calibrated(tiny_checkpoint, tmp_path_factory):
                             "--sampling", "top_k=4", "--out", str(out)])
     assert r.exit_code == 0, r.output
     assert "AUC" in r.output and "threshold" in r.output
+    assert "thresholds from 2048 real patches of the train photos" in r.output
     return out
 
 
@@ -46,6 +47,10 @@ def test_calibrate_writes_a_detector_with_checkable_hashes(calibrated):
         assert sha256_file(calibrated / name) == digest
     meta = json.loads((calibrated / "detector.json").read_text())
     assert meta["kind"] == "likelihood" and meta["state"]["fit_info_"]["self_drawn"] == 64
+    # thresholds from 2048 patches of the train photos (the fit: 120 of the val photos)
+    info = meta["state"]["fit_info_"]
+    assert (info["threshold_split"], info["threshold_real"], info["split"]) == ("train", 2048,
+                                                                               "val")
 
 
 def test_score_table_json_and_maps(calibrated, folder, tmp_path):
