@@ -434,26 +434,31 @@ class LikelihoodDetector(Detector):
 
         # thresholds on real images the models were not fitted on, through the code score()
         # runs: the held-back ones, or the threshold images
+        held_tiles = held_real[real_owner]
+        held_owner = np.searchsorted(np.flatnonzero(held_real), real_owner[held_tiles])
+        held_out = self._aggregate(
+            self._tile_outputs(_take(real_stats, held_tiles), maps=True), held_owner,
+            [lay for lay, h in zip(real_layouts, held_real) if h])
+        real_out = held_out
         if calib_tiles is not None:
             tiles, layouts, owner = calib_tiles
             stats = self._stats_progress(tiles, progress, total)
             real_out = self._aggregate(self._tile_outputs(stats, maps=True), owner, layouts)
-        else:
-            held_tiles = held_real[real_owner]
-            held_owner = np.searchsorted(np.flatnonzero(held_real), real_owner[held_tiles])
-            real_out = self._aggregate(
-                self._tile_outputs(_take(real_stats, held_tiles), maps=True), held_owner,
-                [lay for lay, h in zip(real_layouts, held_real) if h])
         self.threshold_ = calibrate_threshold(real_out["scores"], self.target_fpr)
         self.region_calibration_ = np.sort(real_out["tile_regions"]).tolist()
         self.region_threshold_ = self.region_threshold_for(1)
         pixels = np.concatenate([m.ravel() for m in real_out["maps"]])
         self.map_threshold_ = float(np.quantile(pixels, 1.0 - self.map_fpr, method="higher"))
 
-        # held-back diagnostics (fakes are tiles already: one image each)
+        # held-back diagnostics (fakes are tiles already: one image each): the held-back
+        # reals against the held-back fakes, and the threshold reals (when apart) too
         fake_scores = self.image_model_.decision(fake_feats[held_fake])
-        labels = np.r_[np.zeros(len(real_out["scores"])), np.ones(len(fake_scores))]
-        auc = float(roc_auc_score(labels, np.r_[real_out["scores"], fake_scores]))
+
+        def auc_of(reals: np.ndarray) -> float:
+            labels = np.r_[np.zeros(len(reals)), np.ones(len(fake_scores))]
+            return float(roc_auc_score(labels, np.r_[reals, fake_scores]))
+
+        auc = auc_of(held_out["scores"])
         tpr = float(np.mean(fake_scores > self.threshold_))
         _, _, config = self._loaded[1:]
         self.model_sha256_ = config["sha256"]
@@ -464,6 +469,7 @@ class LikelihoodDetector(Detector):
             "self_drawn": len(samples), "outside_fakes": len(fakes_given),
             "held_back_real": int(held_real.sum()), "held_back_fakes": int(held_fake.sum()),
             "threshold_real": len(real_out["scores"]),
+            "threshold_real_auc": auc_of(real_out["scores"]),
             "held_back_auc": auc, "held_back_tpr_at_threshold": tpr,
             # the bundled default is named, not located: a shipped file holds no local paths
             "model_path": config["path"] if self.model is not None else "(bundled default)",

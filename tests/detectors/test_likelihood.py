@@ -123,6 +123,8 @@ def test_threshold_images_set_the_thresholds_and_leave_the_models_alone(fitted,
                              batch_size=256).fit(real, threshold_images=other)
     np.testing.assert_allclose(det.score(real_test), fitted.score(real_test), atol=1e-9)
     assert det.fit_info_["threshold_real"] == 300 and fitted.fit_info_["threshold_real"] == 80
+    assert det.fit_info_["held_back_auc"] == fitted.fit_info_["held_back_auc"]  # val reals
+    assert det.fit_info_["threshold_real_auc"] != det.fit_info_["held_back_auc"]
     scores, loc = det.score_and_localize(other)
     assert det.threshold_ == pytest.approx(calibrate_threshold(scores, det.target_fpr))
     assert det.threshold_ != pytest.approx(fitted.threshold_)
@@ -300,3 +302,5 @@ def test_shipped_calibration_matches_its_hashes_and_the_default_model():
     weights = DEFAULT_MODEL / "model.safetensors"
     assert det.model_sha256_ == hashlib.sha256(weights.read_bytes()).hexdigest()
     assert det.fit_info_["held_back_auc"] > 0.6
+    # its thresholds come from 2048 patches of the train photos: the val photos are two
+    assert det.fit_info_["threshold_split"] == "train" and det.fit_info_["threshold_real"] == 2048
