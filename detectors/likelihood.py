@@ -25,7 +25,8 @@ real images against samples the scoring model draws *itself* (``sampling``: temp
 and 0.9, top-k 40, top-p 0.9 by default; whole images and completions of the bottom half of
 real ones), so no outside fakes are needed. ``score`` is the
 log-odds of the image model: **higher = more likely synthetic**. ``threshold_`` is its
-``1 - target_fpr`` quantile on real images held back from the regression.
+``1 - target_fpr`` quantile on real images held back from the regression (``calibrate``: on
+patches of the train photos, which are many; the val photos are few).
 
 Maps: every sliding window gets the window model's probability of being synthesized; a
 pixel's map value is the mean over the windows that cover it (a box smoothing), in [0, 1].
@@ -439,9 +440,9 @@ class LikelihoodDetector(Detector):
         # runs: the held-back ones, or the threshold images
         held_tiles = held_real[real_owner]
         held_owner = np.searchsorted(np.flatnonzero(held_real), real_owner[held_tiles])
-        held_out = self._aggregate(
-            self._tile_outputs(_take(real_stats, held_tiles), maps=True), held_owner,
-            [lay for lay, h in zip(real_layouts, held_real) if h])
+        held_out = self._aggregate(  # their maps only when they set the map threshold
+            self._tile_outputs(_take(real_stats, held_tiles), maps=calib_tiles is None),
+            held_owner, [lay for lay, h in zip(real_layouts, held_real) if h])
         real_out = held_out
         if calib_tiles is not None:
             tiles, layouts, owner = calib_tiles

@@ -406,6 +406,8 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
     t0 = time.perf_counter()
     views: dict[int, list] = {}
     with progress_bar("photos") as bar:
+        # split by split (photo_ids takes "train,val" too): the crops keep this order, so
+        # each keeps the palette it takes its turn with, and the shipped thresholds their bytes
         for one in split.split(","):
             for side, ims in real_views(source, side_list, per_photo, seed, one.strip(),
                                         progress=_calibration_bar(bar, f"cropping {one}"),
