@@ -116,10 +116,12 @@ def plan(pool: dict[str, Path], gs: dict[str, list[str]], variants: list[list[st
         out = out_root / "detectors" / held / vname
         if (out / "detector.json").exists():
             continue
+        # the variant's options come after the common ones: "s1=--inputs npr --seed 1"
+        # overrides --seed (the last value of an option wins)
         cmd = [*cli(), "--threads", "1", "train-detector", "--kind", "cnn",
-               *shlex.split(opts), *[a for n in keep for a in ("--dataset", str(pool[n]))],
+               *[a for n in keep for a in ("--dataset", str(pool[n]))],
                "--out", str(out), "--device", device, "--seed", str(seed),
-               "--no-test", *shlex.split(extra)]
+               "--no-test", *shlex.split(extra), *shlex.split(opts)]
         jobs.append((f"{vname}/{held}", cmd, out))
     return jobs
 

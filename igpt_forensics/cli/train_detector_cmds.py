@@ -5,6 +5,7 @@ dataset (written by ``generate``, or an outside ``0_real/ 1_fake`` folder or lis
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated
@@ -28,6 +29,31 @@ from ..errors import InputError
 from .common import JsonOpt, console, emit_json, err_console, progress_bar, user_errors
 
 SHOWN_FIELDS = ("loss", "val_loss", "val_auc")
+# cnn constructor parameters that have no option of their own (``--param KEY=VALUE``)
+CNN_PARAMS = ("stages", "width", "pixel_weight", "patience", "batch_size", "lr",
+              "weight_decay", "map_fpr")
+
+
+def parse_params(specs: list[str] | None, kind: str) -> dict:
+    """``["stages=4", "lr=0.001"]`` -> ``{"stages": 4, "lr": 0.001}`` (values read as JSON
+    numbers; the detector checks their types and ranges before training)."""
+    out: dict = {}
+    for spec in specs or []:
+        key, eq, text = spec.partition("=")
+        key = key.strip().replace("-", "_")
+        if kind != "cnn":
+            raise InputError(f"--param {spec}: only --kind cnn takes --param")
+        if not eq or key not in CNN_PARAMS:
+            raise InputError(f"--param {spec}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(CNN_PARAMS)}")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise InputError(f"--param {spec}: the value must be a number")
+        out[key] = value
+    return out
 
 
 class _Bar:
@@ -106,6 +132,9 @@ def train_detector(
         help=f"features: {', '.join(CLASSIFIERS)} (auto: best validation AUC).")] = "auto",
     member: Annotated[list[str] | None, typer.Option(
         help="fusion: a member detector (saved folder or name); repeat.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        help=f"cnn: another parameter as KEY=VALUE ({', '.join(CNN_PARAMS)}); repeat, "
+        "e.g. --param stages=4 --param pixel_weight=3.")] = None,
     real_forms: Annotated[str, typer.Option(
         help="Real images to learn from: real, qreal or both (comma-separated).")
     ] = ",".join(REAL_FORMS),
@@ -125,13 +154,14 @@ def train_detector(
     if max_items is not None and max_items < 1:
         raise InputError(f"--max-items must be >= 1, got {max_items}")
     forms = parse_real_forms(real_forms)
+    extra = parse_params(param, kind)
     # with --json -, standard output holds the JSON alone: the tables go to stderr
     shown = err_console if json_out is not None and str(json_out) == "-" else console
     if test:  # before training, not after it: a missing test split is known from the counts
         for d in dataset:
             check_splits(d, ("test",))
     params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
-                     target_fpr, seed, device, inputs, palette_augment)
+                     target_fpr, seed, device, inputs, palette_augment) | extra
     t0 = time.perf_counter()
     with progress_bar("images", fields=("info",)) as bar:
         det = train_on_dataset(dataset, kind, params, forms, max_items, progress=_Bar(bar))

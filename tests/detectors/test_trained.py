@@ -646,3 +646,32 @@ def test_cnn_scores_the_same_bytes_in_chunks_of_any_size(cnn_det, splits, monkey
         assert len(a) == len(b) == len(items)
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)
+
+
+def test_train_detector_param_reaches_the_cnn_and_the_last_seed_wins(dataset, tmp_path):
+    out = tmp_path / "det"
+    r = runner.invoke(app, ["train-detector", "--dataset", str(dataset), "--kind", "cnn",
+                            "--epochs", "1", "--device", "cpu", "--no-test", "--seed", "0",
+                            "--param", "stages=2", "--param", "width=8",
+                            "--param", "pixel-weight=3", "--seed", "5", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    det = load_detector(out)
+    assert (det.stages, det.width, det.pixel_weight, det.seed) == (2, 8, 3, 5)
+    from igpt_forensics.detectors.cnn import DenseDetectorNet
+
+    n_params = [sum(p.numel() for p in DenseDetectorNet(det.arch, stages, width).parameters())
+                for stages, width in ((2, 8), (3, 32))]
+    assert det.fit_info_["parameters"] == n_params[0] < n_params[1]
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("depth=3", "KEY one of stages"), ("stages", "expected KEY=VALUE"),
+    ("stages=four", "must be a number"), ("stages=true", "must be a number")])
+def test_train_detector_refuses_a_bad_param_before_loading_data(spec, message, tmp_path):
+    r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
+                            "cnn", "--param", spec, "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert message in " ".join(r.output.split()) and "nope" not in r.output
+    r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path), "--kind", "features",
+                            "--param", "stages=4", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "only --kind cnn takes --param" in " ".join(r.output.split())
