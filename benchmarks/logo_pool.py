@@ -28,6 +28,15 @@ a new variant beside it, for `bench` to compare like for like:
 
     python benchmarks/logo_pool.py derive --pool pool.txt --out runs/logo --base npr \
         --variant npr-flip --set tta=flip
+
+`fuse` stacks detectors into a `fusion` detector per held-out generator, fitted on the
+validation splits of the datasets it may see (as `derive` calibrates): a member is a variant
+of the same held-out folder, a baseline (rowcol, laplacian, colors: its direction and
+threshold fitted on the same images) or a registered detector with a shipped calibration
+(likelihood, zero-shot):
+
+    python benchmarks/logo_pool.py fuse --pool pool.txt --out runs/logo --variant fusion \
+        --member npr-flip --member likelihood --member rowcol --member laplacian --member colors
 """
 
 from __future__ import annotations
@@ -188,9 +197,54 @@ def derive(args) -> None:
     log_path.write_text(json.dumps(log, indent=1) + "\n")
 
 
+def fuse(args) -> None:
+    from igpt_forensics.detectors.base import create_detector, list_detectors
+    from igpt_forensics.detectors.baselines import BASELINES
+    from igpt_forensics.detectors.fusion import FusionDetector
+    from igpt_forensics.detectors.trained import REAL_FORMS, SplitData, load_arrays
+
+    pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
+    if len(args.variant) != 1 or "=" in args.variant[0] or not args.member:
+        raise SystemExit("fuse: name one new --variant NAME and its --member (repeat)")
+    name = args.variant[0]
+    for held in [ALL, *gs]:
+        folder = args.out / "detectors" / held
+        if (folder / name / "detector.json").exists() or not folder.is_dir():
+            continue
+        missing = [m for m in args.member if not (folder / m / "detector.json").exists()
+                   and m not in BASELINES and m not in list_detectors()]
+        if missing:
+            print(f"{held}: skipped, no member {', '.join(missing)}", flush=True)
+            continue
+        val = SplitData.concat([load_arrays(pool[n], "val", REAL_FORMS)
+                                for n in training_datasets(pool, gs, held)])
+        specs = []
+        for m in args.member:
+            if (folder / m / "detector.json").exists():
+                specs.append(str(folder / m))
+            elif m in BASELINES:  # fitted here, kept outside detectors/ (not a variant)
+                path = args.out / "members" / held / m
+                create_detector(m).fit(val.real, val.fake).save(path)
+                specs.append(str(path))
+            else:
+                specs.append(m)
+        det = FusionDetector(members=specs, seed=args.seed).fit(val.real, val.fake)
+        det.save(folder / name)
+        print(f"{held}: {name} = " + ", ".join(
+            f"{m['spec']} {m['coef']:+.2f}" for m in det.fit_info_["members"]), flush=True)
+    log_path = args.out / "train-log.json"
+    log = json.loads(log_path.read_text())
+    log["variants"][name] = "fusion of " + ", ".join(args.member) + \
+        " (fitted on the val splits, threshold out of fold)"
+    log_path.write_text(json.dumps(log, indent=1) + "\n")
+
+
 def bench(args) -> None:
     pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
+    only = set(args.held.split(",")) if args.held else set(gs)
     for held, names in gs.items():
+        if held not in only:
+            continue
         dets = sorted(p for p in (args.out / "detectors" / held).glob("*")
                       if (p / "detector.json").exists())
         report = args.out / "reports" / held
@@ -252,17 +306,20 @@ def table(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("step", choices=["train", "derive", "bench", "table"])
+    ap.add_argument("step", choices=["train", "derive", "fuse", "bench", "table"])
     ap.add_argument("--pool", type=Path)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--variant", action="append", default=[],
                     help='NAME=train-detector options, e.g. "npr=--inputs npr"')
     ap.add_argument("--base", default="", help="derive: the variant to start from")
     ap.add_argument("--set", default="", help="derive: parameters, e.g. tta=flip")
+    ap.add_argument("--member", action="append", default=[],
+                    help="fuse: a member (a variant, a baseline or a registered detector)")
     ap.add_argument("--extra", default="", help="options for every training (e.g. smoke tests)")
     ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--held", default="", help="train: only these held-out groups (and "
-                    "'all'), comma-separated, in this order (default: all, then every group)")
+    ap.add_argument("--held", default="", help="train, bench: only these held-out groups "
+                    "(train: and 'all'), comma-separated, in this order (default: all, then "
+                    "every group)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--deadline", type=float, default=1e9, help="seconds: start no training "
@@ -272,7 +329,8 @@ def main() -> None:
     ap.add_argument("--bootstrap", type=int, default=200)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
-    {"train": train, "derive": derive, "bench": bench, "table": table}[args.step](args)
+    {"train": train, "derive": derive, "fuse": fuse, "bench": bench,
+     "table": table}[args.step](args)
 
 
 if __name__ == "__main__":

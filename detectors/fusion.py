@@ -14,7 +14,14 @@ cross-fitting) of the real images fitted on.
 Maps: the members' maps averaged with weights proportional to the regression's positive
 (standardized) coefficients, so a member the regression ignores does not paint the map;
 members without dense maps (``features``: one value per tile) are left out of the map. The
-region score is the fused map's maximum.
+region score is the fused map's maximum. Masks (``masks="vote"``, the default since
+2026-12-05) are a weighted vote of the members' own masks, with the same weights: a pixel is
+in the mask when members holding at least half the weight put it in theirs (2 of 3 equal
+members). Each member's mask is calibrated on real pixels its own way (the cnn's relative
+maps keep an absolute threshold besides the image's median), and one threshold on the mean
+of such maps is not: measured leave-one-generator-out, thresholding the fused map
+(``masks="threshold"``, what files saved before load with) cut the IoU of the cnn's masks on
+VQ completions from 0.63-0.71 to 0.00-0.01 (docs/results.md).
 
 Saved self-contained: every member is saved again under ``members/`` of the fusion folder,
 and the sha256 of each of their files is recorded with the fusion's own state, so an edited
@@ -49,6 +56,7 @@ from .linear import LinearModel
 from .trained import Progress, TrainedDetector
 
 MEMBERS_DIR = "members"
+MASK_RULES = ("vote", "threshold")
 SCORE_CLIP = 1e6  # member scores are finite log-odds; this only guards the scaler
 
 
@@ -65,12 +73,17 @@ class FusionDetector(TrainedDetector):
 
     Parameters: ``members`` detector folders or names; ``C`` the regression's inverse
     regularization; ``folds`` for out-of-fold threshold calibration; ``target_fpr``,
-    ``map_fpr``; ``seed``; ``device`` passed to members that run models (None: as saved).
+    ``map_fpr`` (for ``masks="threshold"``); ``seed``; ``device`` passed to members that run
+    models (None: as saved); ``masks``, how masks are made (`MASK_RULES`: ``vote`` of the
+    members' masks, or ``threshold`` on the fused map).
     """
+
+    legacy_params = {"masks": "threshold"}
 
     def __init__(self, members: Sequence[str] = ("likelihood",), C: float = 1.0,
                  folds: int = 5, target_fpr: float = DEFAULT_TARGET_FPR,
-                 map_fpr: float = 0.05, seed: int = 0, device: str | None = None):
+                 map_fpr: float = 0.05, seed: int = 0, device: str | None = None,
+                 masks: str = "vote"):
         self.members = members
         self.C = C
         self.folds = folds
@@ -78,6 +91,7 @@ class FusionDetector(TrainedDetector):
         self.map_fpr = map_fpr
         self.seed = seed
         self.device = device
+        self.masks = masks
 
     def _open_members(self) -> list[Detector]:
         specs = [str(m) for m in self.members]
@@ -91,12 +105,14 @@ class FusionDetector(TrainedDetector):
 
     def member_outputs(self, images: list[np.ndarray], maps: bool,
                        progress: Progress | None = None, total: int = 0):
-        """(N, M) member scores, and the members' maps (per member, a list) when ``maps``."""
-        cols, all_maps = [], []
+        """(N, M) member scores, and the members' maps and masks (per member, a list each)
+        when ``maps``."""
+        cols, all_maps, all_masks = [], [], []
         for m in self.members_:
             if maps:
                 s, loc = m.score_and_localize(images)
                 all_maps.append([np.asarray(a, np.float32) for a in loc.maps])
+                all_masks.append([np.asarray(a, bool) for a in loc.masks])
             else:
                 s = m.score(images)
             s = np.asarray(s, np.float64)
@@ -105,7 +121,7 @@ class FusionDetector(TrainedDetector):
             cols.append(np.clip(s, -SCORE_CLIP, SCORE_CLIP))
             if progress is not None:
                 progress(len(images), total, stage="scoring with members")
-        return np.stack(cols, axis=1), all_maps
+        return np.stack(cols, axis=1), all_maps, all_masks
 
     def _names(self) -> list[str]:
         return [f"{i}:{m.name}" for i, m in enumerate(self.members_)]
@@ -126,6 +142,9 @@ class FusionDetector(TrainedDetector):
         for name in ("target_fpr", "map_fpr"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.masks not in MASK_RULES:
+            raise InputError(f"masks must be one of {', '.join(MASK_RULES)}, got "
+                             f"{self.masks!r}")
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise InputError(f"folds must be an integer >= 2, got {self.folds!r}")
         if val is not None and (not isinstance(val, (tuple, list)) or len(val) not in (2, 3)):
@@ -138,9 +157,9 @@ class FusionDetector(TrainedDetector):
         vreal = check_images(val[0], "val real images") if val is not None else []
         vfake = check_images(val[1], "val fake images") if val is not None else []
         total = len(self.members_) * (len(real) + len(fake) + len(vreal) + len(vfake))
-        xr, real_maps = self.member_outputs(real, maps=val is None, progress=progress,
-                                            total=total)
-        xf, _ = self.member_outputs(fake, maps=False, progress=progress, total=total)
+        xr, real_maps, _ = self.member_outputs(real, maps=val is None, progress=progress,
+                                               total=total)
+        xf, _, _ = self.member_outputs(fake, maps=False, progress=progress, total=total)
         x, y = np.concatenate([xr, xf]), np.r_[np.zeros(len(xr)), np.ones(len(xf))]
         names = self._names()
         self.model_ = LinearModel.fit(x, y, names, self.C, self.seed)
@@ -152,9 +171,9 @@ class FusionDetector(TrainedDetector):
             cal_scores, cal_fake, cal_maps = oof[: len(xr)], oof[len(xr):], real_maps
             how = f"out-of-fold ({self.folds} folds)"
         else:
-            vxr, cal_maps = self.member_outputs(vreal, maps=True, progress=progress,
-                                                total=total)
-            vxf, _ = self.member_outputs(vfake, maps=False, progress=progress, total=total)
+            vxr, cal_maps, _ = self.member_outputs(vreal, maps=True, progress=progress,
+                                                   total=total)
+            vxf, _, _ = self.member_outputs(vfake, maps=False, progress=progress, total=total)
             cal_scores, cal_fake = self.model_.decision(vxr), self.model_.decision(vxf)
             how = "validation images"
         self.threshold_ = calibrate_threshold(cal_scores, self.target_fpr)
@@ -208,11 +227,15 @@ class FusionDetector(TrainedDetector):
     def score_and_localize(self, images: Images) -> tuple[np.ndarray, Localization]:
         items = check_images(images)
         self._check_fitted()
-        x, member_maps = self.member_outputs(items, maps=True)
+        x, member_maps, member_masks = self.member_outputs(items, maps=True)
         fused = [self._fuse([mm[i] for mm in member_maps]) for i in range(len(items))]
+        if self.masks == "vote":  # members holding at least half the weight agree
+            masks = [self._fuse([mm[i].astype(np.float32) for mm in member_masks]) >= 0.5
+                     for i in range(len(items))]
+        else:
+            masks = [f > self.map_threshold_ for f in fused]
         region = np.array([float(f.max()) for f in fused])
-        loc = Localization(maps=as_input_kind(fused, images),
-                           masks=as_input_kind([f > self.map_threshold_ for f in fused], images),
+        loc = Localization(maps=as_input_kind(fused, images), masks=as_input_kind(masks, images),
                            region_scores=region, region_flags=region > self.region_threshold_)
         return self.model_.decision(x), loc
 
@@ -239,6 +262,9 @@ class FusionDetector(TrainedDetector):
 
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
                  ) -> None:
+        if self.masks not in MASK_RULES:
+            raise InputError(f"{path}: masks must be one of {', '.join(MASK_RULES)}, got "
+                             f"{self.masks!r}")
         recorded = dict(state["member_files"])
         found = _member_files(path)
         if found != recorded:
@@ -276,4 +302,4 @@ class FusionDetector(TrainedDetector):
         return out
 
 
-__all__ = ["FusionDetector"]
+__all__ = ["MASK_RULES", "FusionDetector"]

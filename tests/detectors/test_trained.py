@@ -675,3 +675,28 @@ def test_train_detector_refuses_a_bad_param_before_loading_data(spec, message, t
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path), "--kind", "features",
                             "--param", "stages=4", "--out", str(tmp_path / "d")])
     assert r.exit_code == 1 and "only --kind cnn takes --param" in " ".join(r.output.split())
+
+
+def test_fusion_masks_are_the_weighted_vote_of_the_members_masks(fusion_det, splits, tmp_path):
+    from igpt_forensics.detectors.trained import DIGEST_KEY, state_digest
+
+    fakes = list(splits["test"].fake[:16])
+    _, loc = fusion_det.score_and_localize(fakes)
+    votes = np.zeros(np.shape(loc.maps))
+    for w, m in zip(fusion_det.map_weights_, fusion_det.members_):
+        votes += w * np.asarray(m.localize(fakes).masks, np.float64)
+    np.testing.assert_array_equal(loc.masks, np.clip(votes, 0, 1).astype(np.float32) >= 0.5)
+    # a file saved before the vote loads with the old rule: the fused map over a threshold
+    fusion_det.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "detector.json").read_text())
+    assert meta["params"]["masks"] == "vote"
+    del meta["params"]["masks"]
+    state = {k: v for k, v in meta["state"].items() if k != DIGEST_KEY}
+    meta["state"][DIGEST_KEY] = state_digest(meta["params"], state, {})
+    (tmp_path / "old" / "detector.json").write_text(json.dumps(meta))
+    (tmp_path / "old" / "SHA256SUMS").unlink(missing_ok=True)
+    old = load_detector(tmp_path / "old")
+    old_loc = old.localize(fakes)
+    assert old.masks == "threshold"
+    np.testing.assert_array_equal(old_loc.masks, np.asarray(loc.maps) > old.map_threshold_)
+    assert (np.asarray(old_loc.masks) != np.asarray(loc.masks)).any()
