@@ -337,6 +337,17 @@ def check_splits(dataset: str | Path, splits: Sequence[str]) -> None:
                              "train/ val/ test/ subfolders")
 
 
+def new_detector(kind: str, params: dict[str, Any] | None = None) -> Detector:
+    """A ``kind`` detector with ``params``, checked before any data is read (a bad parameter
+    is one clear error, not a failure after loading a pool)."""
+    from .base import detector_class
+
+    det = detector_class(kind)(**(params or {}))
+    if hasattr(det, "_check_params"):
+        det._check_params()
+    return det
+
+
 def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
                      params: dict[str, Any] | None = None,
                      real_forms: Sequence[str] = REAL_FORMS, max_items: int | None = None,
@@ -348,16 +359,14 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
     validation split. ``fusion`` stacks its members on the validation split (held out from
     the members, which learned on train) and calibrates its threshold out of fold.
     """
-    from .base import detector_class
-
     datasets = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
     if not datasets:
         raise InputError("name at least one --dataset")
     if kind not in TRAINED_KINDS:
         raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
+    det = new_detector(kind, params)
     for d in datasets:
         check_splits(d, ("val",) if kind == "fusion" else ("train", "val"))
-    det = detector_class(kind)(**(params or {}))
 
     def load(split: str) -> SplitData:
         report = ((lambda n, total: progress(n, total, stage=f"loading {split}"))

@@ -20,6 +20,7 @@ from igpt_forensics.detectors.trained import (
     SplitData,
     check_splits,
     load_arrays,
+    new_detector,
     parse_real_forms,
     train_on_dataset,
 )
@@ -157,11 +158,12 @@ def train_detector(
     extra = parse_params(param, kind)
     # with --json -, standard output holds the JSON alone: the tables go to stderr
     shown = err_console if json_out is not None and str(json_out) == "-" else console
+    params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
+                     target_fpr, seed, device, inputs, palette_augment) | extra
+    new_detector(kind, params)  # a bad parameter is refused before any data is read
     if test:  # before training, not after it: a missing test split is known from the counts
         for d in dataset:
             check_splits(d, ("test",))
-    params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
-                     target_fpr, seed, device, inputs, palette_augment) | extra
     t0 = time.perf_counter()
     with progress_bar("images", fields=("info",)) as bar:
         det = train_on_dataset(dataset, kind, params, forms, max_items, progress=_Bar(bar))

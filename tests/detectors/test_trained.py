@@ -666,7 +666,8 @@ def test_train_detector_param_reaches_the_cnn_and_the_last_seed_wins(dataset, tm
 
 @pytest.mark.parametrize("spec, message", [
     ("depth=3", "KEY one of stages"), ("stages", "expected KEY=VALUE"),
-    ("stages=four", "must be a number"), ("stages=true", "must be a number")])
+    ("stages=four", "must be a number"), ("stages=true", "must be a number"),
+    ("stages=0", "stages must be a positive integer"), ("lr=-1", "lr must be > 0")])
 def test_train_detector_refuses_a_bad_param_before_loading_data(spec, message, tmp_path):
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
                             "cnn", "--param", spec, "--out", str(tmp_path / "d")])
