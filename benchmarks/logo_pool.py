@@ -32,8 +32,8 @@ a new variant beside it, for `bench` to compare like for like:
 `fuse` stacks detectors into a `fusion` detector per held-out generator, fitted on the
 validation splits of the datasets it may see (as `derive` calibrates): a member is a variant
 of the same held-out folder, a baseline (rowcol, laplacian, colors: its direction and
-threshold fitted on the same images) or a registered detector with a shipped calibration
-(likelihood, zero-shot):
+threshold fitted on the same images) or a zero-shot detector with a shipped calibration
+(likelihood; the shipped cnn is refused: it learned every generator):
 
     python benchmarks/logo_pool.py fuse --pool pool.txt --out runs/logo --variant fusion \
         --member npr-flip --member likelihood --member rowcol --member laplacian --member colors
@@ -201,7 +201,12 @@ def fuse(args) -> None:
     from igpt_forensics.detectors.base import create_detector, list_detectors
     from igpt_forensics.detectors.baselines import BASELINES
     from igpt_forensics.detectors.fusion import FusionDetector
-    from igpt_forensics.detectors.trained import REAL_FORMS, SplitData, load_arrays
+    from igpt_forensics.detectors.trained import (
+        REAL_FORMS,
+        TRAINED_KINDS,
+        SplitData,
+        load_arrays,
+    )
 
     pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
     if len(args.variant) != 1 or "=" in args.variant[0] or not args.member:
@@ -211,6 +216,11 @@ def fuse(args) -> None:
         folder = args.out / "detectors" / held
         if (folder / name / "detector.json").exists() or not folder.is_dir():
             continue
+        trained = [m for m in args.member if m in TRAINED_KINDS
+                   and not (folder / m / "detector.json").exists()]
+        if trained:  # a shipped trained detector learned every generator, the held-out too
+            raise SystemExit(f"fuse: member {', '.join(trained)} names a shipped detector "
+                             "trained on the whole pool; name a variant of the held-out folder")
         missing = [m for m in args.member if not (folder / m / "detector.json").exists()
                    and m not in BASELINES and m not in list_detectors()]
         if missing:
