@@ -27,9 +27,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+from igpt_forensics.detectors.baselines import BASELINES
 from logo_pool import detector_args, groups, read_pool
-
-BASELINES = ("rowcol", "laplacian", "colors")
 
 
 def member_scores(pool, gs, out: Path, variant: str, cache: Path) -> dict:
