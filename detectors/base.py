@@ -217,6 +217,12 @@ class Detector(ABC):
         """Per-pixel maps in [0, 1] at each image's size, masks and region scores."""
 
     @classmethod
+    def ships_for(cls, model: str) -> bool:
+        """Whether the shipped calibration was fitted for scoring model ``model`` (the same
+        weights), so that ``score --model M`` can use it instead of calibrating again."""
+        return False
+
+    @classmethod
     def calibrated(cls, model: str, progress: Callable[[int, int], None] | None = None,
                    **params) -> Detector:
         """A detector fitted for scoring model ``model`` without outside data beyond the
@@ -355,7 +361,8 @@ def open_detector(spec: str | Path, model: str | Path | None = None,
     - a folder: a saved detector (``model`` replaces the scoring model it names, checked);
     - a registered name without ``model``: the calibration the package ships for it;
     - a registered name with ``model``: the class calibrates itself for that model
-      (``Detector.calibrated``; zero-shot detectors only).
+      (``Detector.calibrated``; zero-shot detectors only), unless the shipped calibration was
+      fitted for the same weights (``Detector.ships_for``).
     """
     overrides = {k: v for k, v in overrides.items() if v is not None}
     path = Path(spec)
@@ -366,7 +373,7 @@ def open_detector(spec: str | Path, model: str | Path | None = None,
             overrides["model"] = str(model)
         return load_detector(path, **overrides)
     cls = detector_class(str(spec))
-    if model is None:
+    if model is None or cls.ships_for(str(model)):
         return create_detector(str(spec), pretrained=True, **overrides)
     return cls.calibrated(model=str(model), progress=progress, **overrides)
 
@@ -381,7 +388,11 @@ def load_plugin(spec: str) -> Any:
         cls = getattr(importlib.import_module(module), cls_name)
     except (ImportError, AttributeError, ValueError) as e:
         raise InputError(f"--detector {spec}: cannot import ({e})") from None
-    det = cls()
+    try:
+        det = cls()
+    except Exception as e:  # an outside class: anything may go wrong in it
+        raise InputError(f"--detector {spec}: cannot build it with no arguments "
+                         f"({type(e).__name__}: {e})") from None
     for need in ("score", "threshold_"):
         if not hasattr(det, need):
             raise InputError(f"--detector {spec}: has no '{need}' (see the detector "
@@ -408,6 +419,9 @@ def load_detector(path: str | Path, **overrides) -> Detector:
                      f"{meta_path}: unreadable detector file", FORMAT)
     check_sha256sums(path)  # calibrated and shipped detectors list their files' hashes
     cls = detector_class(str(meta.get("kind")))
+    for key in ("params", "state"):
+        if not isinstance(meta.get(key) or {}, dict):
+            raise InputError(f"{meta_path}: '{key}' must be an object")
     params = dict(meta.get("params") or {})
     unknown = sorted(set(params) - set(cls._param_names()))
     if unknown:

@@ -9,6 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from igpt_forensics.data import MAX_PIXELS, upscaled_pixels
+from igpt_forensics.errors import InputError
+
 
 def resize_image(image: np.ndarray, h: int, w: int) -> np.ndarray:
     if image.shape[:2] == (h, w):
@@ -27,9 +30,18 @@ def resize_map(m: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
+def check_upscale(h: int, w: int, size: int) -> None:
+    """Refuse an image so thin that upscaling its shorter side to ``size`` would make more
+    than `MAX_PIXELS` pixels (``load_image`` refuses them from files at `WORK_SIDE`)."""
+    if upscaled_pixels(h, w, size) > MAX_PIXELS:
+        raise InputError(f"image too thin: {w}x{h} pixels upscaled to a shorter side of {size} "
+                         f"would have {upscaled_pixels(h, w, size):,} (limit {MAX_PIXELS:,})")
+
+
 def upscale_to(image: np.ndarray, size: int) -> np.ndarray:
     """Upscale (Lanczos) so that the shorter side is at least ``size``; larger images as is."""
     h, w = image.shape[:2]
+    check_upscale(h, w, size)
     f = size / min(h, w)
     if f <= 1.0:
         return image
@@ -58,6 +70,7 @@ def tile_image(image: np.ndarray, size: int, tiling: str) -> tuple[list[np.ndarr
     h, w = image.shape[:2]
     if tiling == "resize":
         return [resize_image(image, size, size)], Layout((h, w), (size, size), [(0, 0)])
+    check_upscale(h, w, size)
     f = max(1.0, size / min(h, w))
     hw, ww = max(size, round(h * f)), max(size, round(w * f))
     work = resize_image(image, hw, ww)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 
 from igpt_forensics.assets import GENERATOR_NAMES
@@ -118,6 +119,29 @@ def generator_palette(model: str | Path | None = None) -> Palette:
     return Palette.from_dict(read_config(folder).get("palette", {}), name=str(folder))
 
 
+def _built_to_fit(build: Callable[[], torch.nn.Module], weights: Path) -> torch.nn.Module:
+    """``build()``, once the weights file's header (names and shapes, nothing else read)
+    matches the module that ``build`` makes, built first on the meta device: a config.json of
+    billions of parameters beside a small weights file is refused before it is allocated."""
+    if weights.exists():
+        check_regular(weights, "safetensors weights file")  # a FIFO would hang the reader
+    with torch.device("meta"):
+        need = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    try:
+        with safe_open(weights, framework="pt") as f:
+            have = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except FileNotFoundError:
+        raise InputError(f"{weights}: missing") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{weights}: corrupt weights file ({e})") from None
+    if need != have:
+        diff = sorted(set(need) ^ set(have)) or sorted(k for k in need if need[k] != have[k])
+        k = diff[0]
+        raise InputError(f"{weights}: weights do not match config.json ({k}: "
+                         f"{have.get(k, 'missing')} saved, {need.get(k, 'none')} needed)")
+    return build()
+
+
 def _load_weights(module: torch.nn.Module, weights: Path) -> None:
     if weights.exists():
         check_regular(weights, "safetensors weights file")  # a FIFO would hang the reader
@@ -153,7 +177,7 @@ def _load_codec(path: Path, config: dict, model: PixelGPT):
             tok_config = VQConfig.from_dict(tok.get("model"))
         except (InputError, TypeError) as e:
             raise InputError(f"{path / CONFIG}: bad tokenizer config ({e})") from None
-        tokenizer = VQTokenizer(tok_config)
+        tokenizer = _built_to_fit(lambda: VQTokenizer(tok_config), path / TOKENIZER)
         if (path / TOKENIZER).is_file() and sha256_file(path / TOKENIZER) != tok["sha256"]:
             raise InputError(f"{path / TOKENIZER}: sha256 differs from config.json "
                              "(file altered?)")
@@ -182,7 +206,7 @@ def load_checkpoint(path: str | Path | None = None, device: str | torch.device =
         gpt_config = GPTConfig.from_dict(config["model"])
     except (KeyError, TypeError, InputError) as e:
         raise InputError(f"{path / CONFIG}: bad model config ({e})") from None
-    model = PixelGPT(gpt_config)
+    model = _built_to_fit(lambda: PixelGPT(gpt_config), path / WEIGHTS)
     codec = _load_codec(path, config, model)
     _load_weights(model, path / WEIGHTS)
     model.to(device).eval()

@@ -341,8 +341,8 @@ def prepare_dataset(
     carries a signed C2PA manifest (`igpt_forensics.credentials`; the settings keep the
     certificate's fingerprint).
     """
-    if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-        raise InputError(f"--n must be a positive number of items, got {n}")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= pv.MAX_ITEMS:
+        raise InputError(f"--n must be a number of items from 1 to {pv.MAX_ITEMS:,}, got {n}")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed must be an integer >= 0, got {seed}")
     if batch_size < 1:

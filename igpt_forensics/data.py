@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
-from .files import inside, read_bounded
+from .files import check_regular, inside, read_bounded
 
 IMAGE_EXTENSIONS = frozenset(
     {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"}
@@ -50,6 +50,17 @@ MAX_SCORE_PIXELS = 2048 * 2048
 HELDOUT_FRACTION = 0.2
 CACHE_BYTES = 512 * 2**20  # decoded photos kept in memory while sampling patches
 MAX_FILE_BYTES = 1 << 30  # an image file larger than this is refused before it is read
+MAX_LIST_BYTES = 64 << 20  # a list file larger than this is refused before it is read
+# The smallest side the models here work at: a smaller image is upscaled to it, so a thin
+# image (1 x 6000 pixels) would become 32 x 192,000. Its pixels after that count against
+# ``max_pixels`` too (beyond one WORK_SIDE x WORK_SIDE square, which any image may become).
+WORK_SIDE = 32
+# What ``load_image`` decodes: the formats of IMAGE_EXTENSIONS, and no other, whatever a
+# file's name says (EPS would call Ghostscript, where it is installed). MPO (camera JPEGs)
+# only where this Pillow opens it as a format of its own (Pillow 13 reads them as JPEG).
+Image.init()
+IMAGE_FORMATS = tuple(f for f in ("PNG", "JPEG", "MPO", "WEBP", "BMP", "TIFF", "GIF")
+                      if f in Image.OPEN)
 MAX_PATCH_SIZE = 4096
 MAX_PATCH_BYTES = 8 * 2**30  # one call's patches, checked before they are allocated
 
@@ -61,13 +72,21 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Safe loading
 
 
+def upscaled_pixels(h: int, w: int, side: int = WORK_SIDE) -> int:
+    """Pixels of an ``h`` x ``w`` image once its shorter side is brought up to ``side``."""
+    f = max(1.0, side / max(1, min(h, w)))
+    return max(side, round(h * f)) * max(side, round(w * f)) if f > 1.0 else h * w
+
+
 def load_image(source: str | Path | bytes, name: str | None = None,
                max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode one image file to uint8 RGB ``(H, W, 3)``.
 
     EXIF orientation is applied; every Pillow mode is converted to 8-bit RGB (alpha is
-    composited onto white, 16-bit and float images are rescaled, not clipped). Any failure
-    raises `InputError` with one line naming the file.
+    composited onto white, 16-bit and float images are rescaled, not clipped). Only
+    `IMAGE_FORMATS` are decoded. An image over ``max_pixels``, also once upscaled to
+    `WORK_SIDE` (a thin strip), is refused before it is decoded. Any failure raises
+    `InputError` with one line naming the file.
     """
     name = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     if isinstance(source, bytes):
@@ -80,19 +99,26 @@ def load_image(source: str | Path | bytes, name: str | None = None,
             raise InputError(f"{name}: no such file")
         if path.is_dir():
             raise InputError(f"{name}: is a folder, not an image file")
+        if not path.is_file():  # a FIFO would hang the decoder, a device never end
+            raise InputError(f"{name}: not a regular file (expected an image file)")
         if path.stat().st_size == 0:
             raise InputError(f"{name}: empty file (0 bytes)")
         fp = path
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(fp) as im:
+            with Image.open(fp, formats=IMAGE_FORMATS) as im:
                 w, h = im.size
                 if w * h > max_pixels:
                     raise InputError(
                         f"{name}: image too large ({w}x{h} pixels, limit {max_pixels})")
                 if w == 0 or h == 0:
                     raise InputError(f"{name}: image has no pixels ({w}x{h})")
+                if upscaled_pixels(h, w) > max(max_pixels, WORK_SIDE * WORK_SIDE):
+                    raise InputError(
+                        f"{name}: image too thin ({w}x{h} pixels: upscaled to a shorter side "
+                        f"of {WORK_SIDE} to be scored it would have {upscaled_pixels(h, w):,},"
+                        f" limit {max_pixels:,})")
                 im.seek(0)  # first frame of an animation or a multi-page file
                 im.load()
                 im = ImageOps.exif_transpose(im)
@@ -102,7 +128,8 @@ def load_image(source: str | Path | bytes, name: str | None = None,
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"{name}: image too large (decompression-bomb guard: {e})") from None
     except UnidentifiedImageError:
-        raise InputError(f"{name}: not an image file (unrecognised format)") from None
+        raise InputError(f"{name}: not an image file (unrecognised format; read are "
+                         f"{', '.join(IMAGE_FORMATS)})") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise InputError(f"{name}: corrupt or truncated image ({msg})") from None
@@ -148,8 +175,8 @@ def find_images(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            found = sorted(f for f in p.rglob("*")  # a FIFO named .png: reported when read
+                           if not f.is_dir() and f.suffix.lower() in IMAGE_EXTENSIONS)
         elif p.is_file():
             found = [p]
         else:
@@ -334,6 +361,26 @@ class ImageSource:
         return rows
 
 
+def _check_npz_headers(path: Path, z) -> None:
+    """Every array of an open .npz is uint8 and, all together, at most `MAX_FILE_BYTES`:
+    read from each member's header, before any array is decompressed (a compressed .npz of
+    a few MB can hold many GB of zeros)."""
+    total = 0
+    for info in z.zip.infolist():
+        key = info.filename.removesuffix(".npy")
+        with z.zip.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read(f)
+        if dtype != np.uint8:
+            raise InputError(f"{path}: array '{key}' has dtype {dtype}, expected uint8")
+        total += int(np.prod(shape, dtype=object))
+        if total > MAX_FILE_BYTES:
+            raise InputError(f"{path}: its arrays hold more than {MAX_FILE_BYTES:,} bytes "
+                             f"(array '{key}' has shape {tuple(shape)})")
+
+
 class _SingleSource:
     """The photos of one data spec: ``loaders``, ``split`` and ``files``, keyed by id.
     Reading a file records its sha256 in ``sha256`` under ``prefix + id``."""
@@ -413,8 +460,9 @@ class _SingleSource:
         """A photo list: paths relative to its folder, or to a ``# root: DIR`` line; every
         path must stay inside that root (no absolute paths, no ``..``)."""
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except (OSError, UnicodeDecodeError) as e:
+            lines = read_bounded(path, MAX_LIST_BYTES, "photo list").decode(
+                "utf-8").splitlines()
+        except UnicodeDecodeError as e:
             raise InputError(f"{path}: unreadable photo list ({e})") from None
         root = path.parent
         header = ["path"]
@@ -450,15 +498,17 @@ class _SingleSource:
             self._add_file(rel, target, str(target), rel, split, sha)
 
     def _load_npz(self, path: Path) -> None:
+        check_regular(path, ".npz of photos")
         try:
             # allow_pickle=False: an .npz holding object arrays is refused, never unpickled.
             with np.load(path, allow_pickle=False) as z:
+                _check_npz_headers(path, z)  # before anything is decompressed
                 arrays = {k: z[k] for k in z.files}
+        except InputError:
+            raise
         except Exception as e:  # zipfile.BadZipFile, ValueError (pickled objects), OSError
             raise InputError(f"{path}: not a readable .npz of uint8 arrays ({e})") from None
         for key, a in arrays.items():
-            if a.dtype != np.uint8:
-                raise InputError(f"{path}: array '{key}' has dtype {a.dtype}, expected uint8")
             if a.ndim == 2:
                 a = np.repeat(a[..., None], 3, axis=-1)
             if a.ndim == 3 and a.shape[-1] == 3:

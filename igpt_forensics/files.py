@@ -31,6 +31,10 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _a(what: str) -> str:
+    return ("an " if what[:1].lower() in "aeiou" else "a ") + what
+
+
 def check_regular(path: str | Path, what: str) -> os.stat_result:
     """The stat of ``path`` if it is a regular file (symlinks followed); else one line naming
     it and ``what`` it should be: a FIFO would hang a reader, /dev/zero never ends."""
@@ -42,9 +46,9 @@ def check_regular(path: str | Path, what: str) -> os.stat_result:
     except OSError as e:
         raise InputError(f"{path}: unreadable {what} ({e.strerror or e})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise InputError(f"{path}: is a folder, not a {what}")
+        raise InputError(f"{path}: is a folder, not {_a(what)}")
     if not stat.S_ISREG(st.st_mode):
-        raise InputError(f"{path}: not a regular file (expected a {what})")
+        raise InputError(f"{path}: not a regular file (expected {_a(what)})")
     return st
 
 
@@ -55,7 +59,7 @@ def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
     path = Path(path)
     st = check_regular(path, what)
     if st.st_size > limit:
-        raise InputError(f"{path}: {st.st_size:,} bytes, more than a {what} may have "
+        raise InputError(f"{path}: {st.st_size:,} bytes, more than {_a(what)} may have "
                          f"({limit:,})")
     try:
         with open(path, "rb") as f:
@@ -63,7 +67,7 @@ def read_bounded(path: str | Path, limit: int, what: str) -> bytes:
     except OSError as e:
         raise InputError(f"{path}: unreadable {what} ({e.strerror or e})") from None
     if len(data) > limit:  # it grew while we looked
-        raise InputError(f"{path}: more than a {what} may have ({limit:,} bytes)")
+        raise InputError(f"{path}: more than {_a(what)} may have ({limit:,} bytes)")
     return data
 
 

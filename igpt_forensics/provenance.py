@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .data import derive_seed, load_image
+from .data import MAX_FILE_BYTES, derive_seed, load_image
 from .errors import InputError
 from .files import (
     atomic_write_bytes,
@@ -43,10 +43,12 @@ from .files import (
     check_plain_name,
     check_relative,
     inside,
+    read_bounded,
     read_json,
 )
 
 FORMAT = "igpt-forensics-dataset-v1"
+MAX_ITEMS = 10**8  # items a dataset may say it has (generate --n)
 MANIFEST, INFO, IMAGES = "manifest.jsonl", "dataset.json", "images"
 FORMS = ("real", "qreal", "fake")  # the three images of one item, in manifest order
 LABEL_OF = {"real": "real", "qreal": "real", "fake": "fake"}
@@ -284,10 +286,9 @@ def read_rows(folder: str | Path, rows: Iterable[dict], verify: bool = True,
 
     def read(rel: str, sha: str | None) -> np.ndarray:
         p = inside(folder, rel, where)
-        try:
-            data = p.read_bytes()
-        except OSError:
-            raise InputError(f"{p}: missing (listed in the manifest)") from None
+        if not os.path.lexists(p):
+            raise InputError(f"{p}: missing (listed in the manifest)")
+        data = read_bounded(p, MAX_FILE_BYTES, "image file")  # a FIFO or a huge file: one line
         if verify and hashlib.sha256(data).hexdigest() != sha:
             raise InputError(f"{p}: sha256 does not match the manifest (file altered?)")
         return load_image(data, name=str(p))
@@ -400,6 +401,20 @@ def read_info(folder: str | Path) -> dict:
         raise InputError(f"{folder}: no such dataset folder")
     info = read_json(path, f"{folder}: not a dataset ({INFO} missing)", f"{path}: unreadable",
                      FORMAT)
+    # what merge, stats and resume read from it, checked before any of it is used (merge
+    # allocates one counter per item)
+    settings = info.get("settings")
+    if not isinstance(settings, dict):
+        raise InputError(f"{path}: 'settings' must be an object")
+    n, shard = settings.get("n"), settings.get("shard")
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_ITEMS:
+        raise InputError(f"{path}: settings.n must be a whole number of items from 1 to "
+                         f"{MAX_ITEMS:,}, got {n!r}")
+    if (not isinstance(shard, list) or len(shard) != 2
+            or any(isinstance(v, bool) or not isinstance(v, int) for v in shard)
+            or not 0 <= shard[0] < shard[1]):
+        raise InputError(f"{path}: settings.shard must be [index, count] with 0 <= index < "
+                         f"count, got {shard!r}")
     return info
 
 
@@ -523,9 +538,9 @@ def check_new_folder(path: Path, what: str) -> None:
 
 
 def copy_checked(src: Path, dst: Path, sha256: str) -> None:
-    data = src.read_bytes() if src.exists() else None
-    if data is None:
+    if not os.path.lexists(src):
         raise InputError(f"{src}: missing (listed in the manifest)")
+    data = read_bounded(src, MAX_FILE_BYTES, "image file")
     if hashlib.sha256(data).hexdigest() != sha256:
         raise InputError(f"{src}: sha256 does not match the manifest (file altered?)")
     atomic_write_bytes(dst, data)

@@ -31,14 +31,13 @@ from pathlib import Path
 import numpy as np
 
 from . import provenance as pv
-from .data import find_images, load_image, photo_split
+from .data import MAX_LIST_BYTES, find_images, load_image, photo_split
 from .errors import InputError
-from .files import inside
+from .files import inside, read_bounded
 
 LABEL_DIRS = {"0_real": "real", "1_fake": "fake"}
 LABELS = {"0": "real", "real": "real", "1": "fake", "fake": "fake"}
 LIST_SUFFIXES = (".csv", ".jsonl")
-MAX_LIST_BYTES = 64 << 20  # a list file larger than this is refused before it is read
 FORMS = ("real", "qreal", "fake")
 
 
@@ -192,12 +191,9 @@ def _folder_entries(folder: Path, skipped: list[str]) -> list[_Entry]:
 
 
 def _list_rows(path: Path) -> list[dict]:
-    size = path.stat().st_size
-    if size > MAX_LIST_BYTES:
-        raise InputError(f"{path}: {size} bytes, over the {MAX_LIST_BYTES} a list may have")
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
+        text = read_bounded(path, MAX_LIST_BYTES, "list of images").decode("utf-8")
+    except UnicodeDecodeError as e:
         raise InputError(f"{path}: cannot read ({e})") from None
     if path.suffix.lower() == ".csv":
         reader = csv.DictReader(text.splitlines())

@@ -15,8 +15,9 @@ import numpy as np
 
 from . import credentials, stamp
 from . import watermark as wm
-from .data import load_image
+from .data import MAX_FILE_BYTES, load_image
 from .errors import InputError
+from .files import read_bounded
 from .palette import Palette
 
 
@@ -70,14 +71,7 @@ class Verifier:
     def file(self, path: str | Path) -> FileReport:
         """Check one file; an unreadable image raises `InputError` (one line)."""
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            raise InputError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise InputError(f"{path}: is a folder, not an image file") from None
-        except OSError as e:
-            raise InputError(f"{path}: unreadable ({e.strerror or e})") from None
+        data = read_bounded(path, MAX_FILE_BYTES, "image file")
         return self.data(data, str(path))
 
     def data(self, data: bytes, name: str, image: np.ndarray | None = None) -> FileReport:

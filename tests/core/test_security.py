@@ -619,3 +619,152 @@ def test_a_study_file_that_is_a_fifo_holds_a_nul_or_a_huge_bootstrap_is_one_line
             Study.from_toml(study)
     r = runner.invoke(app, ["bench", "--dataset", str(tmp_path), "--bootstrap", str(10**12)])
     assert "--bootstrap must be in 0..10,000" in _one_line_error(r)
+
+
+# -- the review of 2026-12-05: thin images, unbounded reads, headers before the data ----------
+
+
+def _flat_png(path, h, w):
+    import numpy as np
+    from PIL import Image
+
+    Image.fromarray(np.full((h, w, 3), 120, np.uint8)).save(path)
+    return path
+
+
+def test_a_thin_image_is_refused_before_it_is_upscaled(tmp_path):
+    import numpy as np
+    from igpt_forensics.detectors.tiles import tile_image, upscale_to
+
+    from igpt_forensics.data import load_image
+
+    _flat_png(tmp_path / "strip.png", 1, 6000)  # 6000 pixels, 192,000 x 32 once upscaled
+    _flat_png(tmp_path / "ok.png", 40, 40)
+    with pytest.raises(InputError, match="strip.png: image too thin .*6000x1"):
+        load_image(tmp_path / "strip.png", max_pixels=2048 * 2048)
+    assert load_image(tmp_path / "strip.png", max_pixels=10**7).shape == (1, 6000, 3)
+    # arrays handed to a detector directly: refused before the upscaled copy is made
+    thin = np.zeros((1, 300_000, 3), np.uint8)
+    for call in (lambda: upscale_to(thin, 32), lambda: tile_image(thin, 32, "tile")):
+        with pytest.raises(InputError, match="too thin"):
+            call()
+    r = runner.invoke(app, ["score", str(tmp_path), "--json", str(tmp_path / "s.json")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "s.json").read_text())
+    assert [Path(row["path"]).name for row in doc["rows"]] == ["ok.png"]
+    assert "strip.png: image too thin" in " ".join(r.output.split())
+
+
+def test_dataset_and_verified_images_are_read_with_a_bound(tmp_path, monkeypatch):
+    from igpt_forensics import data
+
+    ds = make_dataset(tmp_path / "ds", n=5)
+    row = json.loads((ds / pv.MANIFEST).read_text().splitlines()[0])
+    (ds / row["path"]).unlink()
+    os.mkfifo(ds / row["path"])  # read_bytes would wait for a writer forever
+    line = _one_line_error(runner.invoke(app, ["dataset", "export", str(ds),
+                                               str(tmp_path / "out")]))
+    assert row["path"] in line and "not a regular file" in line
+    # verify: the FIFO and an oversized file are reported, the good file still verified
+    folder = tmp_path / "v"
+    folder.mkdir()
+    _flat_png(folder / "good.png", 8, 8)
+    os.mkfifo(folder / "fifo.png")
+    (folder / "big.png").write_bytes(b"\0" * 4096)
+    monkeypatch.setattr(data, "MAX_FILE_BYTES", 1024)
+    monkeypatch.setattr("igpt_forensics.verify.MAX_FILE_BYTES", 1024)
+    r = runner.invoke(app, ["verify", str(folder), "--json", "-"])
+    assert "Traceback" not in r.output
+    assert "fifo.png: not a regular file" in r.output and "big.png: 4,096 bytes" in r.output
+    assert "good.png" in r.stdout
+
+
+def test_an_npz_is_checked_from_its_headers_before_it_is_decompressed(tmp_path, monkeypatch):
+    import numpy as np
+
+    from igpt_forensics import data
+    from igpt_forensics.data import ImageSource
+
+    np.savez_compressed(tmp_path / "signed.npz", a=np.zeros((8, 8, 3), np.int8))
+    np.savez_compressed(tmp_path / "big.npz", a=np.zeros((4, 32, 32, 3), np.uint8))
+    monkeypatch.setattr(data, "MAX_FILE_BYTES", 4 * 32 * 32 * 3 - 1)
+
+    def no_decompressing(self, key):
+        raise AssertionError(f"array {key} decompressed before its header was checked")
+    monkeypatch.setattr(np.lib.npyio.NpzFile, "__getitem__", no_decompressing)
+    with pytest.raises(InputError, match="array 'a' has dtype int8, expected uint8"):
+        ImageSource(tmp_path / "signed.npz")
+    with pytest.raises(InputError, match="more than 12,287 bytes .*'a' has shape"):
+        ImageSource(tmp_path / "big.npz")
+
+
+def test_a_checkpoint_is_matched_to_its_weights_on_the_meta_device(tiny_checkpoint, tmp_path,
+                                                                   monkeypatch):
+    import shutil
+
+    import torch
+    from igpt_forensics.generators import checkpoint
+
+    ck = tmp_path / "ck"
+    shutil.copytree(tiny_checkpoint, ck, ignore=shutil.ignore_patterns("state"))
+    cfg = json.loads((ck / "config.json").read_text())
+    cfg["model"]["n_layer"] *= 8  # within the bounds, but not the saved weights' shape
+    (ck / "config.json").write_text(json.dumps(cfg))
+    built = []
+    real = checkpoint.PixelGPT
+
+    class Watched(real):
+        def __init__(self, config):
+            super().__init__(config)
+            built.append(next(self.parameters()).device.type)
+    monkeypatch.setattr(checkpoint, "PixelGPT", Watched)
+    with pytest.raises(InputError, match="weights do not match config.json"):
+        checkpoint.load_checkpoint(ck)
+    assert built == ["meta"]  # nothing of the crafted size was allocated
+    shutil.copy(tiny_checkpoint / "config.json", ck / "config.json")
+    model = checkpoint.load_checkpoint(ck)[0]
+    assert built == ["meta", "meta", "cpu"] and isinstance(model, torch.nn.Module)
+
+
+@pytest.mark.parametrize("settings, says", [
+    (None, "'settings' must be an object"), ({"n": 10**15, "shard": [0, 1]}, "settings.n"),
+    ({"n": "5", "shard": [0, 1]}, "settings.n"), ({"n": 5, "shard": [1, 1]}, "settings.shard"),
+    ({"n": 5, "shard": [0, True]}, "settings.shard")])
+def test_a_crafted_dataset_json_is_one_line_before_anything_is_allocated(tmp_path, settings,
+                                                                          says):
+    ds = make_dataset(tmp_path / "ds", n=5)
+    info = json.loads((ds / pv.INFO).read_text())
+    info["settings"] = settings
+    (ds / pv.INFO).write_text(json.dumps(info))
+    for args in (["dataset", "stats", str(ds)],
+                 ["dataset", "merge", str(ds), "--out", str(tmp_path / "m")]):
+        line = _one_line_error(runner.invoke(app, args))
+        assert "dataset.json" in line and says in line, line
+    assert not (tmp_path / "m").exists()
+
+
+def test_crafted_detector_files_and_plugins_are_one_line(tmp_path):
+    det = tmp_path / "det"
+    det.mkdir()
+    _flat_png(tmp_path / "a.png", 32, 32)
+    for params in ([1], "ab"):
+        (det / "detector.json").write_text(json.dumps(
+            {"format": "igpt-forensics-detector-v1", "kind": "rowcol", "params": params}))
+        line = _one_line_error(runner.invoke(app, ["score", str(tmp_path / "a.png"),
+                                                   "--detector", str(det)]))
+        assert "detector.json: 'params' must be an object" in line
+    # an outside class that cannot be built with no arguments
+    line = _one_line_error(runner.invoke(app, ["score", str(tmp_path / "a.png"), "--detector",
+                                               "json:JSONDecodeError"]))
+    assert "json:JSONDecodeError: cannot build it" in line
+
+
+def test_photo_lists_are_read_with_a_bound_and_eps_is_never_decoded(tmp_path):
+    from igpt_forensics.data import ImageSource, load_image
+
+    os.mkfifo(tmp_path / "list.txt")
+    with pytest.raises(InputError, match="list.txt: not a regular file"):
+        ImageSource(tmp_path / "list.txt")
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n"
+    with pytest.raises(InputError, match="x.png: not an image file"):
+        load_image(eps, name="x.png")  # Pillow would hand EPS to Ghostscript

@@ -267,7 +267,7 @@ def test_generate_command_stats_and_export(ckpt, ref, tmp_path):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--n", "0"], "--n must be a positive"),
+    (["--n", "0"], "--n must be a number of items from 1"),
     (["--masks", "box:5,5,6,6"], "does not fit in a 8x8"),
     (["--masks", "top-half,blob"], "unknown mask 'blob'"),
     (["--size", "16"], "--size 16 does not match the generator"),
