@@ -72,11 +72,10 @@ def summary(doc: dict, target_fpr: float = 0.01) -> dict:
     warnings = []
     ranking = sorted(q, key=lambda r: (-(r.get("auc_lo") or r["auc"]), -r["auc"]))
     best = next((r for r in ranking if r["detector"] not in BASELINES), None)
-    for r in q:
-        if r.get("n_real", 1000) < 100:
-            warnings.append(f"{r['detector']} on {r['dataset']}: only {r['n_real']} real test "
-                            "images; TPR at 1% FPR rests on one or no false positive")
-            break
+    small = {r["dataset"]: r["n_real"] for r in q if r.get("n_real", 1000) < 100}
+    for name, n_real in small.items():  # a property of the dataset, said once for it
+        warnings.append(f"dataset {name}: only {n_real} real test images; TPR at 1% FPR "
+                        "rests on one or no false positive, and thresholds on few more")
     for r in q:
         fpr = r.get("fpr_at_threshold")
         if fpr is not None and fpr > 2 * target_fpr + 0.01:

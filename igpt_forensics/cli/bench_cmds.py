@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 from rich import box
+from rich.markup import escape
 from rich.table import Table
 
 from ..bench import MAX_BOOTSTRAP, Study, run_benchmark
 from ..errors import InputError
 from ..perturb import parse_grid
+from ..report import summary
 from .common import DoneBar, console, err_console, progress_bar, user_errors
 
 
@@ -77,6 +79,8 @@ def print_table(doc: dict, title: str) -> None:
                    if r["detector"] == name}
             t4.add_row(name, *(_num(auc.get(h)) for h in held), _num(mean))
         console.print(t4)
+    for line in summary(doc)["warnings"]:  # what report.html says first, said here too
+        err_console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
 def make_datasets(study: Study) -> None:
@@ -122,9 +126,11 @@ def _run(study: Study, model: Path | None, title: str) -> dict:
 @user_errors
 def bench(
     dataset: Annotated[list[Path] | None, typer.Option(
-        help="Dataset folder made by `generate` (repeat for several).")] = None,
+        help="Dataset folder made by `generate`, an outside 0_real/ 1_fake/ folder or a "
+        "CSV/JSONL list (repeat for several).")] = None,
     detector: Annotated[list[str] | None, typer.Option(
-        help="likelihood, a saved detector folder, or module:Class (repeat).")] = None,
+        help="A shipped detector (cnn, likelihood), a saved detector folder, or module:Class "
+        "(repeat).")] = None,
     train: Annotated[list[str] | None, typer.Option(
         help="Detector kind to train per dataset (features, cnn, fusion; baselines rowcol, "
         "laplacian, colors): tested in distribution and in the cross-dataset matrix (repeat).")
@@ -134,7 +140,8 @@ def bench(
         "resizeF (factor in (0, 4]), blurS (Gaussian sigma), noiseS (noise sigma), cropN "
         "(center crop side); e.g. none,jpeg90,jpeg75,jpeg50,resize0.5,blur1,noise2,crop24.")
                        ] = "none",
-    config: Annotated[Path | None, typer.Option(help="A study TOML file (see README).")
+    config: Annotated[Path | None, typer.Option(help="A study TOML file (see docs/results.md; "
+                                                "studies/default.toml is one).")
                       ] = None,
     model: Annotated[Path | None, typer.Option(help="Scoring model for likelihood.")] = None,
     split: Annotated[str, typer.Option(help="Split to score.")] = "test",

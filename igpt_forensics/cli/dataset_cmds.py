@@ -60,7 +60,8 @@ def generate(
                                    "its own --nnodes).")] = 1000,
     data: DataOpt = None,
     model: Annotated[Path | None, typer.Option(
-        help="Generator checkpoint folder. Default: the bundled generator.")] = None,
+        help="Generator: a checkpoint folder, or pixel-default / vq-default (the bundled "
+        "ones). Default: pixel-default.")] = None,
     masks: Annotated[str, typer.Option(help="Mask kinds, cycled over items: top-half, box, "
                                        "full, box:T,L,H,W, file:PATH; recon (VQ family: a "
                                        "real image encoded and decoded).")

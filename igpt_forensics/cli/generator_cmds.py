@@ -266,6 +266,10 @@ def complete(
     if mask == "recon" and codec.family != "vq":
         raise InputError("--mask recon is for VQ-family generators (encode and decode); a "
                          "pixel-family generator would only return the palette round trip")
+    if mask == "recon" and samples > 1:  # encode + decode draws nothing: one is every one
+        err_console.print(f"--mask recon: encoding and decoding is deterministic; one "
+                          f"reconstruction per image instead of {samples}")
+        samples = 1
     files, originals, bad = _load_inputs(images, size)
     if not files:
         report_skipped(bad)
@@ -309,9 +313,11 @@ def complete(
     atomic_write_bytes(out, stamped_png(grid, grid_record))
     tokens = int(result.mask.sum()) * samples // codec.scale**2
     what = "pixels" if codec.family == "pixel" else "codes"
-    console.print(f"wrote {out}: {len(files)} images x {samples} completions "
-                  f"({tokens:,} {what} drawn in {dt:.1f} s, {tokens / dt:,.0f} tokens/s) "
-                  f"with the {codec.family} generator {cfg['path']}", soft_wrap=True)
+    drawn = (f"{tokens:,} {what} drawn in {dt:.1f} s, {tokens / dt:,.0f} tokens/s" if tokens
+             else f"nothing drawn, {dt:.1f} s")
+    console.print(f"wrote {out}: {len(files)} image{'s' if len(files) != 1 else ''} x "
+                  f"{samples} completion{'s' if samples != 1 else ''} ({drawn}) with the "
+                  f"{codec.family} generator {cfg['path']}", soft_wrap=True)
     if codec.family == "vq":
         console.print("the decoder re-synthesised every pixel, also outside the mask (the "
                       "mask in each record is the region whose codes were drawn)",

@@ -13,7 +13,7 @@ from ..data import ImageSource, sample_patches
 from ..palette import Palette
 from .common import DataOpt, console, data_spec, report_skipped, user_errors
 
-app = typer.Typer(help="Fit and inspect color palettes.", no_args_is_help=True)
+app = typer.Typer(help="Fit color palettes (k-means over photo pixels).", no_args_is_help=True)
 
 @app.command("fit")
 @user_errors

@@ -18,7 +18,14 @@ from rich.table import Table
 from igpt_forensics.detectors.base import judge, list_detectors, open_detector, ready_detectors
 from igpt_forensics.detectors.config import DEFAULT_SAMPLING, TILINGS
 
-from ..data import MAX_SCORE_PIXELS, ImageSource, find_images, load_image, real_views
+from ..data import (
+    MAX_SCORE_PIXELS,
+    WORK_SIDE,
+    ImageSource,
+    find_images,
+    load_image,
+    real_views,
+)
 from ..distributed import Journal, barrier, finish, launch, remove_parts
 from ..errors import InputError
 from ..files import atomic_write_bytes, atomic_write_text
@@ -38,7 +45,6 @@ from .common import (
 )
 
 CHUNK = 16  # images loaded and scored together
-SMALL_SIDE = 32  # the models' size: smaller images are scored, with a warning
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 TILE_PROGRESS_FROM = 1024  # and a bar of tiles from this many (a 256x256 photo at 32x32)
 # what `score` uses with no --detector and no --model: the best shipped detector as measured
@@ -129,8 +135,9 @@ def score(
     json_out: JsonOpt = None,
     device: DeviceOpt = None,
     max_pixels: Annotated[int, typer.Option(
-        min=1, help="Refuse larger images (scoring time grows with the pixels: about 2 "
-        "minutes per megapixel on 2 CPU cores); raise it or resize the image.")
+        min=1, help="Refuse larger images (scoring time grows with the pixels, per megapixel "
+        "on 2 CPU cores: about 1 s with the cnn, 2 minutes with the likelihood detector); "
+        "raise it or resize the image.")
                           ] = MAX_SCORE_PIXELS,
 ) -> None:
     """Score images (higher = more likely synthetic) with a verdict at the calibrated
@@ -204,8 +211,6 @@ def score(
     to_stdout = emit_json(json_out, {"detector": info, "score": "higher = more likely "
                                      "synthetic", "threshold": det.threshold_, "rows": rows,
                                      "skipped": bad})
-    if to_stdout:
-        return
     if csv_out is not None:
         buf = io.StringIO()
         fields = ["path", "score", "verdict", "region_score", "region_fraction", "boxes"]
@@ -215,20 +220,21 @@ def score(
         # boxes as JSON: [[x0, y0, x1, y1], ...] in pixels, largest region first
         writer.writerows({**r, "boxes": json.dumps(r["boxes"])} for r in rows)
         atomic_write_text(csv_out, buf.getvalue())
-    table = Table(title=f"{info['kind']} detector: score = log-odds synthetic (higher = more "
-                        f"likely synthetic), threshold {det.threshold_:.3f} "
-                        f"at {getattr(det, 'target_fpr', 0.01):.0%} false positives on real "
-                        "images")
-    table.add_column("file", overflow="fold")
-    for col in ("score", "verdict", "region", "boxes"):
-        table.add_column(col, justify="left" if col == "verdict" else "right", no_wrap=True)
-    style = {"synthetic": "bold red", "region": "yellow", "real": "green"}
-    for r in rows:
-        table.add_row(r["path"], f"{r['score']:.3f}",
-                      f"[{style[r['verdict']]}]{r['verdict']}[/]",
-                      f"{r['region_fraction']:.0%}", str(len(r["boxes"])))
-    console.print(table)
-    err_console.print(f"{len(rows)} images in {seconds:.1f} s "
+    if not to_stdout:  # --json -: stdout holds the JSON alone; the rest goes to stderr
+        table = Table(title=f"{info['kind']} detector: score = log-odds synthetic (higher = more "
+                            f"likely synthetic), threshold {det.threshold_:.3f} "
+                            f"at {getattr(det, 'target_fpr', 0.01):.0%} false positives on real "
+                            "images")
+        table.add_column("file", overflow="fold")
+        for col in ("score", "verdict", "region", "boxes"):
+            table.add_column(col, justify="left" if col == "verdict" else "right", no_wrap=True)
+        style = {"synthetic": "bold red", "region": "yellow", "real": "green"}
+        for r in rows:
+            table.add_row(r["path"], f"{r['score']:.3f}",
+                          f"[{style[r['verdict']]}]{r['verdict']}[/]",
+                          f"{r['region_fraction']:.0%}", str(len(r["boxes"])))
+        console.print(table)
+    err_console.print(f"{len(rows)} image{'s' if len(rows) != 1 else ''} in {seconds:.1f} s "
                       f"({len(rows) / max(seconds, 1e-9):.1f} images/s)")
     report_skipped(bad)
     if journal is not None:
@@ -288,9 +294,9 @@ def _score_chunk(det, chunk: list[Path], max_pixels: int, maps: Path | None,
                  f"{det.image_size_}x{det.image_size_} images only and flags most "
                  "larger real photos; calibrate it first: igpt-forensics calibrate "
                  f"--detector {state['detector']} --data REAL_PHOTOS --out DIR")
-        if min(image.shape[:2]) < SMALL_SIDE:
+        if min(image.shape[:2]) < WORK_SIDE:
             warn(f"{f}: only {image.shape[1]}x{image.shape[0]} pixels; scores of "
-                 f"images under {SMALL_SIDE}x{SMALL_SIDE} mean little")
+                 f"images under {WORK_SIDE}x{WORK_SIDE} mean little")
         images.append(image)
         kept.append(f)
     rows = []
@@ -311,7 +317,9 @@ def _score_chunk(det, chunk: list[Path], max_pixels: int, maps: Path | None,
 @user_errors
 def calibrate(
     out: Annotated[Path, typer.Option(help="Folder to write the fitted detector to.")],
-    detector: Annotated[str, typer.Option(help="Zero-shot detector to fit.")] = "likelihood",
+    detector: Annotated[str, typer.Option(
+        help="Zero-shot detector to fit (likelihood), or a cnn (the shipped one by name, or a "
+        "saved folder) to calibrate by image size.")] = "likelihood",
     model: Annotated[Path | None, typer.Option(
         help="Scoring model checkpoint folder; default: the bundled default model.")] = None,
     data: DataOpt = None,
@@ -350,8 +358,8 @@ def calibrate(
         "palettes of 16-256 colors fitted on the photos, in turn, so that the thresholds hold "
         "on those too.")] = True,
 ) -> None:
-    """Fit a zero-shot detector on real photos and the scoring model's own samples; write it
-    with a SHA256SUMS file. The shipped calibration is this command with its defaults.
+    """Fit a zero-shot detector on real photos and the scoring model's own samples, or set a
+    cnn's thresholds by image size on your real photos; write it with a SHA256SUMS file. The shipped calibration is this command with its defaults.
 
     With a trained detector that calibrates by size (cnn, shipped or a saved folder): set its
     thresholds for every image size from real photos of --split (comma-separated, e.g.

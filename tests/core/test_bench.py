@@ -60,6 +60,8 @@ def test_bench_cli_with_a_study_file(tiny_dataset, tmp_path):
     assert r.exit_code == 0, r.output
     assert "streak" in r.output and (tmp_path / "rep2" / "report.html").exists()
     assert "benchmarking: streak on tiny" in r.output  # off a terminal: plain progress lines
+    # the report's warnings reach the terminal too, on stderr (the tiny test split is small)
+    assert "warning: dataset tiny: only" in " ".join(r.stderr.split())
 
 
 def test_bench_errors(tiny_dataset, tmp_path):
@@ -270,7 +272,7 @@ def test_report_summary_names_the_detector_to_trust_and_warns():
     assert "likelihood on d: its threshold lets 8.0% of real images through" in text
     assert "colors on d: AUC 0.970 against photographed reals but 0.200" in text
     small = summary({"image": [row("cnn", 0.9, n_real=18)]})
-    assert "only 18 real test images" in small["warnings"][0]
+    assert small["warnings"][0].startswith("dataset d: only 18 real test images")
     c1, c2 = detector_colors(["b", "a", "c"]), detector_colors(["c", "a", "b", "a"])
     assert c1 == c2 and len(set(c1.values())) == 3  # one color per detector, every plot
 

@@ -172,6 +172,15 @@ def test_the_shipped_cnn_is_checked_says_what_trained_it_and_finds_vq_reconstruc
     assert auc > 0.75, auc  # measured 0.90 on the default study's test split
 
 
+def test_json_on_stdout_keeps_the_skipped_files_and_the_timing_on_stderr(folder):
+    r = runner.invoke(app, ["score", str(folder), "--json", "-"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout)  # stdout: the JSON alone
+    assert len(doc["rows"]) == 3 and len(doc["skipped"]) == 1
+    err = " ".join(r.stderr.split())
+    assert "skipped 1 file:" in err and "broken.png" in err and "3 images in" in err
+
+
 def test_score_uses_the_shipped_cnn_by_default(folder):
     r = runner.invoke(app, ["score", str(folder / "a.png"), "--json", "-"])
     assert r.exit_code == 0, r.output
