@@ -189,6 +189,14 @@ def test_nll_and_complete_commands_take_a_vq_checkpoint(vq, tmp_path):
 
     _, rec = read_stamp(next((tmp_path / "c").iterdir()).read_bytes())
     assert rec["family"] == "vq" and rec["tokenizer_sha256"] and rec["palette_sha256"] is None
+    # recon draws nothing: one reconstruction, however many samples were asked for
+    r = runner.invoke(app, ["complete", str(img), "--model", str(root / "gen"), "--mask",
+                            "recon", "--out", str(tmp_path / "recon.png"), "--save-dir",
+                            str(tmp_path / "r")])
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "r").iterdir())) == 1
+    text = " ".join(r.output.split())
+    assert "one reconstruction per image instead of 4" in text and "nothing drawn" in text
 
 
 def test_bundled_names_resolve_or_say_what_is_missing(monkeypatch, tmp_path):
