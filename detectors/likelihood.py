@@ -78,6 +78,7 @@ from igpt_forensics.errors import InputError
 
 from .base import (
     DEFAULT_TARGET_FPR,
+    META_FILE,
     Detector,
     Images,
     Localization,
@@ -260,6 +261,23 @@ class LikelihoodDetector(Detector):
         then per code, on the code grid, and the maps are spread over each code's cell)."""
         self._scorer()
         return self._loaded[1:]
+
+    @classmethod
+    def ships_for(cls, model: str) -> bool:
+        """True when ``model``'s weights are those the shipped calibration was fitted for
+        (``--model pixel-default``, or a copy of it): nothing to calibrate."""
+        from igpt_forensics.generators.checkpoint import WEIGHTS, resolve_model
+
+        from igpt_forensics.files import read_json, sha256_file
+
+        meta = cls.default_asset / META_FILE
+        weights = resolve_model(model) / WEIGHTS
+        if not meta.is_file() or not weights.is_file():
+            return False
+        doc = read_json(meta, f"{meta}: missing", f"{meta}: unreadable")
+        state = doc.get("state") if isinstance(doc, dict) else None
+        want = state.get("model_sha256_") if isinstance(state, dict) else None
+        return isinstance(want, str) and sha256_file(weights) == want
 
     @classmethod
     def calibrated(cls, model: str | None = None, data: str = "builtin",

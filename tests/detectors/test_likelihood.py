@@ -25,7 +25,12 @@ from igpt_forensics.detectors.likelihood import (
     parse_sampling,
 )
 from igpt_forensics.detectors.tiles import tile_image
-from igpt_forensics.generators.checkpoint import DEFAULT_MODEL, load_checkpoint, save_checkpoint
+from igpt_forensics.generators.checkpoint import (
+    DEFAULT_MODEL,
+    load_checkpoint,
+    resolve_model,
+    save_checkpoint,
+)
 from igpt_forensics.generators.model import create_model
 from sklearn.metrics import roc_auc_score
 
@@ -304,3 +309,23 @@ def test_shipped_calibration_matches_its_hashes_and_the_default_model():
     assert det.fit_info_["held_back_auc"] > 0.6
     # its thresholds come from 2048 patches of the train photos: the val photos are two
     assert det.fit_info_["threshold_split"] == "train" and det.fit_info_["threshold_real"] == 2048
+
+
+def test_score_with_the_bundled_model_uses_the_shipped_calibration(tiny_checkpoint, tmp_path,
+                                                                  monkeypatch):
+    import shutil
+
+    from igpt_forensics.detectors.base import create_detector, open_detector
+    from igpt_forensics.detectors.likelihood import LikelihoodDetector
+
+    def no_calibrating(*a, **k):
+        raise AssertionError("calibrated again for the weights it ships for")
+    copy = tmp_path / "copy"  # the bundled weights under another name: the same weights
+    shutil.copytree(resolve_model("pixel-default"), copy)
+    monkeypatch.setattr(LikelihoodDetector, "calibrated", classmethod(no_calibrating))
+    shipped = create_detector("likelihood", pretrained=True)
+    for model in ("pixel-default", str(copy)):
+        assert open_detector("likelihood", model=model).threshold_ == shipped.threshold_
+    assert not LikelihoodDetector.ships_for(str(tiny_checkpoint))  # other weights: calibrate
+    with pytest.raises(AssertionError, match="calibrated again"):
+        open_detector("likelihood", model=str(tiny_checkpoint))
