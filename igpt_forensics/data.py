@@ -381,6 +381,18 @@ def _check_npz_headers(path: Path, z) -> None:
                              f"(array '{key}' has shape {tuple(shape)})")
 
 
+PROBE_FILES = 64  # sources of at most this many files have their headers opened when listed
+
+
+def _opens(path: Path) -> bool:
+    """Whether an image file's header opens (nothing decoded)."""
+    try:
+        with Image.open(path, formats=IMAGE_FORMATS):
+            return True
+    except Exception:  # any failure: the file is reported when it is loaded
+        return False
+
+
 class _SingleSource:
     """The photos of one data spec: ``loaders``, ``split`` and ``files``, keyed by id.
     Reading a file records its sha256 in ``sha256`` under ``prefix + id``."""
@@ -392,6 +404,7 @@ class _SingleSource:
         self.files: dict[str, str] = {}
         self.skipped: list[str] = []  # files found but not usable (e.g. their names)
         self.explicit: set[str] = set()  # photos whose split the spec gives
+        self.paths: dict[str, Path] = {}  # where each file photo is (probed by _ensure_heldout)
         if spec == "builtin":
             for pid, (module, rel) in BUILTIN_PHOTOS.items():
                 self._add_file(pid, _pkg_file(module, rel), f"builtin:{pid}",
@@ -425,14 +438,20 @@ class _SingleSource:
     def _ensure_heldout(self) -> None:
         """At least one val and one test photo whenever there are 3 or more: with few photos
         the hash rule may hold none out. The train photo whose hash lies nearest the held-out
-        range moves (only photos whose split was not given explicitly)."""
-        if len(self.split) < 3:
+        range moves (only photos whose split was not given explicitly). With few files
+        (`PROBE_FILES`), only those whose image header opens count, so that a text file named
+        .jpg cannot be a folder's only test photo."""
+        usable = self.split.keys()
+        if len(self.paths) <= PROBE_FILES:
+            usable = [pid for pid in usable if pid not in self.paths
+                      or _opens(self.paths[pid])]
+        if len(usable) < 3:
             return
         for want in ("val", "test"):
-            if want in self.split.values():
+            if any(self.split[pid] == want for pid in usable):
                 continue
-            movable = sorted((hash_fraction(pid), pid) for pid, sp in self.split.items()
-                             if sp == "train" and pid not in self.explicit)
+            movable = sorted((hash_fraction(pid), pid) for pid in usable
+                             if self.split[pid] == "train" and pid not in self.explicit)
             if len(movable) > 1:
                 self.split[movable[0][1]] = want
 
@@ -451,6 +470,7 @@ class _SingleSource:
             return load_image(data, name=name)
 
         self.loaders[pid] = load
+        self.paths[pid] = path
         self.split[pid] = split or photo_split(pid)
         if split:
             self.explicit.add(pid)

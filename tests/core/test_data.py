@@ -333,3 +333,25 @@ def test_unencodable_file_names_skip_one_file(tmp_path):
     assert sorted(source.ids) == ["b.png", "c.png"]
     assert len(source.report.bad) == 1 and "not valid UTF-8" in source.report.bad[0]
     source.report.bad[0].encode("utf-8")  # printable and JSON-able
+
+
+def test_a_few_photos_keep_a_readable_val_and_test_photo(tmp_path):
+    """README: 3 or more photos always keep one val and one test photo; a file that is not
+    an image must not be the one held out."""
+    from igpt_forensics.data import ImageSource, photo_split
+
+    rng = np.random.default_rng(0)
+    names = [f"p{i}.png" for i in range(40)]
+    # three readable photos that the hash rule puts in train, and text files named .png
+    photos = [n for n in names if photo_split(n) == "train"][:3]
+    fakes = ([n for n in names if photo_split(n) == "val"][:1]  # held out by the hash rule
+             + [n for n in names if photo_split(n) == "test"][:1])
+    for n in photos:
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(tmp_path / n)
+    for n in fakes:
+        (tmp_path / n).write_text("not an image")
+    source = ImageSource(tmp_path)
+    split = {pid: source.split_of(pid) for pid in source.ids}
+    assert [split[n] for n in fakes] == ["val", "test"]  # they keep theirs
+    held = {s: [n for n in photos if split[n] == s] for s in ("val", "test")}
+    assert held["val"] and held["test"], split
