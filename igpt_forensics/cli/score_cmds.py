@@ -45,6 +45,7 @@ from .common import (
 )
 
 CHUNK = 16  # images loaded and scored together
+FEW_REAL = 100  # calibrate warns below this many real images at a side
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 TILE_PROGRESS_FROM = 1024  # and a bar of tiles from this many (a 256x256 photo at 32x32)
 # what `score` uses with no --detector and no --model: the best shipped detector as measured
@@ -413,18 +414,18 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
     source = ImageSource(data_spec(data))
     t0 = time.perf_counter()
     views: dict[int, list] = {}
-    with progress_bar("photos") as bar:
+    with progress_bar("images") as bar:
         # split by split (photo_ids takes "train,val" too): the crops keep this order, so
         # each keeps the palette it takes its turn with, and the shipped thresholds their bytes
         for one in split.split(","):
             for side, ims in real_views(source, side_list, per_photo, seed, one.strip(),
-                                        progress=_calibration_bar(bar, f"cropping {one}"),
+                                        progress=_calibration_bar(bar, f"cropping {one} photos"),
                                         ).items():
                 views.setdefault(side, []).extend(ims)
         if qreal:  # each crop also through a palette: GIF-like reals, in many formats
             palettes = calibration_palettes(views[min(views)], seed) if views else []
             views = {side: ims + palette_views(ims, palettes) for side, ims in views.items()}
-        det.calibrate_sizes(views, progress=_calibration_bar(bar, "scoring sides"))
+        det.calibrate_sizes(views, progress=_calibration_bar(bar, "scoring crops"))
     det.save(out)
     table = Table(title=f"{det.name} detector {out}: thresholds per image side, at "
                         f"{det.target_fpr:.0%} of real images (map: {det.map_fpr:.0%} of "
@@ -436,7 +437,11 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
         table.add_row(str(side), str(t["n"][i]), f"{t['image'][i]:.3f}",
                       f"{t['region'][i]:.3f}", f"{t['map'][i]:.4f}")
     console.print(table)
-    err_console.print(f"{time.perf_counter() - t0:.0f} s")
+    err_console.print(f"calibrated in {time.perf_counter() - t0:.0f} s")
+    few = [f"{side} px ({n})" for side, n in zip(t["sides"], t["n"]) if n < FEW_REAL]
+    if few:  # a 1% threshold from a few dozen images is the largest of them, or near it
+        warn(f"few real images at {', '.join(few)}: a threshold at {det.target_fpr:.0%} of "
+             f"real images needs {FEW_REAL} or more; add photos (--data) or --per-photo")
     report_skipped(source.report.bad)
 
 

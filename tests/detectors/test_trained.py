@@ -522,6 +522,9 @@ def test_calibrate_cli_sets_size_thresholds_of_a_saved_cnn(cnn_det, tmp_path):
     assert "thresholds per image side" in r.output
     table = load_detector(tmp_path / "cal").size_calibration_
     assert table["sides"] == [8, 16]
+    text = " ".join(r.output.split())  # 2 val photos x 3 crops x 2 forms: too few for 1%
+    assert f"few real images at 8 px ({table['n'][0]}), 16 px ({table['n'][1]})" in text
+    assert "calibrated in" in text
     # by default the crops come as photographed and through palettes in turn: twice as many
     r = runner.invoke(app, ["calibrate", "--detector", str(src), "--data", "builtin",
                             "--split", "val", "--per-photo", "3", "--sides", "8,16",
