@@ -47,9 +47,12 @@ def _c2pa_cell(c: dict) -> str:
 
 
 def _verdict(row: dict) -> str:
-    w = row["watermark"]
-    if w is None:
-        return "-"
+    w, m = row["watermark"], row["metadata"]
+    if w is None:  # no key: what the stamp says the image is (a claim, not a proof)
+        if m["status"] == "missing":
+            return "no stamp"
+        return f"stamped: {m['kind'] or 'unknown kind'}" + (
+            "" if m["status"] == "intact" else f" ({m['status']})")
     if not w["detected"]:
         return "not found"
     if w["found_by"] == "region":
@@ -104,7 +107,7 @@ def verify(
                                 "key_sha256": None if key is None else key_fingerprint(key),
                                 "rows": rows, "skipped": bad}):
         table = Table(title="verify" + ("" if key else " (no key: stamps only)"))
-        for col, just in (("file", "left"), ("metadata", "left"), ("C2PA", "left"),
+        for col, just in (("file", "left"), ("stamp", "left"), ("C2PA", "left"),
                           ("z image", "right"),
                           ("best region", "right"), ("shifted", "right"),
                           ("verdict", "left")):

@@ -222,3 +222,13 @@ def test_bad_inputs_are_one_line_errors_and_bad_files_are_skipped(ckpt, key_file
         "broken.png", "empty.png", "nothere.png"]
     r = runner.invoke(app, ["verify", str(photo.parent / "broken.png")])
     assert r.exit_code == 1 and "no readable images" in r.output
+
+
+def test_verify_without_a_key_says_what_the_stamp_claims():
+    from igpt_forensics.assets import ASSETS
+
+    files = [ASSETS / "examples" / n for n in ("completion.png", "photo.png")]
+    r = runner.invoke(app, ["verify", *map(str, files)], env={"COLUMNS": "200"})
+    assert r.exit_code == 0, r.output
+    verdicts = [ln.split("│")[-2].strip() for ln in r.output.splitlines() if "│" in ln]
+    assert verdicts == ["stamped: completion", "no stamp"], r.output
