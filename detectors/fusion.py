@@ -17,7 +17,8 @@ members without dense maps (``features``: one value per tile) are left out of th
 region score is the fused map's maximum. Masks (``masks="vote"``, the default since
 2026-12-05) are a weighted vote of the members' own masks, with the same weights: a pixel is
 in the mask when members holding at least half the weight put it in theirs (2 of 3 equal
-members). Each member's mask is calibrated on real pixels its own way (the cnn's relative
+members); region flags likewise, so that each member's thresholds by image size hold (one
+threshold on the fused map's maximum is calibrated at the validation images' size only). Each member's mask is calibrated on real pixels its own way (the cnn's relative
 maps keep an absolute threshold besides the image's median), and one threshold on the mean
 of such maps is not: measured leave-one-generator-out, thresholding the fused map
 (``masks="threshold"``, what files saved before load with) cut the IoU of the cnn's masks on
@@ -105,14 +106,15 @@ class FusionDetector(TrainedDetector):
 
     def member_outputs(self, images: list[np.ndarray], maps: bool,
                        progress: Progress | None = None, total: int = 0):
-        """(N, M) member scores, and the members' maps and masks (per member, a list each)
-        when ``maps``."""
-        cols, all_maps, all_masks = [], [], []
+        """(N, M) member scores, and when ``maps`` the members' maps and masks (per member, a
+        list each) and region flags (M, N)."""
+        cols, all_maps, all_masks, flags = [], [], [], []
         for m in self.members_:
             if maps:
                 s, loc = m.score_and_localize(images)
                 all_maps.append([np.asarray(a, np.float32) for a in loc.maps])
                 all_masks.append([np.asarray(a, bool) for a in loc.masks])
+                flags.append(np.asarray(loc.region_flags, bool))
             else:
                 s = m.score(images)
             s = np.asarray(s, np.float64)
@@ -121,7 +123,7 @@ class FusionDetector(TrainedDetector):
             cols.append(np.clip(s, -SCORE_CLIP, SCORE_CLIP))
             if progress is not None:
                 progress(len(images), total, stage="scoring with members")
-        return np.stack(cols, axis=1), all_maps, all_masks
+        return np.stack(cols, axis=1), all_maps, all_masks, np.array(flags, bool)
 
     def _names(self) -> list[str]:
         return [f"{i}:{m.name}" for i, m in enumerate(self.members_)]
@@ -157,9 +159,9 @@ class FusionDetector(TrainedDetector):
         vreal = check_images(val[0], "val real images") if val is not None else []
         vfake = check_images(val[1], "val fake images") if val is not None else []
         total = len(self.members_) * (len(real) + len(fake) + len(vreal) + len(vfake))
-        xr, real_maps, _ = self.member_outputs(real, maps=val is None, progress=progress,
-                                               total=total)
-        xf, _, _ = self.member_outputs(fake, maps=False, progress=progress, total=total)
+        xr, real_maps, _, _ = self.member_outputs(real, maps=val is None, progress=progress,
+                                                  total=total)
+        xf = self.member_outputs(fake, maps=False, progress=progress, total=total)[0]
         x, y = np.concatenate([xr, xf]), np.r_[np.zeros(len(xr)), np.ones(len(xf))]
         names = self._names()
         self.model_ = LinearModel.fit(x, y, names, self.C, self.seed)
@@ -171,9 +173,9 @@ class FusionDetector(TrainedDetector):
             cal_scores, cal_fake, cal_maps = oof[: len(xr)], oof[len(xr):], real_maps
             how = f"out-of-fold ({self.folds} folds)"
         else:
-            vxr, cal_maps, _ = self.member_outputs(vreal, maps=True, progress=progress,
-                                                   total=total)
-            vxf, _, _ = self.member_outputs(vfake, maps=False, progress=progress, total=total)
+            vxr, cal_maps, _, _ = self.member_outputs(vreal, maps=True, progress=progress,
+                                                      total=total)
+            vxf = self.member_outputs(vfake, maps=False, progress=progress, total=total)[0]
             cal_scores, cal_fake = self.model_.decision(vxr), self.model_.decision(vxf)
             how = "validation images"
         self.threshold_ = calibrate_threshold(cal_scores, self.target_fpr)
@@ -227,16 +229,20 @@ class FusionDetector(TrainedDetector):
     def score_and_localize(self, images: Images) -> tuple[np.ndarray, Localization]:
         items = check_images(images)
         self._check_fitted()
-        x, member_maps, member_masks = self.member_outputs(items, maps=True)
+        x, member_maps, member_masks, member_flags = self.member_outputs(items, maps=True)
         fused = [self._fuse([mm[i] for mm in member_maps]) for i in range(len(items))]
+        region = np.array([float(f.max()) for f in fused])
         if self.masks == "vote":  # members holding at least half the weight agree
             masks = [self._fuse([mm[i].astype(np.float32) for mm in member_masks]) >= 0.5
                      for i in range(len(items))]
+            # so do region flags: each member's are calibrated on real images, by image size
+            # for the cnn; one threshold on the fused map's maximum is set at one size only
+            flags = np.asarray(self.map_weights_) @ member_flags.astype(np.float64) >= 0.5
         else:
             masks = [f > self.map_threshold_ for f in fused]
-        region = np.array([float(f.max()) for f in fused])
+            flags = region > self.region_threshold_
         loc = Localization(maps=as_input_kind(fused, images), masks=as_input_kind(masks, images),
-                           region_scores=region, region_flags=region > self.region_threshold_)
+                           region_scores=region, region_flags=flags)
         return self.model_.decision(x), loc
 
     # -- persistence

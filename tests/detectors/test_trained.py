@@ -687,9 +687,14 @@ def test_fusion_masks_are_the_weighted_vote_of_the_members_masks(fusion_det, spl
     fakes = list(splits["test"].fake[:16])
     _, loc = fusion_det.score_and_localize(fakes)
     votes = np.zeros(np.shape(loc.maps))
+    flags = np.zeros(len(fakes))
     for w, m in zip(fusion_det.map_weights_, fusion_det.members_):
-        votes += w * np.asarray(m.localize(fakes).masks, np.float64)
+        member = m.localize(fakes)
+        votes += w * np.asarray(member.masks, np.float64)
+        flags += w * np.asarray(member.region_flags, np.float64)
     np.testing.assert_array_equal(loc.masks, np.clip(votes, 0, 1).astype(np.float32) >= 0.5)
+    # region flags too: each member's own (size-calibrated) region threshold votes
+    np.testing.assert_array_equal(loc.region_flags, flags >= 0.5)
     # a file saved before the vote loads with the old rule: the fused map over a threshold
     fusion_det.save(tmp_path / "old")
     meta = json.loads((tmp_path / "old" / "detector.json").read_text())
@@ -703,4 +708,6 @@ def test_fusion_masks_are_the_weighted_vote_of_the_members_masks(fusion_det, spl
     old_loc = old.localize(fakes)
     assert old.masks == "threshold"
     np.testing.assert_array_equal(old_loc.masks, np.asarray(loc.maps) > old.map_threshold_)
+    np.testing.assert_array_equal(old_loc.region_flags,
+                                  old_loc.region_scores > old.region_threshold_)
     assert (np.asarray(old_loc.masks) != np.asarray(loc.masks)).any()
