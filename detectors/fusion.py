@@ -18,9 +18,10 @@ region score is the fused map's maximum. Masks (``masks="vote"``, the default si
 2026-12-05) are a weighted vote of the members' own masks, with the same weights: a pixel is
 in the mask when members holding at least half the weight put it in theirs (2 of 3 equal
 members); region flags likewise, so that each member's thresholds by image size hold (one
-threshold on the fused map's maximum is calibrated at the validation images' size only). Each member's mask is calibrated on real pixels its own way (the cnn's relative
-maps keep an absolute threshold besides the image's median), and one threshold on the mean
-of such maps is not: measured leave-one-generator-out, thresholding the fused map
+threshold on the fused map's maximum is calibrated at the validation images' size only).
+Each member's mask is calibrated on real pixels its own way (the cnn's relative maps keep an
+absolute threshold besides the image's median), and one threshold on the mean of such maps
+is not: measured leave-one-generator-out, thresholding the fused map
 (``masks="threshold"``, what files saved before load with) cut the IoU of the cnn's masks on
 VQ completions from 0.63-0.71 to 0.00-0.01 (docs/results.md).
 
