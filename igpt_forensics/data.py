@@ -385,7 +385,9 @@ PROBE_FILES = 64  # sources of at most this many files have their headers opened
 
 
 def _opens(path: Path) -> bool:
-    """Whether an image file's header opens (nothing decoded)."""
+    """Whether an image file's header opens (nothing decoded; a FIFO is never opened)."""
+    if not path.is_file():
+        return False
     try:
         with Image.open(path, formats=IMAGE_FORMATS):
             return True
