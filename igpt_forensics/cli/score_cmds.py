@@ -360,7 +360,8 @@ def calibrate(
         "on those too.")] = True,
 ) -> None:
     """Fit a zero-shot detector on real photos and the scoring model's own samples, or set a
-    cnn's thresholds by image size on your real photos; write it with a SHA256SUMS file. The shipped calibration is this command with its defaults.
+    cnn's thresholds by image size on your real photos; write it with a SHA256SUMS file.
+    The shipped calibrations are this command with its defaults.
 
     With a trained detector that calibrates by size (cnn, shipped or a saved folder): set its
     thresholds for every image size from real photos of --split (comma-separated, e.g.
