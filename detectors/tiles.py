@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from igpt_forensics.data import MAX_PIXELS, upscaled_pixels
+from igpt_forensics.data import MAX_PIXELS, upscaled_shape
 from igpt_forensics.errors import InputError
 
 
@@ -30,22 +30,20 @@ def resize_map(m: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 
-def check_upscale(h: int, w: int, size: int) -> None:
-    """Refuse an image so thin that upscaling its shorter side to ``size`` would make more
-    than `MAX_PIXELS` pixels (``load_image`` refuses them from files at `WORK_SIDE`)."""
-    if upscaled_pixels(h, w, size) > MAX_PIXELS:
+def checked_upscale(h: int, w: int, size: int) -> tuple[int, int]:
+    """`upscaled_shape`, refused when it is over `MAX_PIXELS` (a thin strip: ``load_image``
+    refuses such files at `WORK_SIDE`; this guards arrays handed to a detector)."""
+    uh, uw = upscaled_shape(h, w, size)
+    if uh * uw > MAX_PIXELS:
         raise InputError(f"image too thin: {w}x{h} pixels upscaled to a shorter side of {size} "
-                         f"would have {upscaled_pixels(h, w, size):,} (limit {MAX_PIXELS:,})")
+                         f"would have {uh * uw:,} (limit {MAX_PIXELS:,})")
+    return uh, uw
 
 
 def upscale_to(image: np.ndarray, size: int) -> np.ndarray:
     """Upscale (Lanczos) so that the shorter side is at least ``size``; larger images as is."""
     h, w = image.shape[:2]
-    check_upscale(h, w, size)
-    f = size / min(h, w)
-    if f <= 1.0:
-        return image
-    return resize_image(image, max(size, round(h * f)), max(size, round(w * f)))
+    return resize_image(image, *checked_upscale(h, w, size))
 
 
 @dataclass
@@ -70,9 +68,7 @@ def tile_image(image: np.ndarray, size: int, tiling: str) -> tuple[list[np.ndarr
     h, w = image.shape[:2]
     if tiling == "resize":
         return [resize_image(image, size, size)], Layout((h, w), (size, size), [(0, 0)])
-    check_upscale(h, w, size)
-    f = max(1.0, size / min(h, w))
-    hw, ww = max(size, round(h * f)), max(size, round(w * f))
+    hw, ww = checked_upscale(h, w, size)
     work = resize_image(image, hw, ww)
     origins = [(y, x) for y in _starts(hw, size) for x in _starts(ww, size)]
     tiles = [work[y:y + size, x:x + size] for y, x in origins]

@@ -72,10 +72,11 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Safe loading
 
 
-def upscaled_pixels(h: int, w: int, side: int = WORK_SIDE) -> int:
-    """Pixels of an ``h`` x ``w`` image once its shorter side is brought up to ``side``."""
-    f = max(1.0, side / max(1, min(h, w)))
-    return max(side, round(h * f)) * max(side, round(w * f)) if f > 1.0 else h * w
+def upscaled_shape(h: int, w: int, side: int = WORK_SIDE) -> tuple[int, int]:
+    """(H, W) of an ``h`` x ``w`` image once its shorter side is brought up to ``side`` (as
+    is when it is that long already): what the detectors score."""
+    f = side / max(1, min(h, w))
+    return (h, w) if f <= 1.0 else (max(side, round(h * f)), max(side, round(w * f)))
 
 
 def load_image(source: str | Path | bytes, name: str | None = None,
@@ -114,11 +115,12 @@ def load_image(source: str | Path | bytes, name: str | None = None,
                         f"{name}: image too large ({w}x{h} pixels, limit {max_pixels})")
                 if w == 0 or h == 0:
                     raise InputError(f"{name}: image has no pixels ({w}x{h})")
-                if upscaled_pixels(h, w) > max(max_pixels, WORK_SIDE * WORK_SIDE):
+                work = np.prod(upscaled_shape(h, w))
+                if work > max(max_pixels, WORK_SIDE * WORK_SIDE):
                     raise InputError(
                         f"{name}: image too thin ({w}x{h} pixels: upscaled to a shorter side "
-                        f"of {WORK_SIDE} to be scored it would have {upscaled_pixels(h, w):,},"
-                        f" limit {max_pixels:,})")
+                        f"of {WORK_SIDE} to be scored it would have {work:,}, limit "
+                        f"{max_pixels:,})")
                 im.seek(0)  # first frame of an animation or a multi-page file
                 im.load()
                 im = ImageOps.exif_transpose(im)
