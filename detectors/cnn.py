@@ -89,7 +89,8 @@ from .config import CNN_INPUTS, DEFAULT_ARCH
 from .tiles import resize_map, upscale_to
 from .trained import (
     Progress,
-    TrainedDetector,
+    SizeCalibrated,
+    checked_size_table,
     group_by_shape,
     prepare_fit,
 )
@@ -283,7 +284,7 @@ def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
 # -- the detector ------------------------------------------------------------------------------
 
 @register_detector("cnn")
-class CNNDetector(TrainedDetector):
+class CNNDetector(SizeCalibrated):
     """A timm network with image and per-pixel outputs (see the module docstring).
 
     Parameters: ``arch`` a timm model name, ``stages`` backbone stages kept, ``width`` decoder
@@ -509,49 +510,10 @@ class CNNDetector(TrainedDetector):
         net.train(was)
         return np.concatenate(img), np.concatenate(pix)
 
-    # -- images of other sizes
-    def calibrate_sizes(self, views: dict[int, Sequence[np.ndarray]],
-                        progress: Any = None) -> CNNDetector:
-        """Thresholds for every image size from real images (``side -> images of that side``,
-        e.g. `igpt_forensics.data.real_views`): per side, the image and region thresholds at
-        ``target_fpr`` and the map threshold at ``map_fpr``; the smallest side becomes
-        ``threshold_`` / ``region_threshold_`` / ``map_threshold_``. Replaces any earlier
-        size calibration."""
-        self._check_fitted()
-        if not views:
-            raise InputError("no real images to calibrate the sizes on")
-        table: dict[str, list] = {"sides": [], "image": [], "region": [], "map": [], "n": []}
-        for side in sorted(views):
-            items = check_images(list(views[side]))
-            scores, (maps, _, region) = self._score_and_localize_arrays(items, raw=True)
-            pixels = np.concatenate([m.ravel() for m in maps])
-            table["sides"].append(int(side))
-            table["image"].append(calibrate_threshold(scores, self.target_fpr))
-            table["region"].append(calibrate_threshold(region, self.target_fpr))
-            table["map"].append(max(0.5, float(np.quantile(pixels, 1.0 - self.map_fpr,
-                                                           method="higher"))))
-            table["n"].append(len(items))
-            if progress is not None:
-                progress(1, len(views))
-        self.size_calibration_ = table
-        self.threshold_ = table["image"][0]
-        self.region_threshold_ = table["region"][0]
-        self.map_threshold_ = table["map"][0]
-        return self
-
-    def _size_terms(self, shape: tuple[int, int]) -> tuple[float, float, float]:
-        """(score shift, region shift, map threshold) for an image of this (H, W)."""
-        table = getattr(self, "size_calibration_", None)
-        if not table:
-            return 0.0, 0.0, float(getattr(self, "map_threshold_", 0.5))
-        at = np.log2(np.sqrt(float(shape[0]) * float(shape[1])))
-        sides = np.log2(np.asarray(table["sides"], np.float64))
-
-        def interp(key: str) -> float:
-            return float(np.interp(at, sides, np.asarray(table[key], np.float64)))
-
-        return (interp("image") - table["image"][0], interp("region") - table["region"][0],
-                interp("map"))
+    # -- images of other sizes (`SizeCalibrated`)
+    def _unshifted_outputs(self, items: list[np.ndarray]):
+        scores, (maps, _, region) = self._score_and_localize_arrays(items, raw=True)
+        return scores, region, maps
 
     # -- scoring
     def _score_and_localize_arrays(self, items: list[np.ndarray], raw: bool = False):
@@ -655,27 +617,7 @@ class CNNDetector(TrainedDetector):
             setattr(self, k, float(state[k]))
         self.image_size_ = int(state["image_size_"])
         self.fit_info_ = dict(state.get("fit_info_") or {})
-        self.size_calibration_ = _checked_size_table(state.get("size_calibration_"), path)
-
-
-def _checked_size_table(table: Any, path: Path) -> dict | None:
-    """A saved size calibration, checked: equal-length lists of finite numbers, sides
-    increasing and positive."""
-    if table is None:
-        return None
-    keys = ("sides", "image", "region", "map", "n")
-    try:
-        cols = {k: [float(v) for v in table[k]] for k in keys}
-        n = len(cols["sides"])
-        ok = (n >= 1 and all(len(c) == n for c in cols.values())
-              and all(np.isfinite(v) for c in cols.values() for v in c)
-              and all(a > 0 for a in cols["sides"])
-              and all(a < b for a, b in zip(cols["sides"], cols["sides"][1:])))
-    except (TypeError, KeyError, ValueError):
-        ok = False
-    if not ok:
-        raise InputError(f"{path}: size_calibration_ is not a valid table of thresholds")
-    return {k: ([int(v) for v in cols[k]] if k in ("sides", "n") else cols[k]) for k in keys}
+        self.size_calibration_ = checked_size_table(state.get("size_calibration_"), path)
 
 
 __all__ = ["CNNDetector", "DenseDetectorNet", "augment_batch",

@@ -25,6 +25,13 @@ is not: measured leave-one-generator-out, thresholding the fused map
 (``masks="threshold"``, what files saved before load with) cut the IoU of the cnn's masks on
 VQ completions from 0.63-0.71 to 0.00-0.01 (docs/results.md).
 
+Images of other sizes and palettes (``calibrate_sizes``, `SizeCalibrated`; ``calibrate
+--detector FUSION``): the threshold from the validation split holds for images like those
+(32x32, photographed or through the bundled palette), not for real photos of other sizes or
+palettes, although each cnn member's own thresholds do (measured: the first shippable fusion
+flagged 20% of 32x32 real crops through palettes of 24-200 colors and 31% at 128 px, its
+members 0-2%). Calibrated like a cnn, on the same crops, its thresholds per side replace it.
+
 Saved self-contained: every member is saved again under ``members/`` of the fusion folder,
 and the sha256 of each of their files is recorded with the fusion's own state, so an edited
 member is refused as well.
@@ -55,11 +62,12 @@ from .base import (
     register_detector,
 )
 from .linear import LinearModel
-from .trained import Progress, TrainedDetector
+from .trained import Progress, SizeCalibrated, checked_size_table
 
 MEMBERS_DIR = "members"
 MASK_RULES = ("vote", "threshold")
 SCORE_CLIP = 1e6  # member scores are finite log-odds; this only guards the scaler
+CALIBRATION_CHUNK = 32  # images whose member maps are held at once while calibrating sizes
 
 
 def _member_files(folder: Path) -> dict[str, str]:
@@ -70,7 +78,7 @@ def _member_files(folder: Path) -> dict[str, str]:
 
 
 @register_detector("fusion")
-class FusionDetector(TrainedDetector):
+class FusionDetector(SizeCalibrated):
     """Logistic regression stacked on member detectors' scores (see the module docstring).
 
     Parameters: ``members`` detector folders or names; ``C`` the regression's inverse
@@ -156,6 +164,7 @@ class FusionDetector(TrainedDetector):
             raise InputError(f"fusion needs at least {self.folds} real and {self.folds} fake "
                              f"images, got {len(real)} and {len(fake)}")
         self.threshold_ = None
+        self.size_calibration_ = None  # a new regression: calibrate_sizes again
         self.members_ = self._open_members()
         vreal = check_images(val[0], "val real images") if val is not None else []
         vfake = check_images(val[1], "val fake images") if val is not None else []
@@ -218,11 +227,41 @@ class FusionDetector(TrainedDetector):
             out += w * m
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
+    def _fused(self, items: list[np.ndarray], maps: bool):
+        """Before this detector's size terms: the regression's log-odds, and when ``maps``
+        the fused maps, region scores (their maxima), masks and region flags."""
+        x, member_maps, member_masks, member_flags = self.member_outputs(items, maps=maps)
+        scores = self.model_.decision(x)
+        if not maps:
+            return scores, [], np.zeros(0), [], np.zeros(0, bool)
+        fused = [self._fuse([mm[i] for mm in member_maps]) for i in range(len(items))]
+        region = np.array([float(f.max()) for f in fused])
+        masks, flags = [], np.zeros(len(items), bool)
+        if self.masks == "vote":  # members holding at least half the weight agree
+            masks = [self._fuse([mm[i].astype(np.float32) for mm in member_masks]) >= 0.5
+                     for i in range(len(items))]
+            # so do region flags: each member's are calibrated on real images, by image size
+            # for the cnn; one threshold on the fused map's maximum is set at one size only
+            flags = np.asarray(self.map_weights_) @ member_flags.astype(np.float64) >= 0.5
+        return scores, fused, region, masks, flags
+
+    def _unshifted_outputs(self, items: list[np.ndarray]):
+        """For `calibrate_sizes`, in chunks of `CALIBRATION_CHUNK` images (the members' maps
+        of hundreds of large crops at once would not fit in memory)."""
+        scores, region, fused = [], [], []
+        for s in range(0, len(items), CALIBRATION_CHUNK):
+            sc, fu, rg, _, _ = self._fused(items[s:s + CALIBRATION_CHUNK], maps=True)
+            scores.append(sc)
+            region.append(rg)
+            fused += fu
+        return np.concatenate(scores), np.concatenate(region), fused
+
     def score(self, images: Images) -> np.ndarray:
-        """The regression's log-odds (higher = more likely synthetic)."""
+        """The regression's log-odds, less its size term (higher = more likely synthetic)."""
         items = check_images(images)
         self._check_fitted()
-        return self.model_.decision(self.member_outputs(items, maps=False)[0])
+        scores = self._fused(items, maps=False)[0]
+        return scores - np.array([self._size_terms(im.shape[:2])[0] for im in items])
 
     def localize(self, images: Images) -> Localization:
         return self.score_and_localize(images)[1]
@@ -230,21 +269,15 @@ class FusionDetector(TrainedDetector):
     def score_and_localize(self, images: Images) -> tuple[np.ndarray, Localization]:
         items = check_images(images)
         self._check_fitted()
-        x, member_maps, member_masks, member_flags = self.member_outputs(items, maps=True)
-        fused = [self._fuse([mm[i] for mm in member_maps]) for i in range(len(items))]
-        region = np.array([float(f.max()) for f in fused])
-        if self.masks == "vote":  # members holding at least half the weight agree
-            masks = [self._fuse([mm[i].astype(np.float32) for mm in member_masks]) >= 0.5
-                     for i in range(len(items))]
-            # so do region flags: each member's are calibrated on real images, by image size
-            # for the cnn; one threshold on the fused map's maximum is set at one size only
-            flags = np.asarray(self.map_weights_) @ member_flags.astype(np.float64) >= 0.5
-        else:
-            masks = [f > self.map_threshold_ for f in fused]
+        scores, fused, region, masks, flags = self._fused(items, maps=True)
+        terms = np.array([self._size_terms(im.shape[:2]) for im in items]).reshape(-1, 3)
+        scores, region = scores - terms[:, 0], region - terms[:, 1]
+        if self.masks != "vote":
+            masks = [f > t for f, t in zip(fused, terms[:, 2])]
             flags = region > self.region_threshold_
         loc = Localization(maps=as_input_kind(fused, images), masks=as_input_kind(masks, images),
                            region_scores=region, region_flags=flags)
-        return self.model_.decision(x), loc
+        return scores, loc
 
     # -- persistence
     def _write_files(self, folder: Path) -> None:
@@ -265,6 +298,8 @@ class FusionDetector(TrainedDetector):
                  "map_threshold_": self.map_threshold_, "model_": self.model_.to_dict(),
                  "map_weights_": self.map_weights_, "member_dirs": self._member_dirs,
                  "member_files": self._member_hashes, "fit_info_": self.fit_info_}
+        if self.size_calibration_:
+            state["size_calibration_"] = self.size_calibration_
         return state, {}
 
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
@@ -299,6 +334,7 @@ class FusionDetector(TrainedDetector):
         for k in ("threshold_", "region_threshold_", "map_threshold_"):
             setattr(self, k, float(state[k]))
         self.fit_info_ = dict(state.get("fit_info_") or {})
+        self.size_calibration_ = checked_size_table(state.get("size_calibration_"), path)
         self._member_dirs, self._member_hashes = dirs, recorded
 
     def describe(self) -> dict[str, Any]:

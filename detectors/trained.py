@@ -12,7 +12,8 @@
   models are stored as their numbers (coefficients, tree arrays) and evaluated by hand.
 - `load_arrays`: one split of a labeled dataset (`igpt_forensics.splits`, the one split
   reader), stacked for training, each file of a generated dataset checked against its sha256.
-- Tiles and resizing for images whose size differs from the training size.
+- `SizeCalibrated`: thresholds per image side from real images (``calibrate_sizes``), for
+  detectors whose scores grow with the image (``cnn``, and a ``fusion`` of such members).
 
 ``progress(advance, total, **info)``: ``advance`` units of work just done out of ``total``;
 ``info`` carries live fields (``stage``, ``loss``, ``val_auc``...) a progress bar may show.
@@ -41,6 +42,7 @@ from .base import (
     META_FILE,
     Detector,
     Images,
+    calibrate_threshold,
     check_images,
 )
 
@@ -202,6 +204,94 @@ class TrainedDetector(Detector):
         out.update({k: getattr(self, k, None) for k in ("region_threshold_", "map_threshold_",
                                                         "fit_info_")})
         return out
+
+
+SIZE_KEYS = ("sides", "image", "region", "map", "n")
+
+
+class SizeCalibrated(TrainedDetector):
+    """A trained detector with thresholds for every image size (``calibrate_sizes``).
+
+    Its scores, region scores and maps, before any size term (`_unshifted_outputs`), are
+    measured on real images of several sides; per side the image and region thresholds at
+    ``target_fpr`` and the map threshold at ``map_fpr`` (at least 0.5) make a table, saved
+    as ``size_calibration_``. Scores and region scores are then shifted by the difference
+    to the smallest side's thresholds and masks read the side's map threshold, interpolated
+    in log side between calibrated sides and clamped at the ends (`_size_terms`), so that
+    ``threshold_`` and ``region_threshold_`` stay one number each.
+    """
+
+    size_calibration_: dict | None = None
+    map_fpr: float = 0.05
+
+    @abstractmethod
+    def _unshifted_outputs(self, items: list[np.ndarray],
+                           ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+        """Scores (N,), region scores (N,) and the maps the map threshold applies to, with
+        no size term of this detector's own."""
+
+    def calibrate_sizes(self, views: dict[int, Sequence[np.ndarray]],
+                        progress: Any = None) -> SizeCalibrated:
+        """Thresholds for every image size from real images (``side -> images of that side``,
+        e.g. `igpt_forensics.data.real_views`); the smallest side's become ``threshold_``,
+        ``region_threshold_`` and ``map_threshold_``. Replaces any earlier size calibration.
+        ``progress(images, total)`` after each side."""
+        self._check_fitted()
+        if not views:
+            raise InputError("no real images to calibrate the sizes on")
+        table: dict[str, list] = {k: [] for k in SIZE_KEYS}
+        total = sum(len(v) for v in views.values())
+        for side in sorted(views):
+            items = check_images(list(views[side]))
+            scores, region, maps = self._unshifted_outputs(items)
+            pixels = np.concatenate([m.ravel() for m in maps])
+            table["sides"].append(int(side))
+            table["image"].append(calibrate_threshold(scores, self.target_fpr))
+            table["region"].append(calibrate_threshold(region, self.target_fpr))
+            table["map"].append(max(0.5, float(np.quantile(pixels, 1.0 - self.map_fpr,
+                                                           method="higher"))))
+            table["n"].append(len(items))
+            if progress is not None:  # images scored, side by side
+                progress(len(items), total)
+        self.size_calibration_ = table
+        self.threshold_ = table["image"][0]
+        self.region_threshold_ = table["region"][0]
+        self.map_threshold_ = table["map"][0]
+        return self
+
+    def _size_terms(self, shape: tuple[int, int]) -> tuple[float, float, float]:
+        """(score shift, region shift, map threshold) for an image of this (H, W)."""
+        table = self.size_calibration_
+        if not table:
+            return 0.0, 0.0, float(getattr(self, "map_threshold_", 0.5))
+        at = np.log2(np.sqrt(float(shape[0]) * float(shape[1])))
+        sides = np.log2(np.asarray(table["sides"], np.float64))
+
+        def interp(key: str) -> float:
+            return float(np.interp(at, sides, np.asarray(table[key], np.float64)))
+
+        return (interp("image") - table["image"][0], interp("region") - table["region"][0],
+                interp("map"))
+
+
+def checked_size_table(table: Any, path: Path) -> dict | None:
+    """A saved size calibration, checked: equal-length lists of finite numbers, sides
+    increasing and positive."""
+    if table is None:
+        return None
+    try:
+        cols = {k: [float(v) for v in table[k]] for k in SIZE_KEYS}
+        n = len(cols["sides"])
+        ok = (n >= 1 and all(len(c) == n for c in cols.values())
+              and all(np.isfinite(v) for c in cols.values() for v in c)
+              and all(a > 0 for a in cols["sides"])
+              and all(a < b for a, b in zip(cols["sides"], cols["sides"][1:])))
+    except (TypeError, KeyError, ValueError):
+        ok = False
+    if not ok:
+        raise InputError(f"{path}: size_calibration_ is not a valid table of thresholds")
+    return {k: ([int(v) for v in cols[k]] if k in ("sides", "n") else cols[k])
+            for k in SIZE_KEYS}
 
 
 def float_list(values: Any, path: Path, name: str) -> list[float]:

@@ -34,6 +34,7 @@ from .common import (
     DataOpt,
     JsonOpt,
     console,
+    counted,
     data_spec,
     emit_json,
     err_console,
@@ -178,7 +179,7 @@ def score(
         task = bar.add_task("scoring", total=sum(len(chunks[k]) for k in todo),
                             visible=len(files) >= PROGRESS_FROM)
         state = {"tiles": _TileProgress(bar).kwargs(det),
-                 # a size-calibrating detector (cnn) whose thresholds know one size only
+                 # a size-calibrating detector (cnn, fusion) whose thresholds know one size
                  "uncalibrated": (hasattr(det, "calibrate_sizes")
                                   and getattr(det, "size_calibration_", None) is None),
                  "detector": detector}
@@ -235,7 +236,7 @@ def score(
                           f"[{style[r['verdict']]}]{r['verdict']}[/]",
                           f"{r['region_fraction']:.0%}", str(len(r["boxes"])))
         console.print(table)
-    err_console.print(f"{len(rows)} image{'s' if len(rows) != 1 else ''} in {seconds:.1f} s "
+    err_console.print(f"{counted(len(rows), 'image')} in {seconds:.1f} s "
                       f"({len(rows) / max(seconds, 1e-9):.1f} images/s)")
     report_skipped(bad)
     if journal is not None:
@@ -289,11 +290,12 @@ def _score_chunk(det, chunk: list[Path], max_pixels: int, maps: Path | None,
         except InputError as e:
             bad.append(f"{e} (--max-pixels)" if "too large" in str(e) else str(e))
             continue
-        if state["uncalibrated"] and max(image.shape[:2]) > 2 * det.image_size_:
+        side = getattr(det, "image_size_", WORK_SIDE)  # a fusion's: its val images'
+        if state["uncalibrated"] and max(image.shape[:2]) > 2 * side:
             state["uncalibrated"] = False  # one warning per run
-            warn(f"{f}: this {det.name} detector has thresholds for "
-                 f"{det.image_size_}x{det.image_size_} images only and flags most "
-                 "larger real photos; calibrate it first: igpt-forensics calibrate "
+            warn(f"{f}: this {det.name} detector has thresholds for {side}x{side} images "
+                 "only and flags too many larger real photos (a cnn: most of them); "
+                 "calibrate it first: igpt-forensics calibrate "
                  f"--detector {state['detector']} --data REAL_PHOTOS --out DIR")
         if min(image.shape[:2]) < WORK_SIDE:
             warn(f"{f}: only {image.shape[1]}x{image.shape[0]} pixels; scores of "
@@ -319,8 +321,8 @@ def _score_chunk(det, chunk: list[Path], max_pixels: int, maps: Path | None,
 def calibrate(
     out: Annotated[Path, typer.Option(help="Folder to write the fitted detector to.")],
     detector: Annotated[str, typer.Option(
-        help="Zero-shot detector to fit (likelihood), or a cnn (the shipped one by name, or a "
-        "saved folder) to calibrate by image size.")] = "likelihood",
+        help="Zero-shot detector to fit (likelihood), or a cnn or fusion (the shipped one by "
+        "name, or a saved folder) to calibrate by image size.")] = "likelihood",
     model: Annotated[Path | None, typer.Option(
         help="Scoring model checkpoint folder; default: the bundled default model.")] = None,
     data: DataOpt = None,
@@ -360,13 +362,13 @@ def calibrate(
         "on those too.")] = True,
 ) -> None:
     """Fit a zero-shot detector on real photos and the scoring model's own samples, or set a
-    cnn's thresholds by image size on your real photos; write it with a SHA256SUMS file.
-    The shipped calibrations are this command with its defaults.
+    cnn's or a fusion's thresholds by image size on your real photos; write it with a
+    SHA256SUMS file. The shipped calibrations are this command with its defaults.
 
-    With a trained detector that calibrates by size (cnn, shipped or a saved folder): set its
-    thresholds for every image size from real photos of --split (comma-separated, e.g.
-    train,val), --per-photo crops of each photo at each of --sides, as photographed and (unless
-    --photos-only) through palettes; nothing is retrained."""
+    With a trained detector that calibrates by size (cnn or fusion, shipped or a saved
+    folder): set its thresholds for every image size from real photos of --split
+    (comma-separated, e.g. train,val), --per-photo crops of each photo at each of --sides, as
+    photographed and (unless --photos-only) through palettes; nothing is retrained."""
     from igpt_forensics.detectors.likelihood import LikelihoodDetector
 
     if detector != LikelihoodDetector.name:
@@ -410,7 +412,7 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
     det = open_detector(detector)
     if not hasattr(det, "calibrate_sizes"):
         raise InputError("calibrate fits zero-shot detectors (likelihood) and "
-                         "the size thresholds of trained ones that have them (cnn); "
+                         "the size thresholds of trained ones that have them (cnn, fusion); "
                          f"'{detector}' has neither")
     source = ImageSource(data_spec(data))
     t0 = time.perf_counter()
