@@ -115,8 +115,20 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"igpt-forensics {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit (igpt-forensics info: versions of everything).")
+    ] = False,
     debug: Annotated[bool, typer.Option(
         "--debug", help="Show full tracebacks instead of one-line errors.")] = False,
     threads: Annotated[int | None, typer.Option(

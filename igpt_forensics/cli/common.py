@@ -206,11 +206,16 @@ def _clock(seconds: float) -> str:
     return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def counted(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``: a count with its noun in the right number."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def report_skipped(lines: list[str], what: str = "file") -> None:
     """Batch commands end by listing what they skipped (nothing is dropped silently)."""
     if not lines:
         return
-    err_console.print(f"[yellow]skipped {len(lines)} {what}{'s' if len(lines) != 1 else ''}:[/]")
+    err_console.print(f"[yellow]skipped {counted(len(lines), what)}:[/]")
     for line in lines:
         err_console.print(f"  [yellow]-[/] {escape(line)}", soft_wrap=True)
 

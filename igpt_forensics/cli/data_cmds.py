@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ..data import ImageSource, sample_patches
 from ..viz import image_grid, save_png
-from .common import DataOpt, console, data_spec, report_skipped, user_errors
+from .common import DataOpt, console, counted, data_spec, report_skipped, user_errors
 
 app = typer.Typer(help="Inspect data sources.", no_args_is_help=True)
 
@@ -34,7 +34,8 @@ def show(
     patches, crops = sample_patches(source, n, size, seed, split=split)
     save_png(image_grid(patches, scale=scale), out)
     used = {c.photo_id for c in crops}
-    console.print(f"wrote {out}: {n} patches of {size}x{size} from {len(used)} photos "
+    console.print(f"wrote {out}: {counted(n, 'patch')} of {size}x{size} from "
+                  f"{counted(len(used), 'photo')} "
                   f"of split '{split}'")
     table = Table(title=f"photos of {source.spec} by split (* = in this grid)")
     for col in ("split", "photos", "ids"):

@@ -28,6 +28,7 @@ from .common import (
     WatermarkKeyOpt,
     c2pa_credentials,
     console,
+    counted,
     data_spec,
     emit_json,
     progress_bar,
@@ -168,7 +169,7 @@ def merge(
     with progress_bar("images") as bar:
         task = bar.add_task("merge", total=None)
         info = pv.merge_datasets(shards, out, progress=lambda k: bar.advance(task, k))
-    console.print(_counts_table(f"merged {len(shards)} shards into {out}", info["counts"]))
+    console.print(_counts_table(f"merged {counted(len(shards), 'shard')} into {out}", info["counts"]))
 
 
 @app.command("export")

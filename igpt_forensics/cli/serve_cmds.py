@@ -42,7 +42,9 @@ def serve(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, mps.")] = None,
 ) -> None:
     """A local web page: drop an image, see the verdict, the heat map and the region boxes,
-    and the provenance checks; POST /score is its JSON API for scripts."""
+    and the provenance checks; POST /score is its JSON API for scripts:
+    curl --data-binary @x.png -H 'Content-Type: image/png' 'http://127.0.0.1:8000/score?detector=cnn'
+    (the body is the image file; GET /api/detectors lists the names)."""
     try:
         import uvicorn
 

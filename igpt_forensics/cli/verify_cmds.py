@@ -19,6 +19,7 @@ from ..watermark import key_fingerprint, read_key
 from .common import (
     JsonOpt,
     console,
+    counted,
     emit_json,
     fail,
     progress_bar,
@@ -135,7 +136,7 @@ def verify(
         if rows and key is not None:
             found = sum(r["watermark"]["detected"] for r in rows)
             w = rows[0]["watermark"]
-            console.print(f"{found} of {len(rows)} images watermarked. Thresholds (first "
+            console.print(f"{found} of {counted(len(rows), 'image')} watermarked. Thresholds (first "
                           f"image's size): image z > {w['z_threshold']}, best region z > "
                           f"{w['regions']['z_threshold']} ({w['regions']['tests']} windows, "
                           f"Bonferroni), shifted z > {w['shifted']['z_threshold']} "

@@ -22,6 +22,15 @@ def test_help_and_module_entry_point():
     assert p.returncode == 0 and "info" in p.stdout
 
 
+def test_version_prints_the_installed_version_and_nothing_else():
+    from importlib.metadata import version
+
+    p = subprocess.run([sys.executable, "-m", "igpt_forensics", "--version"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == f"igpt-forensics {version('igpt-forensics')}\n"
+
+
 def test_info_lists_versions_and_device():
     r = runner.invoke(app, ["info"])
     assert r.exit_code == 0, r.output
