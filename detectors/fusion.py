@@ -60,6 +60,7 @@ from .base import (
     load_detector,
     open_detector,
     register_detector,
+    shipped_asset,
 )
 from .linear import LinearModel
 from .trained import Progress, SizeCalibrated, checked_size_table
@@ -86,8 +87,15 @@ class FusionDetector(SizeCalibrated):
     ``map_fpr`` (for ``masks="threshold"``); ``seed``; ``device`` passed to members that run
     models (None: as saved); ``masks``, how masks are made (`MASK_RULES`: ``vote`` of the
     members' masks, or ``threshold`` on the fused map).
+
+    ``score --detector fusion`` is the one the package ships (``make fusion-default``): three
+    cnns of the shipped recipe trained apart (the shipped cnn and its recipe at seeds 1 and 2,
+    each calibrated by size), stacked on the pool's validation splits, then calibrated by
+    size itself.
     """
 
+    default_asset = shipped_asset("fusion")
+    default_asset_command = "make fusion-default"
     legacy_params = {"masks": "threshold"}
 
     def __init__(self, members: Sequence[str] = ("likelihood",), C: float = 1.0,

@@ -192,13 +192,14 @@ def demo(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
 ) -> None:
     """The main job on the embedded default: make a labeled dataset from the builtin photos
-    with the bundled generator, benchmark the shipped detectors (likelihood, and the cnn
-    trained on a pool of 11 generators), a quickly trained features detector and three
-    single-feature baselines, print the table and write report.html."""
+    with the bundled generator, benchmark the shipped detectors (likelihood, the cnn trained
+    on a pool of 11 generators and the fusion of three such cnns), a quickly trained features
+    detector and three single-feature baselines, print the table and write report.html."""
     t0 = time.perf_counter()
     recipe = {"n": n, "masks": "top-half,box,full", "seed": seed, "data": "builtin"}
     study = Study(datasets={"default": str(out / "dataset")}, generate={"default": recipe},
-                  detectors={"likelihood": "likelihood", "cnn (shipped)": "cnn"},
+                  detectors={"likelihood": "likelihood", "cnn (shipped)": "cnn",
+                             "fusion of 3 cnns (shipped)": "fusion"},
                   train=["features", "rowcol", "laplacian", "colors"],
                   perturbations=["none", "jpeg75"], bootstrap=200, seed=seed,
                   out=str(out / "report"))

@@ -50,8 +50,8 @@ FEW_REAL = 100  # calibrate warns below this many real images at a side
 PROGRESS_FROM = 5  # show a progress bar from this many images on
 TILE_PROGRESS_FROM = 1024  # and a bar of tiles from this many (a 256x256 photo at 32x32)
 # what `score` uses with no --detector and no --model: the best shipped detector as measured
-# on generators it never saw (docs/results.md, "NPR inputs: the shipped cnn")
-DEFAULT_SCORE_DETECTOR = "cnn"
+# on generators it never saw (docs/results.md, "Three cnns trained apart, shipped")
+DEFAULT_SCORE_DETECTOR = "fusion"
 
 ModelOpt = Annotated[Path | None, typer.Option(
     "--model", help="Scoring model checkpoint folder; default: the bundled default model. "
@@ -120,13 +120,14 @@ class _TileProgress:
 def score(
     paths: Annotated[list[Path], typer.Argument(help="Image files or folders (recursed).")],
     detector: Annotated[str | None, typer.Option(
-        "--detector", show_default="cnn; likelihood with --model",
+        "--detector", show_default="fusion; likelihood with --model",
         help="A detector that ships ready (" + ", ".join(ready_detectors()) + "), a saved "
         "detector folder (train one with train-detector: " + ", ".join(
             n for n in list_detectors() if n not in ready_detectors()) + "). The default "
-        "is the shipped cnn, trained on a pool of 11 generators (the best shipped detector "
-        "measured, docs/results.md); with --model, the likelihood detector calibrated for "
-        "that model.")] = None,
+        "is the shipped fusion of three cnns trained apart on a pool of 11 generators (the "
+        "best shipped detector measured, docs/results.md; --detector cnn: one of them, three "
+        "times faster); with --model, the likelihood detector calibrated for that model."
+    )] = None,
     model: ModelOpt = None,
     maps: Annotated[Path | None, typer.Option(
         help="Folder for per-image maps: NAME.overlay.png and NAME.map.png (16-bit, "

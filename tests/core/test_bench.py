@@ -134,14 +134,15 @@ def test_bad_study_files_are_one_line_errors(tmp_path, body, message):
 
 def test_demo_runs_the_main_job_on_the_bundled_default(tmp_path):
     """The README's main job, smaller: bundled generator, the shipped detectors (likelihood
-    calibration, cnn), a features detector trained on the spot, a table and a report whose images decode."""
+    calibration, cnn, fusion), a features detector trained on the spot, a table and a report whose images decode."""
     r = CliRunner().invoke(app, ["demo", "--n", "40", "--out", str(tmp_path / "demo")])
     assert r.exit_code == 0, r.output
     assert "likelihood" in r.output and "features" in r.output and "demo finished" in r.output
     doc = json.loads((tmp_path / "demo" / "report" / "metrics.json").read_text())
     validate(doc)
-    assert {r["detector"] for r in doc["image"]} == {"likelihood", "cnn (shipped)", "features",
-                                                     "rowcol", "laplacian", "colors"}
+    assert {r["detector"] for r in doc["image"]} == {
+        "likelihood", "cnn (shipped)", "fusion of 3 cnns (shipped)", "features", "rowcol",
+        "laplacian", "colors"}
     assert {r["perturbation"] for r in doc["image"]} == {"none", "jpeg75"}
     page = (tmp_path / "demo" / "report" / "report.html").read_text()
     for uri in re.findall(r'src="data:image/png;base64,([^"]+)"', page):
