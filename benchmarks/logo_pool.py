@@ -101,6 +101,29 @@ def held_out_detectors(pool: dict[str, Path], out: Path, variant: str):
             yield held, names, load_detector(path)
 
 
+KINDS = ("top-half", "box", "full")
+
+
+def held_out_kinds(pool: dict[str, Path], out: Path, variant: str, score):
+    """For each held-out detector, each dataset of its group and each mask kind of its test
+    split: (group, dataset, kind, the test split, the indices of that kind's fakes,
+    ``score(det, its quantized reals)``, ``score(det, those fakes)``); the quantized reals
+    are scored once per dataset."""
+    import numpy as np
+
+    from igpt_forensics.splits import load_split
+
+    for held, names, det in held_out_detectors(pool, out, variant):
+        for ds in names:
+            test = load_split(pool[ds], "test")
+            q = score(det, np.stack(test.qreal))
+            for kind in KINDS:
+                idx = [i for i, k in enumerate(test.kinds) if k == kind]
+                if idx:
+                    yield held, ds, kind, test, idx, q, score(
+                        det, np.stack([test.fake[i] for i in idx]))
+
+
 def cli() -> list[str]:
     return [sys.executable, "-m", "igpt_forensics"]
 

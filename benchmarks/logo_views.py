@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-from logo_pool import detector_args, held_out_detectors, read_pool
+from logo_pool import detector_args, held_out_kinds, read_pool
 
 SHIFTS = (0, 1, 2, 4)
 VIEWS = {"one": [(0, False)], "flip": [(0, False), (0, True)],
@@ -29,8 +29,6 @@ def main() -> None:
 
     import torch
     from sklearn.metrics import roc_auc_score
-
-    from igpt_forensics.splits import load_split
 
     torch.set_num_threads(args.threads)
 
@@ -51,28 +49,20 @@ def main() -> None:
         return {name: (np.mean([got[k][0] for k in keys], 0),
                        np.mean([got[k][1] for k in keys], 0)) for name, keys in VIEWS.items()}
 
-    pool = read_pool(args.pool)
     rows = []
-    for held, names, det in held_out_detectors(pool, args.out, args.variant):
-        for ds in names:
-            test = load_split(pool[ds], "test")
-            q = views(det, np.stack(test.qreal))
-            for kind in ("top-half", "box", "full"):
-                idx = [i for i, k in enumerate(test.kinds) if k == kind]
-                if not idx:
-                    continue
-                f = views(det, np.stack([test.fake[i] for i in idx]))
-                labels = np.r_[np.zeros(len(test.qreal)), np.ones(len(idx))]
-                row: dict = {"held_out": held, "dataset": ds, "kind": kind, "n": len(idx),
-                             "image_auc": {k: round(float(roc_auc_score(
-                                 labels, np.r_[q[k][0], f[k][0]])), 4) for k in VIEWS}}
-                if kind != "full":
-                    y = np.stack([test.masks[i] for i in idx]).ravel()
-                    row["pixel_auc"] = {k: round(float(roc_auc_score(y, (
-                        p - np.median(p, axis=(1, 2), keepdims=True)).ravel())), 4)
-                        for k, (_, p) in f.items()}
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+    for held, ds, kind, test, idx, q, f in held_out_kinds(read_pool(args.pool), args.out,
+                                                           args.variant, views):
+        labels = np.r_[np.zeros(len(test.qreal)), np.ones(len(idx))]
+        row: dict = {"held_out": held, "dataset": ds, "kind": kind, "n": len(idx),
+                     "image_auc": {k: round(float(roc_auc_score(
+                         labels, np.r_[q[k][0], f[k][0]])), 4) for k in VIEWS}}
+        if kind != "full":
+            y = np.stack([test.masks[i] for i in idx]).ravel()
+            row["pixel_auc"] = {k: round(float(roc_auc_score(y, (
+                p - np.median(p, axis=(1, 2), keepdims=True)).ravel())), 4)
+                for k, (_, p) in f.items()}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
     mean = {k: round(float(np.mean([r["image_auc"][k] for r in rows])), 4) for k in VIEWS}
     print("mean image AUC over (held-out dataset, kind):", json.dumps(mean))
     if args.json:
