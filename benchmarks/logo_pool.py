@@ -235,6 +235,7 @@ def fuse(args) -> None:
     if len(args.variant) != 1 or "=" in args.variant[0] or not args.member:
         raise SystemExit("fuse: name one new --variant NAME and its --member (repeat)")
     name = args.variant[0]
+    sets = dict(kv.split("=", 1) for kv in args.set.split(",") if kv)  # e.g. combine=mean
     for held in [ALL, *gs]:
         folder = args.out / "detectors" / held
         if (folder / name / "detector.json").exists() or not folder.is_dir():
@@ -261,14 +262,14 @@ def fuse(args) -> None:
                 specs.append(str(path))
             else:
                 specs.append(m)
-        det = FusionDetector(members=specs, seed=args.seed).fit(val.real, val.fake)
+        det = FusionDetector(members=specs, seed=args.seed, **sets).fit(val.real, val.fake)
         det.save(folder / name)
         print(f"{held}: {name} = " + ", ".join(
             f"{m['spec']} {m['coef']:+.2f}" for m in det.fit_info_["members"]), flush=True)
     log_path = args.out / "train-log.json"
     log = json.loads(log_path.read_text())
     log["variants"][name] = "fusion of " + ", ".join(args.member) + \
-        " (fitted on the val splits, threshold out of fold)"
+        f" ({args.set or 'combine=regression'}; fitted on the val splits, threshold out of fold)"
     log_path.write_text(json.dumps(log, indent=1) + "\n")
 
 
@@ -345,7 +346,8 @@ def main() -> None:
     ap.add_argument("--variant", action="append", default=[],
                     help='NAME=train-detector options, e.g. "npr=--inputs npr"')
     ap.add_argument("--base", default="", help="derive: the variant to start from")
-    ap.add_argument("--set", default="", help="derive: parameters, e.g. tta=flip")
+    ap.add_argument("--set", default="", help="derive, fuse: parameters, e.g. tta=flip, "
+                    "combine=mean")
     ap.add_argument("--member", action="append", default=[],
                     help="fuse: a member (a variant, a baseline or a registered detector)")
     ap.add_argument("--extra", default="", help="options for every training (e.g. smoke tests)")

@@ -10,3 +10,5 @@ CLASSIFIERS = ("auto", "logistic", "boosting")  # features: auto = the best vali
 TILINGS = ("tile", "resize")  # likelihood: how images larger than the model are scored
 # likelihood: the sampling settings of the samples the scoring model draws itself to learn on
 DEFAULT_SAMPLING = ("temperature=1", "temperature=0.9", "top_k=40", "top_p=0.9")
+# how a fusion combines its members' scores: a fitted regression, or the mean z-score
+FUSION_COMBINES = ("regression", "mean")

@@ -43,6 +43,17 @@ class LinearModel:
                    scaler.scale_.astype(np.float64), lr.coef_[0].astype(np.float64),
                    float(lr.intercept_[0]))
 
+    @classmethod
+    def mean_of(cls, x: np.ndarray, features: Sequence[str]) -> LinearModel:
+        """Equal weights on the standardized features: their mean z-score (no fit beyond the
+        scaler; what averaging an ensemble of like members is)."""
+        from sklearn.preprocessing import StandardScaler
+
+        scaler = StandardScaler().fit(x)
+        n = x.shape[1]
+        return cls(list(features), scaler.mean_.astype(np.float64),
+                   scaler.scale_.astype(np.float64), np.full(n, 1.0 / n), 0.0)
+
     def decision(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale) @ self.coef + self.intercept
 

@@ -13,7 +13,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from igpt_forensics.detectors.config import CLASSIFIERS, CNN_INPUTS, DEFAULT_ARCH
+from igpt_forensics.detectors.config import (
+    CLASSIFIERS,
+    CNN_INPUTS,
+    DEFAULT_ARCH,
+    FUSION_COMBINES,
+)
 from igpt_forensics.detectors.trained import (
     REAL_FORMS,
     TRAINED_KINDS,
@@ -76,7 +81,7 @@ class _Bar:
 def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path | None,
             model: Path | None, likelihood: bool, classifier: str, members: list[str] | None,
             target_fpr: float, seed: int, device: str, inputs: str = "rgb",
-            palette_augment: float = 0.0) -> dict:
+            palette_augment: float = 0.0, combine: str = "regression") -> dict:
     if kind == "cnn":
         for name, p in (("--augment", augment), ("--palette-augment", palette_augment)):
             if not 0 <= p <= 1:
@@ -97,8 +102,11 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
         raise InputError("--kind fusion needs --member DIR (repeat) naming the detectors to "
                          "combine: saved detector folders, or 'likelihood' for its shipped "
                          "calibration")
+    if combine not in FUSION_COMBINES:
+        raise InputError(f"--combine must be one of {', '.join(FUSION_COMBINES)}, "
+                         f"got '{combine}'")
     return {"members": list(members), "target_fpr": target_fpr, "seed": seed,
-            "device": None if device == "auto" else device}
+            "device": None if device == "auto" else device, "combine": combine}
 
 
 @user_errors
@@ -133,6 +141,10 @@ def train_detector(
         help=f"features: {', '.join(CLASSIFIERS)} (auto: best validation AUC).")] = "auto",
     member: Annotated[list[str] | None, typer.Option(
         help="fusion: a member detector (saved folder or name); repeat.")] = None,
+    combine: Annotated[str, typer.Option(
+        help="fusion: how the members' scores combine: regression (fitted on the validation "
+        "split: members of different kinds) or mean (of the standardized scores: like "
+        "members, e.g. one recipe trained with several seeds).")] = "regression",
     param: Annotated[list[str] | None, typer.Option(
         help=f"cnn: another parameter as KEY=VALUE ({', '.join(CNN_PARAMS)}); repeat, "
         "e.g. --param stages=4 --param pixel_weight=3.")] = None,
@@ -159,7 +171,7 @@ def train_detector(
     # with --json -, standard output holds the JSON alone: the tables go to stderr
     shown = err_console if json_out is not None and str(json_out) == "-" else console
     params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
-                     target_fpr, seed, device, inputs, palette_augment) | extra
+                     target_fpr, seed, device, inputs, palette_augment, combine) | extra
     new_detector(kind, params)  # a bad parameter is refused before any data is read
     if test:  # before training, not after it: a missing test split is known from the counts
         for d in dataset:
