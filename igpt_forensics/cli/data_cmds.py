@@ -35,8 +35,7 @@ def show(
     save_png(image_grid(patches, scale=scale), out)
     used = {c.photo_id for c in crops}
     console.print(f"wrote {out}: {counted(n, 'patch')} of {size}x{size} from "
-                  f"{counted(len(used), 'photo')} "
-                  f"of split '{split}'")
+                  f"{counted(len(used), 'photo')} of split '{split}'")
     table = Table(title=f"photos of {source.spec} by split (* = in this grid)")
     for col in ("split", "photos", "ids"):
         table.add_column(col, justify="right" if col == "photos" else "left")

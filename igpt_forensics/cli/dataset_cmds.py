@@ -169,7 +169,8 @@ def merge(
     with progress_bar("images") as bar:
         task = bar.add_task("merge", total=None)
         info = pv.merge_datasets(shards, out, progress=lambda k: bar.advance(task, k))
-    console.print(_counts_table(f"merged {counted(len(shards), 'shard')} into {out}", info["counts"]))
+    title = f"merged {counted(len(shards), 'shard')} into {out}"
+    console.print(_counts_table(title, info["counts"]))
 
 
 @app.command("export")

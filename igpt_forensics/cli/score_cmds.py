@@ -125,7 +125,7 @@ def score(
         "detector folder (train one with train-detector: " + ", ".join(
             n for n in list_detectors() if n not in ready_detectors()) + "). The default "
         "is the shipped fusion of three cnns trained apart on a pool of 11 generators (the "
-        "best shipped detector measured, docs/results.md; --detector cnn: one of them, three "
+        "best shipped detector measured, docs/results.md; --detector cnn: one of them, 2.5 "
         "times faster); with --model, the likelihood detector calibrated for that model."
     )] = None,
     model: ModelOpt = None,

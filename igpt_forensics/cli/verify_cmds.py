@@ -136,8 +136,8 @@ def verify(
         if rows and key is not None:
             found = sum(r["watermark"]["detected"] for r in rows)
             w = rows[0]["watermark"]
-            console.print(f"{found} of {counted(len(rows), 'image')} watermarked. Thresholds (first "
-                          f"image's size): image z > {w['z_threshold']}, best region z > "
+            console.print(f"{found} of {counted(len(rows), 'image')} watermarked. Thresholds "
+                          f"(first image's size): image z > {w['z_threshold']}, best region z > "
                           f"{w['regions']['z_threshold']} ({w['regions']['tests']} windows, "
                           f"Bonferroni), shifted z > {w['shifted']['z_threshold']} "
                           f"({w['shifted']['tests']} tests)", soft_wrap=True)
