@@ -1,9 +1,9 @@
 """How many like members to average (issue 16; docs/results.md, "Three cnns trained apart"):
 for each held-out generator group, leave-one-generator-out cnns of several trainings and
 shapes are each standardized on the val splits (real, quantized real and fake images) of the
-generators they trained on, then averaged in combinations; image AUC on the held-out test
-split against its quantized reals, per member and per combination (what ``fusion --combine
-mean`` computes, without the fusion's files).
+generators they trained on, then averaged in combinations (`LinearModel.mean_of`, what
+``fusion --combine mean`` computes, without the fusion's files); image AUC on the held-out
+test split against its quantized reals, per member and per combination.
 
     .venv/bin/python benchmarks/logo_ensemble_mean.py --pool runs/logo-pool9.txt \\
         --member gpu=runs/cpu-logo-ens3/members-src/{held}/gpu \\
@@ -36,6 +36,7 @@ def main() -> None:
 
     import torch
     from igpt_forensics.detectors.base import load_detector
+    from igpt_forensics.detectors.linear import LinearModel
     from sklearn.metrics import roc_auc_score
 
     from igpt_forensics.splits import load_split
@@ -49,16 +50,18 @@ def main() -> None:
         dets = {m: load_detector(p.format(held=held)) for m, p in where.items()}
         val = [load_split(pool[n], "val") for n in pool if n not in gs[held]]
         images = [im for v in val for im in [*v.real, *v.qreal, *v.fake]]
-        stats = {m: (s.mean(), s.std()) for m, s in ((m, d.score(images))
-                                                    for m, d in dets.items())}
+        fit = {m: d.score(images) for m, d in dets.items()}
         for ds in gs[held]:
             test = load_split(pool[ds], "test")
             x = [*test.qreal, *test.fake]
             y = np.r_[np.zeros(len(test.qreal)), np.ones(len(test.fake))]
-            z = {m: (d.score(x) - stats[m][0]) / stats[m][1] for m, d in dets.items()}
-            row = {m: roc_auc_score(y, v) for m, v in z.items()}
-            for combo in args.combo:
-                row[combo] = roc_auc_score(y, sum(z[m] for m in combo.split("+")))
+            scores = {m: d.score(x) for m, d in dets.items()}
+            row = {m: roc_auc_score(y, v) for m, v in scores.items()}
+            for combo in args.combo:  # what `fusion --combine mean` computes
+                names = combo.split("+")
+                mean = LinearModel.mean_of(np.stack([fit[m] for m in names], 1), names)
+                row[combo] = roc_auc_score(y, mean.decision(np.stack([scores[m] for m in names],
+                                                                     1)))
             rows[ds] = {k: round(float(v), 4) for k, v in row.items()}
             print(ds, json.dumps(rows[ds]), flush=True)
     mean = {k: round(float(np.mean([r[k] for r in rows.values()])), 4)

@@ -252,13 +252,11 @@ class FusionDetector(SizeCalibrated):
             out += w * m
         return np.clip(out, 0.0, 1.0).astype(np.float32)
 
-    def _fused(self, items: list[np.ndarray], maps: bool):
-        """Before this detector's size terms: the regression's log-odds, and when ``maps``
-        the fused maps, region scores (their maxima), masks and region flags."""
-        x, member_maps, member_masks, member_flags = self.member_outputs(items, maps=maps)
+    def _fused(self, items: list[np.ndarray]):
+        """Before this detector's size terms: the combined scores, the fused maps, region
+        scores (their maxima), masks and region flags."""
+        x, member_maps, member_masks, member_flags = self.member_outputs(items, maps=True)
         scores = self.model_.decision(x)
-        if not maps:
-            return scores, [], np.zeros(0), [], np.zeros(0, bool)
         fused = [self._fuse([mm[i] for mm in member_maps]) for i in range(len(items))]
         region = np.array([float(f.max()) for f in fused])
         masks, flags = [], np.zeros(len(items), bool)
@@ -275,7 +273,7 @@ class FusionDetector(SizeCalibrated):
         of hundreds of large crops at once would not fit in memory)."""
         scores, region, fused = [], [], []
         for s in range(0, len(items), CALIBRATION_CHUNK):
-            sc, fu, rg, _, _ = self._fused(items[s:s + CALIBRATION_CHUNK], maps=True)
+            sc, fu, rg, _, _ = self._fused(items[s:s + CALIBRATION_CHUNK])
             scores.append(sc)
             region.append(rg)
             fused += fu
@@ -285,7 +283,7 @@ class FusionDetector(SizeCalibrated):
         """The regression's log-odds, less its size term (higher = more likely synthetic)."""
         items = check_images(images)
         self._check_fitted()
-        scores = self._fused(items, maps=False)[0]
+        scores = self.model_.decision(self.member_outputs(items, maps=False)[0])
         return scores - np.array([self._size_terms(im.shape[:2])[0] for im in items])
 
     def localize(self, images: Images) -> Localization:
@@ -294,7 +292,7 @@ class FusionDetector(SizeCalibrated):
     def score_and_localize(self, images: Images) -> tuple[np.ndarray, Localization]:
         items = check_images(images)
         self._check_fitted()
-        scores, fused, region, masks, flags = self._fused(items, maps=True)
+        scores, fused, region, masks, flags = self._fused(items)
         terms = np.array([self._size_terms(im.shape[:2]) for im in items]).reshape(-1, 3)
         scores, region = scores - terms[:, 0], region - terms[:, 1]
         if self.masks != "vote":

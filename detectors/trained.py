@@ -222,7 +222,6 @@ class SizeCalibrated(TrainedDetector):
     """
 
     size_calibration_: dict | None = None
-    map_fpr: float = 0.05
 
     @abstractmethod
     def _unshifted_outputs(self, items: list[np.ndarray],
