@@ -13,7 +13,10 @@ is upscaled first (its map is resampled back to it).
 
 Training (``fit``): binary cross-entropy on the image label (classes balanced) plus
 ``pixel_weight`` times a per-pixel cross-entropy against the ground-truth masks (real images:
-all zero; synthesized and given pixels balanced). AdamW with a cosine schedule; augmentation
+all zero; synthesized and given pixels balanced), and ``relative_weight`` times
+`relative_map_loss` (default 0: off), the same cross-entropy on what relative maps show, each
+partial fake's pixel logits minus their median, so that training ranks the pixels of an image
+as scoring reads them. AdamW with a cosine schedule; augmentation
 as in CNN-generated-image detection work (Wang et al. 2020), the same for both classes, scaled
 to small images: horizontal flips, and each with probability ``augment``: Gaussian blur
 (sigma 0-1), JPEG re-compression (quality 60-100), down-and-up resizing (factor 0.5-1) and a
@@ -277,6 +280,23 @@ def palette_views(images: Sequence[np.ndarray], palettes: Sequence) -> list[np.n
             for i, im in enumerate(images)]
 
 
+def relative_map_loss(pix_logits: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """The dense loss on what ``maps="relative"`` shows: each partial fake's pixel logits
+    minus their median, against its mask, synthesized and kept pixels weighing the same
+    within each image, averaged over the partial fakes of the batch (0 when there are none).
+    Real and wholly synthesized images have no pixels to rank and add nothing."""
+    flat, m = pix_logits.flatten(1), masks.flatten(1)
+    n_syn = m.sum(1)
+    partial = (n_syn > 0) & (n_syn < m.shape[1])
+    if not bool(partial.any()):
+        return pix_logits.sum() * 0.0
+    flat, m, n_syn = flat[partial], m[partial], n_syn[partial]
+    rel = flat - flat.median(dim=1, keepdim=True).values
+    bce = F.binary_cross_entropy_with_logits(rel, m, reduction="none")
+    per_image = ((bce * m).sum(1) / n_syn + (bce * (1 - m)).sum(1) / (m.shape[1] - n_syn)) / 2
+    return per_image.mean()
+
+
 def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float()
 
@@ -290,7 +310,7 @@ class CNNDetector(SizeCalibrated):
     Parameters: ``arch`` a timm model name, ``stages`` backbone stages kept, ``width`` decoder
     channels, ``pretrained`` a local timm weights file (None: from scratch); ``epochs``,
     ``patience``, ``batch_size``, ``lr``, ``weight_decay``, ``pixel_weight`` (the dense loss'
-    weight), ``augment`` (probability of each augmentation; 0: flips only); ``target_fpr``,
+    weight), ``relative_weight`` (that of `relative_map_loss`), ``augment`` (probability of each augmentation; 0: flips only); ``target_fpr``,
     ``map_fpr``; ``seed``; ``device`` (auto, cpu, cuda, mps); ``inputs``, what the backbone
     sees (`CNN_INPUTS`: rgb, npr or rgb+npr; the pixel branch always sees the colors and
     their high-pass residuals); ``palette_augment``, the probability that a training image of
@@ -314,7 +334,7 @@ class CNNDetector(SizeCalibrated):
                  pixel_weight: float = 1.0, augment: float = 0.1,
                  target_fpr: float = DEFAULT_TARGET_FPR, map_fpr: float = 0.05, seed: int = 0,
                  device: str = "auto", inputs: str = "rgb", palette_augment: float = 0.0,
-                 maps: str = "relative", tta: str = "flip"):
+                 maps: str = "relative", tta: str = "flip", relative_weight: float = 0.0):
         self.arch = arch
         self.stages = stages
         self.width = width
@@ -334,6 +354,7 @@ class CNNDetector(SizeCalibrated):
         self.palette_augment = palette_augment
         self.maps = maps
         self.tta = tta
+        self.relative_weight = relative_weight
 
     def _check_params(self) -> None:
         for name in ("stages", "width", "epochs", "batch_size"):
@@ -351,8 +372,10 @@ class CNNDetector(SizeCalibrated):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{name} must be a probability in [0, 1], got "
                                  f"{getattr(self, name)}")
-        if self.lr <= 0 or self.weight_decay < 0 or self.pixel_weight < 0:
-            raise InputError("lr must be > 0, weight_decay and pixel_weight >= 0")
+        if (self.lr <= 0 or self.weight_decay < 0 or self.pixel_weight < 0
+                or self.relative_weight < 0):
+            raise InputError("lr must be > 0, weight_decay, pixel_weight and relative_weight "
+                             ">= 0")
         if self.maps not in MAP_KINDS:
             raise InputError(f"maps must be one of {', '.join(MAP_KINDS)}, got {self.maps!r}")
         if self.tta not in TTA_KINDS:
@@ -400,7 +423,10 @@ class CNNDetector(SizeCalibrated):
         def loss_of(img_logit, pix_logit, y, m):
             li = F.binary_cross_entropy_with_logits(img_logit, y, pos_weight=pos_weight)
             lp = F.binary_cross_entropy_with_logits(pix_logit, m, pos_weight=pix_pos_weight)
-            return li + self.pixel_weight * lp, li, lp
+            total = li + self.pixel_weight * lp
+            if self.relative_weight > 0:
+                total = total + self.relative_weight * relative_map_loss(pix_logit, m)
+            return total, li, lp
 
         steps_per_epoch = max(1, len(images) // self.batch_size)
         opt = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=self.weight_decay)
@@ -620,5 +646,5 @@ class CNNDetector(SizeCalibrated):
         self.size_calibration_ = checked_size_table(state.get("size_calibration_"), path)
 
 
-__all__ = ["CNNDetector", "DenseDetectorNet", "augment_batch",
+__all__ = ["CNNDetector", "DenseDetectorNet", "augment_batch", "relative_map_loss",
            "create_backbone"]

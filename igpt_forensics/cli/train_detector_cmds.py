@@ -36,8 +36,8 @@ from .common import JsonOpt, console, emit_json, err_console, progress_bar, user
 
 SHOWN_FIELDS = ("loss", "val_loss", "val_auc")
 # cnn constructor parameters that have no option of their own (``--param KEY=VALUE``)
-CNN_PARAMS = ("stages", "width", "pixel_weight", "patience", "batch_size", "lr",
-              "weight_decay", "map_fpr")
+CNN_PARAMS = ("stages", "width", "pixel_weight", "relative_weight", "patience", "batch_size",
+              "lr", "weight_decay", "map_fpr")
 
 
 def parse_params(specs: list[str] | None, kind: str) -> dict:

@@ -20,6 +20,7 @@ from igpt_forensics.detectors.cnn import (
     augment_batch,
     calibration_palettes,
     npr,
+    relative_map_loss,
 )
 from igpt_forensics.detectors.features import (
     HAND_FEATURES,
@@ -283,6 +284,50 @@ def test_cnn_on_npr_inputs_learns_saves_and_loads(inputs, splits, tmp_path):
     # the backbone sees what it was built for: a net of rgb inputs does not take the weights
     with pytest.raises(InputError, match="weights do not fit"):
         load_detector(tmp_path / "d", inputs="rgb" if inputs == "rgb+npr" else "rgb+npr")
+
+
+def test_relative_map_loss_ranks_the_pixels_of_each_partial_fake_against_its_median():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 4, 4, generator=g)
+    m = torch.zeros(4, 4, 4)
+    m[1, 1:3, 1:3] = 1  # a 2x2 box: 4 synthesized pixels, 12 kept
+    m[2, 2:] = 1  # a top half
+    m[3] = 1  # wholly synthesized; image 0 is real
+    loss = relative_map_loss(z, m)
+    # by hand: each partial fake's logits minus their (lower) median, mean BCE over its
+    # synthesized pixels and over its kept pixels, halved; averaged over the partial fakes
+    want = []
+    for i in (1, 2):
+        zi, mi = z[i].flatten().numpy().astype(np.float64), m[i].flatten().numpy() > 0
+        rel = zi - np.sort(zi)[(zi.size - 1) // 2]
+        bce = np.where(mi, np.log1p(np.exp(-rel)), np.log1p(np.exp(rel)))
+        want.append((bce[mi].mean() + bce[~mi].mean()) / 2)
+    assert float(loss) == pytest.approx(np.mean(want), rel=1e-5)
+    # an offset per image changes nothing; real and whole fakes add nothing
+    offsets = torch.tensor([5.0, -3.0, 7.0, 2.0]).view(4, 1, 1)
+    assert float(relative_map_loss(z + offsets, m)) == pytest.approx(float(loss), rel=1e-5)
+    z_other = z.clone()
+    z_other[0], z_other[3] = 10 * torch.randn(4, 4, generator=g), -9.0
+    assert float(relative_map_loss(z_other, m)) == pytest.approx(float(loss), rel=1e-5)
+    # a map that ranks the box above its surroundings costs less than the reverse
+    assert relative_map_loss(4 * m[1:2] - 2, m[1:2]) < relative_map_loss(2 - 4 * m[1:2], m[1:2])
+    assert float(relative_map_loss(z[[0, 3]], m[[0, 3]])) == 0.0
+
+
+def test_cnn_relative_weight_adds_the_relative_loss_to_training(splits, tmp_path):
+    args, kw = fit_args(splits)
+    fits = [CNNDetector(epochs=1, batch_size=32, device="cpu", relative_weight=w).fit(*args, **kw)
+            for w in (0.0, 2.0)]
+    first = [f.fit_info_["history"][0] for f in fits]
+    # the same seed, the same first batches: only the loss differs, by the relative term
+    assert first[0]["train_loss"] < first[1]["train_loss"]
+    assert first[1]["val_loss"] > first[1]["val_image_loss"] + first[1]["val_pixel_loss"]
+    assert first[0]["val_loss"] == pytest.approx(first[0]["val_image_loss"]
+                                                 + first[0]["val_pixel_loss"])
+    fits[1].save(tmp_path / "d")
+    assert load_detector(tmp_path / "d").relative_weight == 2.0
+    with pytest.raises(InputError, match="relative_weight"):
+        CNNDetector(relative_weight=-1).fit(*args, **kw)
 
 
 def test_a_detector_trained_on_a_gpu_loads_and_scores_where_there_is_none(
@@ -694,10 +739,12 @@ def test_train_detector_param_reaches_the_cnn_and_the_last_seed_wins(dataset, tm
     r = runner.invoke(app, ["train-detector", "--dataset", str(dataset), "--kind", "cnn",
                             "--epochs", "1", "--device", "cpu", "--no-test", "--seed", "0",
                             "--param", "stages=2", "--param", "width=8",
-                            "--param", "pixel-weight=3", "--seed", "5", "--out", str(out)])
+                            "--param", "pixel-weight=3", "--param", "relative_weight=0.5",
+                            "--seed", "5", "--out", str(out)])
     assert r.exit_code == 0, r.output
     det = load_detector(out)
-    assert (det.stages, det.width, det.pixel_weight, det.seed) == (2, 8, 3, 5)
+    assert (det.stages, det.width, det.pixel_weight, det.relative_weight,
+            det.seed) == (2, 8, 3, 0.5, 5)
     from igpt_forensics.detectors.cnn import DenseDetectorNet
 
     n_params = [sum(p.numel() for p in DenseDetectorNet(det.arch, stages, width).parameters())
