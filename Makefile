@@ -139,13 +139,17 @@ CNN_INPUTS ?= npr
 # with its left-right mirror and averages the two (both the cnn's defaults; the shipped weights
 # were recalibrated so on 2026-12-04 night, 2459 s at 2 threads on a shared machine).
 CNN_CALIBRATE ?=
+# more of its options, e.g. --param relative_weight=1 (the dense loss on relative maps: held
+# out of training, top-half maps 0.94-0.99 pixel AUC on all nine datasets against 0.80-0.98;
+# docs/results.md, 2026-12-05; measured, not yet what the shipped files were trained with)
+CNN_PARAMS ?=
 # Then its thresholds per image side (32 to 1024 pixels) from 10 crops of every train and val
 # photo at each side (about 16 minutes at 2 threads): thresholds of 32x32 alone flagged 98% of
 # 256x256 real test photos.
 cnn-default: pool-all
 	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn $(addprefix --dataset ,$(POOL_DATASETS)) \
-		--augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) --seed 0 --device $(DEVICE) --no-test \
-		--out runs/cnn-default-trained
+		--augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) $(CNN_PARAMS) --seed 0 --device $(DEVICE) \
+		--no-test --out runs/cnn-default-trained
 	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-default-trained \
 		$(GEN_DATA) --split train,val --per-photo 10 $(CNN_CALIBRATE) \
 		--out igpt_forensics/assets/cnn-default
@@ -162,7 +166,7 @@ ENSEMBLE_SEEDS ?= 1 2
 fusion-default: cnn-default
 	$(foreach k,$(ENSEMBLE_SEEDS),$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
 		$(addprefix --dataset ,$(POOL_DATASETS)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) \
-		--seed $(k) --device $(DEVICE) --no-test --out runs/cnn-seed$(k) && \
+		$(CNN_PARAMS) --seed $(k) --device $(DEVICE) --no-test --out runs/cnn-seed$(k) && \
 		$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-seed$(k) $(GEN_DATA) \
 		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-seed$(k)-calibrated &&) true
 	$(BIN)/igpt-forensics --threads 2 train-detector --kind fusion \

@@ -16,7 +16,9 @@ Training (``fit``): binary cross-entropy on the image label (classes balanced) p
 all zero; synthesized and given pixels balanced), and ``relative_weight`` times
 `relative_map_loss` (default 0: off), the same cross-entropy on what relative maps show, each
 partial fake's pixel logits minus their median, so that training ranks the pixels of an image
-as scoring reads them. AdamW with a cosine schedule; augmentation
+as scoring reads them (measured leave-one-generator-out, ``relative_weight=1`` raised held-out
+top-half maps on all nine datasets, to 0.94-0.99 pixel AUC, image AUC within the spread of one
+training to the next; docs/results.md). AdamW with a cosine schedule; augmentation
 as in CNN-generated-image detection work (Wang et al. 2020), the same for both classes, scaled
 to small images: horizontal flips, and each with probability ``augment``: Gaussian blur
 (sigma 0-1), JPEG re-compression (quality 60-100), down-and-up resizing (factor 0.5-1) and a
