@@ -312,12 +312,13 @@ class CNNDetector(SizeCalibrated):
     Parameters: ``arch`` a timm model name, ``stages`` backbone stages kept, ``width`` decoder
     channels, ``pretrained`` a local timm weights file (None: from scratch); ``epochs``,
     ``patience``, ``batch_size``, ``lr``, ``weight_decay``, ``pixel_weight`` (the dense loss'
-    weight), ``relative_weight`` (that of `relative_map_loss`), ``augment`` (probability of each augmentation; 0: flips only); ``target_fpr``,
-    ``map_fpr``; ``seed``; ``device`` (auto, cpu, cuda, mps); ``inputs``, what the backbone
-    sees (`CNN_INPUTS`: rgb, npr or rgb+npr; the pixel branch always sees the colors and
-    their high-pass residuals); ``palette_augment``, the probability that a training image of
-    either class is seen through a palette of 16-256 colors fitted on the training reals
-    (`palette_batch`; 0: never).
+    weight), ``relative_weight`` (that of `relative_map_loss`; 0: off), ``augment``
+    (probability of each augmentation; 0: flips only); ``target_fpr``, ``map_fpr``; ``seed``;
+    ``device`` (auto, cpu, cuda, mps); ``inputs``, what the backbone sees (`CNN_INPUTS`: rgb,
+    npr or rgb+npr; the pixel branch always sees the colors and their high-pass residuals);
+    ``palette_augment``, the probability that a training image of either class is seen
+    through a palette of 16-256 colors fitted on the training reals (`palette_batch`; 0:
+    never).
 
     ``score --detector cnn`` (and ``create_detector("cnn", pretrained=True)``) loads the one
     the package ships: npr inputs, trained on a pool of 11 generators (both bundled ones and
