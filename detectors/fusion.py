@@ -280,7 +280,8 @@ class FusionDetector(SizeCalibrated):
         return np.concatenate(scores), np.concatenate(region), fused
 
     def score(self, images: Images) -> np.ndarray:
-        """The regression's log-odds, less its size term (higher = more likely synthetic)."""
+        """The combined score (the regression's log-odds, or the members' mean z-score with
+        ``combine="mean"``), less its size term (higher = more likely synthetic)."""
         items = check_images(images)
         self._check_fitted()
         scores = self.model_.decision(self.member_outputs(items, maps=False)[0])
