@@ -193,6 +193,19 @@ def train(args) -> None:
         indent=1) + "\n")
 
 
+def _sets(text: str) -> dict:
+    """--set "tta=flip,map_members=[2]" -> {"tta": "flip", "map_members": [2]}: each value as
+    JSON where it parses, else as the text."""
+    out = {}
+    for kv in filter(None, text.split(",")):
+        key, _, value = kv.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def derive(args) -> None:
     from igpt_forensics.detectors.base import load_detector
     from igpt_forensics.detectors.trained import REAL_FORMS, SplitData, load_arrays
@@ -200,7 +213,7 @@ def derive(args) -> None:
     pool, gs = read_pool(args.pool), groups(read_pool(args.pool))
     if len(args.variant) != 1 or "=" in args.variant[0] or not args.base:
         raise SystemExit("derive: name --base VARIANT and one new --variant NAME")
-    sets = dict(kv.split("=", 1) for kv in args.set.split(",") if kv)
+    sets = _sets(args.set)
     name = args.variant[0]
     for held in [ALL, *gs]:
         src, dst = args.out / "detectors" / held / args.base, args.out / "detectors" / held / name
@@ -235,7 +248,7 @@ def fuse(args) -> None:
     if len(args.variant) != 1 or "=" in args.variant[0] or not args.member:
         raise SystemExit("fuse: name one new --variant NAME and its --member (repeat)")
     name = args.variant[0]
-    sets = dict(kv.split("=", 1) for kv in args.set.split(",") if kv)  # e.g. combine=mean
+    sets = _sets(args.set)  # e.g. combine=mean
     for held in [ALL, *gs]:
         folder = args.out / "detectors" / held
         if (folder / name / "detector.json").exists() or not folder.is_dir():

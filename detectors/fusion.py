@@ -95,11 +95,16 @@ class FusionDetector(SizeCalibrated):
     the ``mean`` of the standardized scores (like members, e.g. one recipe trained several
     times: measured leave-one-generator-out on the five held-out pixel-GPTs, three cnns of
     one recipe averaged 0.908 image AUC where the regression, fitted on the validation
-    splits their training had early-stopped on, gave 0.903 and the best member 0.900).
+    splits their training had early-stopped on, gave 0.903 and the best member 0.900);
+    ``map_members``, the members (by position, 0 first) whose maps, masks and region flags
+    make the fusion's (None: every member with dense maps), so that members can score images
+    together while the one trained for maps draws them.
 
     ``score --detector fusion`` is the one the package ships (``make fusion-default``): three
-    cnns of the shipped recipe trained apart (the shipped cnn and its recipe at seeds 1 and 2,
-    each calibrated by size), averaged (``combine="mean"``), then calibrated by size itself.
+    cnns trained apart on the pool (the shipped cnn, its recipe at seed 1, and its recipe with
+    the dense loss on relative maps, ``relative_weight=1``; each calibrated by size), their
+    scores averaged (``combine="mean"``), the third alone drawing the maps (``map_members=
+    [2]``), then calibrated by size itself.
     """
 
     default_asset = shipped_asset("fusion")
@@ -109,7 +114,8 @@ class FusionDetector(SizeCalibrated):
     def __init__(self, members: Sequence[str] = ("likelihood",), C: float = 1.0,
                  folds: int = 5, target_fpr: float = DEFAULT_TARGET_FPR,
                  map_fpr: float = 0.05, seed: int = 0, device: str | None = None,
-                 masks: str = "vote", combine: str = "regression"):
+                 masks: str = "vote", combine: str = "regression",
+                 map_members: Sequence[int] | None = None):
         self.members = members
         self.C = C
         self.folds = folds
@@ -119,6 +125,7 @@ class FusionDetector(SizeCalibrated):
         self.device = device
         self.masks = masks
         self.combine = combine
+        self.map_members = map_members
 
     def _open_members(self) -> list[Detector]:
         specs = [str(m) for m in self.members]
@@ -167,17 +174,7 @@ class FusionDetector(SizeCalibrated):
             raise InputError("fusion needs fake images: fit(real_images, fake_images)")
         real = check_images(real_images, "real_images")
         fake = check_images(fake_images, "fake_images")
-        for name in ("target_fpr", "map_fpr"):
-            if not 0.0 < getattr(self, name) < 1.0:
-                raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")
-        if self.masks not in MASK_RULES:
-            raise InputError(f"masks must be one of {', '.join(MASK_RULES)}, got "
-                             f"{self.masks!r}")
-        if self.combine not in FUSION_COMBINES:
-            raise InputError(f"combine must be one of {', '.join(FUSION_COMBINES)}, "
-                             f"got {self.combine!r}")
-        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
-            raise InputError(f"folds must be an integer >= 2, got {self.folds!r}")
+        self._check_params()
         if val is not None and (not isinstance(val, (tuple, list)) or len(val) not in (2, 3)):
             raise InputError("val must be a (real_images, fake_images) pair")
         if min(len(real), len(fake)) < self.folds:
@@ -230,6 +227,26 @@ class FusionDetector(SizeCalibrated):
         self._member_hashes = None
         return self
 
+    def _check_params(self) -> None:
+        """Every parameter's type and range, before any data is read."""
+        for name in ("target_fpr", "map_fpr"):
+            if not 0.0 < getattr(self, name) < 1.0:
+                raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if self.masks not in MASK_RULES:
+            raise InputError(f"masks must be one of {', '.join(MASK_RULES)}, got "
+                             f"{self.masks!r}")
+        if self.combine not in FUSION_COMBINES:
+            raise InputError(f"combine must be one of {', '.join(FUSION_COMBINES)}, "
+                             f"got {self.combine!r}")
+        if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
+            raise InputError(f"folds must be an integer >= 2, got {self.folds!r}")
+        if self.map_members is not None and (
+                not isinstance(self.map_members, (list, tuple)) or not self.map_members
+                or not all(isinstance(i, int) and not isinstance(i, bool)
+                           and 0 <= i < len(self.members) for i in self.map_members)):
+            raise InputError(f"map_members must name members by position (0 to "
+                             f"{len(self.members) - 1}), got {self.map_members!r}")
+
     def _combiner(self, x: np.ndarray, y: np.ndarray, names: list[str]) -> LinearModel:
         if self.combine == "mean":
             return LinearModel.mean_of(x, names)
@@ -238,10 +255,13 @@ class FusionDetector(SizeCalibrated):
     def _map_weights(self) -> list[float]:
         """Positive coefficients, among members whose maps are dense (a member with
         ``dense_maps = False``, like ``features``, paints whole tiles with its image
-        probability: it would only blur the map); uniform if none is positive."""
+        probability: it would only blur the map) and, when given, among ``map_members``;
+        uniform over those if none is positive."""
         dense = np.array([getattr(m, "dense_maps", True) for m in self.members_])
         if not dense.any():
             dense[:] = True
+        if self.map_members is not None:
+            dense = np.isin(np.arange(len(self.members_)), list(self.map_members))
         w = np.where(dense, np.maximum(self.model_.coef, 0.0), 0.0)
         w = w / w.sum() if w.sum() > 0 else dense / dense.sum()
         return [float(v) for v in w]
@@ -328,12 +348,10 @@ class FusionDetector(SizeCalibrated):
 
     def _restore(self, state: dict[str, Any], arrays: dict[str, np.ndarray], path: Path,
                  ) -> None:
-        if self.masks not in MASK_RULES:
-            raise InputError(f"{path}: masks must be one of {', '.join(MASK_RULES)}, got "
-                             f"{self.masks!r}")
-        if self.combine not in FUSION_COMBINES:
-            raise InputError(f"{path}: combine must be one of "
-                             f"{', '.join(FUSION_COMBINES)}, got {self.combine!r}")
+        try:
+            self._check_params()
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
         recorded = dict(state["member_files"])
         found = _member_files(path)
         if found != recorded:

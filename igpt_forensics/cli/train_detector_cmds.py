@@ -81,7 +81,10 @@ class _Bar:
 def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path | None,
             model: Path | None, likelihood: bool, classifier: str, members: list[str] | None,
             target_fpr: float, seed: int, device: str, inputs: str = "rgb",
-            palette_augment: float = 0.0, combine: str = "regression") -> dict:
+            palette_augment: float = 0.0, combine: str = "regression",
+            map_members: list[int] | None = None) -> dict:
+    if map_members and kind != "fusion":
+        raise InputError("--map-member: only --kind fusion draws maps from its members")
     if kind == "cnn":
         for name, p in (("--augment", augment), ("--palette-augment", palette_augment)):
             if not 0 <= p <= 1:
@@ -106,7 +109,8 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
         raise InputError(f"--combine must be one of {', '.join(FUSION_COMBINES)}, "
                          f"got '{combine}'")
     return {"members": list(members), "target_fpr": target_fpr, "seed": seed,
-            "device": None if device == "auto" else device, "combine": combine}
+            "device": None if device == "auto" else device, "combine": combine,
+            "map_members": list(map_members) if map_members else None}
 
 
 @user_errors
@@ -145,6 +149,10 @@ def train_detector(
         help="fusion: how the members' scores combine: regression (fitted on the validation "
         "split: members of different kinds) or mean (of the standardized scores: like "
         "members, e.g. one recipe trained with several seeds).")] = "regression",
+    map_member: Annotated[list[int] | None, typer.Option(
+        help="fusion: a member, by position (0: the first --member), whose maps, masks and "
+        "region flags make the fusion's; repeat (default: every member with dense maps).")
+    ] = None,
     param: Annotated[list[str] | None, typer.Option(
         help=f"cnn: another parameter as KEY=VALUE ({', '.join(CNN_PARAMS)}); repeat, "
         "e.g. --param stages=4 --param pixel_weight=3.")] = None,
@@ -171,7 +179,8 @@ def train_detector(
     # with --json -, standard output holds the JSON alone: the tables go to stderr
     shown = err_console if json_out is not None and str(json_out) == "-" else console
     params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
-                     target_fpr, seed, device, inputs, palette_augment, combine) | extra
+                     target_fpr, seed, device, inputs, palette_augment, combine,
+                     map_member) | extra
     new_detector(kind, params)  # a bad parameter is refused before any data is read
     if test:  # before training, not after it: a missing test split is known from the counts
         for d in dataset:

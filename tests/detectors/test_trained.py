@@ -823,3 +823,46 @@ def test_fusion_masks_are_the_weighted_vote_of_the_members_masks(fusion_det, spl
     np.testing.assert_array_equal(old_loc.region_flags,
                                   old_loc.region_scores > old.region_threshold_)
     assert (np.asarray(old_loc.masks) != np.asarray(loc.masks)).any()
+
+
+def test_a_fusion_draws_its_maps_from_the_members_named_for_them(saved_members, fusion_det,
+                                                                 splits, tmp_path):
+    """``map_members``: the members score together, the named ones alone draw the maps,
+    masks and region flags (the shipped fusion: scores of three cnns, maps of the one
+    trained with the relative-map loss)."""
+    from igpt_forensics.detectors.fusion import FusionDetector
+
+    va, fakes = splits["val"], list(splits["test"].fake[:12])
+    det = FusionDetector(members=saved_members, folds=3, map_members=[1]).fit(va.real, va.fake)
+    assert det.map_weights_ == [0.0, 1.0, 0.0]  # members: likelihood, cnn, features
+    np.testing.assert_array_equal(det.model_.coef, fusion_det.model_.coef)  # scores as before
+    np.testing.assert_allclose(det.score(fakes), fusion_det.score(fakes))
+    assert fusion_det.map_weights_[0] > 0  # without it, the likelihood paints the map too
+    _, loc = det.score_and_localize(fakes)
+    cnn = det.members_[1].localize(fakes)
+    np.testing.assert_allclose(np.asarray(loc.maps), np.clip(np.asarray(cnn.maps), 0, 1))
+    np.testing.assert_array_equal(loc.masks, cnn.masks)
+    np.testing.assert_array_equal(loc.region_flags, cnn.region_flags)
+    again = load_detector(det.save(tmp_path / "fusion"))
+    assert again.map_members == [1] and again.map_weights_ == det.map_weights_
+    from igpt_forensics.detectors.trained import DIGEST_KEY, state_digest
+
+    meta = json.loads((tmp_path / "fusion" / "detector.json").read_text())
+    meta["params"]["map_members"] = [7]  # a file that names a member it does not have
+    state = {k: v for k, v in meta["state"].items() if k != DIGEST_KEY}
+    meta["state"][DIGEST_KEY] = state_digest(meta["params"], state, {})
+    (tmp_path / "fusion" / "detector.json").write_text(json.dumps(meta))
+    (tmp_path / "fusion" / "SHA256SUMS").unlink(missing_ok=True)
+    with pytest.raises(InputError, match="fusion: map_members must name members by position"):
+        load_detector(tmp_path / "fusion")
+    for bad in ([3], [], 1, ["1"], [True]):
+        with pytest.raises(InputError, match="map_members must name members by position"):
+            FusionDetector(members=saved_members, map_members=bad).fit(va.real, va.fake)
+    r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
+                            "fusion", "--member", saved_members[0], "--map-member", "2",
+                            "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "Traceback" not in r.output  # refused before reading data
+    assert "map_members must name members by position (0 to 0)" in " ".join(r.output.split())
+    r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
+                            "cnn", "--map-member", "0", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "only --kind fusion draws maps" in " ".join(r.output.split())
