@@ -141,7 +141,7 @@ CNN_INPUTS ?= npr
 CNN_CALIBRATE ?=
 # more of its options, e.g. --param relative_weight=1 (the dense loss on relative maps: held
 # out of training, top-half maps 0.94-0.99 pixel AUC on all nine datasets against 0.80-0.98;
-# docs/results.md, 2026-12-05; measured, not yet what the shipped files were trained with)
+# docs/results.md, 2026-12-05; the shipped fusion's map member is trained with it: MAP_PARAMS)
 CNN_PARAMS ?=
 # Then its thresholds per image side (32 to 1024 pixels) from 10 crops of every train and val
 # photo at each side (about 16 minutes at 2 threads): thresholds of 32x32 alone flagged 98% of
@@ -154,25 +154,36 @@ cnn-default: pool-all
 		$(GEN_DATA) --split train,val --per-photo 10 $(CNN_CALIBRATE) \
 		--out igpt_forensics/assets/cnn-default
 
-# Three cnns trained apart, fused (docs/results.md, "Three cnns trained apart"): the shipped cnn
-# and the same recipe at seeds 1 and 2, each calibrated by size as it is, then combined as the
-# mean of their standardized scores (`fusion --combine mean`, the scaler and the threshold from
-# the pool's validation splits; masks by the members' vote; held out of training, the mean of
-# three beat a fitted regression, 0.908 against 0.903), then its own thresholds per side from
+# The shipped fusion (docs/results.md, "The shipped fusion: scores of three cnns, maps of the
+# one trained for maps"): the shipped cnn and the same recipe at seed 1, and that recipe with
+# the dense loss on relative maps (MAP_PARAMS, seed 0), each calibrated by size as it is, then
+# combined as the mean of their standardized scores (`fusion --combine mean`, the scaler and
+# the threshold from the pool's validation splits; held out of training, the mean of three
+# beat a fitted regression, 0.908 against 0.903), while the third alone draws the maps, masks
+# and region flags (`--map-member 2`: held out of training, its top-half maps 0.977-0.994 on
+# the pixel-GPTs against 0.931-0.980 for three cnns without the loss averaged; trained
+# with it, a member scores images no better at 1% FPR). Then its own thresholds per side from
 # the crops `calibrate` gives the cnn (up to 256 px, clamped above: the members' shifts carry
 # the rest; about 5 minutes at 2 threads). The shipped members were trained on this 2-core
-# CPU (--device cpu, one thread each: 1053 s and 1215 s).
-ENSEMBLE_SEEDS ?= 1 2
+# CPU (--device cpu, one thread each: 1053 s for seed 1, 1248 s for the map member).
+ENSEMBLE_SEEDS ?= 1
+MAP_PARAMS ?= --param relative_weight=1
 fusion-default: cnn-default
 	$(foreach k,$(ENSEMBLE_SEEDS),$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
 		$(addprefix --dataset ,$(POOL_DATASETS)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) \
 		$(CNN_PARAMS) --seed $(k) --device $(DEVICE) --no-test --out runs/cnn-seed$(k) && \
 		$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-seed$(k) $(GEN_DATA) \
 		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-seed$(k)-calibrated &&) true
+	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
+		$(addprefix --dataset ,$(POOL_DATASETS)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) \
+		$(CNN_PARAMS) $(MAP_PARAMS) --seed 0 --device $(DEVICE) --no-test --out runs/cnn-maps
+	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-maps $(GEN_DATA) \
+		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-maps-calibrated
 	$(BIN)/igpt-forensics --threads 2 train-detector --kind fusion \
 		$(addprefix --dataset ,$(POOL_DATASETS)) --member igpt_forensics/assets/cnn-default \
-		$(foreach k,$(ENSEMBLE_SEEDS),--member runs/cnn-seed$(k)-calibrated) --combine mean \
-		--no-test --out runs/fusion-default-trained
+		$(foreach k,$(ENSEMBLE_SEEDS),--member runs/cnn-seed$(k)-calibrated) \
+		--member runs/cnn-maps-calibrated --map-member $(words $(ENSEMBLE_SEEDS) x) \
+		--combine mean --no-test --out runs/fusion-default-trained
 	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/fusion-default-trained \
 		$(GEN_DATA) --split train,val --per-photo 10 --sides 32,64,128,256 \
 		--out igpt_forensics/assets/fusion-default

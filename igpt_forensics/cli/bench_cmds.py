@@ -199,7 +199,7 @@ def demo(
     recipe = {"n": n, "masks": "top-half,box,full", "seed": seed, "data": "builtin"}
     study = Study(datasets={"default": str(out / "dataset")}, generate={"default": recipe},
                   detectors={"likelihood": "likelihood", "cnn (shipped)": "cnn",
-                             "fusion of 3 cnns (shipped)": "fusion"},
+                             "fusion (shipped)": "fusion"},
                   train=["features", "rowcol", "laplacian", "colors"],
                   perturbations=["none", "jpeg75"], bootstrap=200, seed=seed,
                   out=str(out / "report"))

@@ -141,7 +141,7 @@ def test_demo_runs_the_main_job_on_the_bundled_default(tmp_path):
     doc = json.loads((tmp_path / "demo" / "report" / "metrics.json").read_text())
     validate(doc)
     assert {r["detector"] for r in doc["image"]} == {
-        "likelihood", "cnn (shipped)", "fusion of 3 cnns (shipped)", "features", "rowcol",
+        "likelihood", "cnn (shipped)", "fusion (shipped)", "features", "rowcol",
         "laplacian", "colors"}
     assert {r["perturbation"] for r in doc["image"]} == {"none", "jpeg75"}
     page = (tmp_path / "demo" / "report" / "report.html").read_text()
