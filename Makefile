@@ -162,9 +162,9 @@ cnn-default: pool-all
 # beat a fitted regression, 0.908 against 0.903), while the third alone draws the maps, masks
 # and region flags (`--map-member 2`: held out of training, its top-half maps 0.977-0.994 on
 # the pixel-GPTs against 0.931-0.980 for three cnns without the loss averaged; trained
-# with it, a member scores images no better at 1% FPR). Then its own thresholds per side from
-# the crops `calibrate` gives the cnn (up to 256 px, clamped above: the members' shifts carry
-# the rest; about 5 minutes at 2 threads). The shipped members were trained on this 2-core
+# with it, a member catches fewer held-out fakes at 1% FPR). Then its own thresholds per side
+# from the crops `calibrate` gives the cnn (up to 256 px, clamped above: the members' shifts
+# carry the rest; 5-9 minutes at 2 threads). The shipped members were trained on this 2-core
 # CPU (--device cpu, one thread each: 1053 s for seed 1, 1248 s for the map member).
 ENSEMBLE_SEEDS ?= 1
 MAP_PARAMS ?= --param relative_weight=1
