@@ -16,6 +16,7 @@ from igpt_forensics.errors import InputError
 from igpt_forensics.files import check_plain_name, check_relative, inside
 from igpt_forensics.splits import load_split
 from tests.core.test_provenance import make_dataset, tree
+from tests.detectors.conftest import reseal
 
 runner = CliRunner()
 
@@ -324,23 +325,6 @@ def _saved(tmp_path):
     return real, fake
 
 
-def _retamper(folder, edit):
-    """Edit a trained detector's detector.json as an attacker would: digest and SHA256SUMS
-    recomputed, so only the loader's own checks stand in the way."""
-    from igpt_forensics.detectors.trained import state_digest
-    from safetensors.numpy import load_file
-
-    from igpt_forensics.files import write_sha256sums
-
-    meta = json.loads((folder / "detector.json").read_text())
-    edit(meta)
-    arrays = load_file(folder / "arrays.safetensors") if (
-        folder / "arrays.safetensors").exists() else {}
-    meta["state"]["sha256"] = state_digest(meta["params"], meta["state"], arrays)
-    (folder / "detector.json").write_text(json.dumps(meta))
-    write_sha256sums(folder)
-
-
 @pytest.mark.timeout(120)
 def test_a_fusion_detector_loads_its_members_from_its_own_folder_only(tmp_path):
     import shutil
@@ -360,7 +344,7 @@ def test_a_fusion_detector_loads_its_members_from_its_own_folder_only(tmp_path):
         return edit
 
     for d in ("../outside", str(tmp_path / "outside"), ".", "members"):
-        _retamper(det, member(d))
+        reseal(det, member(d))
         with pytest.raises(InputError, match="member_dirs"):
             load_detector(det)
 
@@ -378,7 +362,7 @@ def test_a_detectors_recorded_sizes_are_checked_before_allocation(tmp_path):
     for size in (100_000, 0, -3, 1e400):  # 100000: a 30 GB tile of a 16-px image
         det = tmp_path / f"f{size}"
         shutil.copytree(saved, det)
-        _retamper(det, lambda meta, size=size: meta["state"].update(image_size_=size))
+        reseal(det, lambda meta, size=size: meta["state"].update(image_size_=size))
         with pytest.raises(InputError, match="image_size_"):
             load_detector(det)
     from igpt_forensics.detectors.cnn import CNNDetector
@@ -388,7 +372,7 @@ def test_a_detectors_recorded_sizes_are_checked_before_allocation(tmp_path):
     for edit in ({"width": 100_000}, {"stages": 4, "width": 4096}):  # hundreds of GB if built
         det = tmp_path / f"cnn{len(edit)}"
         shutil.copytree(cnn, det)
-        _retamper(det, lambda meta, edit=edit: meta["params"].update(edit))
+        reseal(det, lambda meta, edit=edit: meta["params"].update(edit))
         with pytest.raises(InputError, match="weights do not fit"):
             load_detector(det)
     from igpt_forensics.assets import ASSETS

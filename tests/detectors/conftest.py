@@ -1,13 +1,18 @@
 """Fitted detectors of every kind on one tiny generated dataset (8x8 images, the session's
 16-color ``tiny_checkpoint``), shared by the detector tests of the whole session."""
 
+import json
+
 import pytest
 from igpt_forensics.detectors.cnn import CNNDetector
 from igpt_forensics.detectors.features import FeaturesDetector
 from igpt_forensics.detectors.fusion import FusionDetector
 from igpt_forensics.detectors.likelihood import LikelihoodDetector
-from igpt_forensics.detectors.trained import load_arrays
+from igpt_forensics.detectors.trained import DIGEST_KEY, load_arrays, state_digest
 from igpt_forensics.generators.dataset import generate_dataset
+from safetensors.numpy import load_file
+
+from igpt_forensics.files import write_sha256sums
 
 
 @pytest.fixture(scope="session")
@@ -20,6 +25,19 @@ def dataset(tiny_checkpoint, tmp_path_factory):
 @pytest.fixture(scope="session")
 def splits(dataset):
     return {s: load_arrays(dataset, s) for s in ("train", "val", "test")}
+
+
+def reseal(folder, edit):
+    """Edit a saved trained detector's detector.json (``edit(meta)``) as an attacker, or an
+    older version of the code, would write it: its digest and SHA256SUMS recomputed, so only
+    the loader's own checks stand in the way."""
+    meta = json.loads((folder / "detector.json").read_text())
+    edit(meta)
+    arrays = load_file(folder / "arrays.safetensors") if (
+        folder / "arrays.safetensors").exists() else {}
+    meta["state"][DIGEST_KEY] = state_digest(meta["params"], meta["state"], arrays)
+    (folder / "detector.json").write_text(json.dumps(meta))
+    write_sha256sums(folder)
 
 
 def fit_args(splits):

@@ -40,7 +40,7 @@ from typer.testing import CliRunner
 from igpt_forensics.bench import split_report
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
-from tests.detectors.conftest import fit_args
+from tests.detectors.conftest import fit_args, reseal
 
 S = 8
 runner = CliRunner()
@@ -652,7 +652,6 @@ def test_cnn_relative_maps_rank_pixels_against_their_own_image(cnn_det, splits, 
     the real-calibrated threshold and drop pixels below the median; a file saved before the
     parameters existed loads with the absolute maps and the single view it was calibrated
     for."""
-    from igpt_forensics.detectors.trained import DIGEST_KEY, state_digest
 
     fakes = splits["test"].fake
     assert cnn_det.maps == "relative"
@@ -670,13 +669,8 @@ def test_cnn_relative_maps_rank_pixels_against_their_own_image(cnn_det, splits, 
         order = np.argsort(a.ravel(), kind="stable")
         assert np.all(np.diff(r.ravel()[order]) >= -1e-6)
     cnn_det.save(tmp_path / "old")
-    meta = json.loads((tmp_path / "old" / "detector.json").read_text())
-    del meta["params"]["maps"], meta["params"]["tta"]  # sealed as the code then sealed it
-    state = {k: v for k, v in meta["state"].items() if k != DIGEST_KEY}
-    arrays = load_file(tmp_path / "old" / "arrays.safetensors")
-    meta["state"][DIGEST_KEY] = state_digest(meta["params"], state, arrays)
-    (tmp_path / "old" / "detector.json").write_text(json.dumps(meta))
-    (tmp_path / "old" / "SHA256SUMS").unlink(missing_ok=True)
+    # sealed as the code then sealed it
+    reseal(tmp_path / "old", lambda meta: [meta["params"].pop(k) for k in ("maps", "tta")])
     old = load_detector(tmp_path / "old")
     assert old.maps == "absolute" and old.tta == "none"
     np.testing.assert_allclose(old.localize(fakes).maps, one_view, atol=1e-6)
@@ -794,7 +788,6 @@ def test_a_fusion_of_like_members_can_average_their_z_scores(cnn_det, features_d
 
 
 def test_fusion_masks_are_the_weighted_vote_of_the_members_masks(fusion_det, splits, tmp_path):
-    from igpt_forensics.detectors.trained import DIGEST_KEY, state_digest
 
     fakes = list(splits["test"].fake[:16])
     _, loc = fusion_det.score_and_localize(fakes)
@@ -809,13 +802,8 @@ def test_fusion_masks_are_the_weighted_vote_of_the_members_masks(fusion_det, spl
     np.testing.assert_array_equal(loc.region_flags, flags >= 0.5)
     # a file saved before the vote loads with the old rule: the fused map over a threshold
     fusion_det.save(tmp_path / "old")
-    meta = json.loads((tmp_path / "old" / "detector.json").read_text())
-    assert meta["params"]["masks"] == "vote"
-    del meta["params"]["masks"]
-    state = {k: v for k, v in meta["state"].items() if k != DIGEST_KEY}
-    meta["state"][DIGEST_KEY] = state_digest(meta["params"], state, {})
-    (tmp_path / "old" / "detector.json").write_text(json.dumps(meta))
-    (tmp_path / "old" / "SHA256SUMS").unlink(missing_ok=True)
+    assert json.loads((tmp_path / "old" / "detector.json").read_text())["params"]["masks"] == "vote"
+    reseal(tmp_path / "old", lambda meta: meta["params"].pop("masks"))
     old = load_detector(tmp_path / "old")
     old_loc = old.localize(fakes)
     assert old.masks == "threshold"
@@ -845,14 +833,8 @@ def test_a_fusion_draws_its_maps_from_the_members_named_for_them(saved_members, 
     np.testing.assert_array_equal(loc.region_flags, cnn.region_flags)
     again = load_detector(det.save(tmp_path / "fusion"))
     assert again.map_members == [1] and again.map_weights_ == det.map_weights_
-    from igpt_forensics.detectors.trained import DIGEST_KEY, state_digest
-
-    meta = json.loads((tmp_path / "fusion" / "detector.json").read_text())
-    meta["params"]["map_members"] = [7]  # a file that names a member it does not have
-    state = {k: v for k, v in meta["state"].items() if k != DIGEST_KEY}
-    meta["state"][DIGEST_KEY] = state_digest(meta["params"], state, {})
-    (tmp_path / "fusion" / "detector.json").write_text(json.dumps(meta))
-    (tmp_path / "fusion" / "SHA256SUMS").unlink(missing_ok=True)
+    # a file that names a member it does not have
+    reseal(tmp_path / "fusion", lambda meta: meta["params"].update(map_members=[7]))
     with pytest.raises(InputError, match="fusion: map_members must name members by position"):
         load_detector(tmp_path / "fusion")
     for bad in ([3], [], 1, ["1"], [True]):
