@@ -257,13 +257,14 @@ class FusionDetector(SizeCalibrated):
         ``dense_maps = False``, like ``features``, paints whole tiles with its image
         probability: it would only blur the map) and, when given, among ``map_members``;
         uniform over those if none is positive."""
-        dense = np.array([getattr(m, "dense_maps", True) for m in self.members_])
-        if not dense.any():
-            dense[:] = True
         if self.map_members is not None:
-            dense = np.isin(np.arange(len(self.members_)), list(self.map_members))
-        w = np.where(dense, np.maximum(self.model_.coef, 0.0), 0.0)
-        w = w / w.sum() if w.sum() > 0 else dense / dense.sum()
+            drawn = np.isin(np.arange(len(self.members_)), list(self.map_members))
+        else:
+            drawn = np.array([getattr(m, "dense_maps", True) for m in self.members_])
+            if not drawn.any():
+                drawn[:] = True
+        w = np.where(drawn, np.maximum(self.model_.coef, 0.0), 0.0)
+        w = w / w.sum() if w.sum() > 0 else drawn / drawn.sum()
         return [float(v) for v in w]
 
     def _fuse(self, maps: list[np.ndarray]) -> np.ndarray:
