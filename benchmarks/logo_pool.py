@@ -194,15 +194,21 @@ def train(args) -> None:
 
 
 def _sets(text: str) -> dict:
-    """--set "tta=flip,map_members=[2]" -> {"tta": "flip", "map_members": [2]}: each value as
-    JSON where it parses, else as the text."""
-    out = {}
-    for kv in filter(None, text.split(",")):
-        key, _, value = kv.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
+    """--set "tta=flip,map_members=[2,3]" -> {"tta": "flip", "map_members": [2, 3]}: pairs
+    split at the commas outside brackets, each value as JSON where it parses, else as the
+    text."""
+    out, depth, start = {}, 0, 0
+    for i, ch in enumerate(text + ","):
+        depth += (ch in "[{") - (ch in "]}")
+        if ch == "," and depth == 0:
+            key, _, value = text[start:i].partition("=")
+            start = i + 1
+            if not key:
+                continue
+            try:
+                out[key] = json.loads(value)
+            except json.JSONDecodeError:
+                out[key] = value
     return out
 
 

@@ -352,3 +352,18 @@ def test_logo_pool_script_never_trains_on_the_held_out_generator(tmp_path):
     ordered = [name for name, _, _ in logo.plan(pool, gs, two, tmp_path / "out",
                                                  held_order=["outside", "all"])]
     assert ordered == ["npr/outside", "rgb/outside", "npr/all", "rgb/all"]
+
+
+def test_logo_pool_set_option_keeps_lists_with_commas_whole():
+    """benchmarks/logo_pool.py --set: pairs split at the commas outside brackets, values read
+    as JSON where they parse (map_members=[2,3] is one list, not a pair and a stray '3]')."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "logo_pool", Path(__file__).parents[2] / "benchmarks" / "logo_pool.py")
+    logo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(logo)
+    assert logo._sets("combine=mean,map_members=[2,3],tta=flip") == {
+        "combine": "mean", "map_members": [2, 3], "tta": "flip"}
+    assert logo._sets("w={\"a\": [1, 2]},n=0.5") == {"w": {"a": [1, 2]}, "n": 0.5}
+    assert logo._sets("") == {}
