@@ -90,7 +90,7 @@ from .base import (
     register_detector,
     shipped_asset,
 )
-from .config import CNN_INPUTS, DEFAULT_ARCH
+from .config import CNN_INPUTS, DEFAULT_ARCH, PALETTE_CLASSES
 from .tiles import resize_map, upscale_to
 from .trained import (
     Progress,
@@ -255,12 +255,15 @@ def fit_palettes(images: np.ndarray, seed: int, sizes: Sequence[int] = PALETTE_S
 
 
 def palette_batch(images: np.ndarray, palettes: Sequence, rng: np.random.Generator,
-                  p: float) -> np.ndarray:
-    """Each image, with probability ``p``, through one of ``palettes`` (nearest colors). For
-    both classes alike: a palette image is then no cue, so a generator's palette size (a
-    64-color pixel-GPT, a quantized real photo) cannot stand in for its traces."""
+                  p: float, only: np.ndarray | None = None) -> np.ndarray:
+    """Each image, with probability ``p``, through one of ``palettes`` (nearest colors): for
+    both classes alike, or only where ``only`` (N,) is True (``palette_classes="real"``:
+    real images alone, so that a fake keeps its generator's traces). A palette image is then
+    no cue, so a generator's palette size (a 64-color pixel-GPT, a quantized real photo)
+    cannot stand in for its traces."""
     out = images.copy()
-    for i in np.flatnonzero(rng.random(len(images)) < p):
+    chosen = rng.random(len(images)) < p
+    for i in np.flatnonzero(chosen if only is None else chosen & only):
         out[i] = palettes[int(rng.integers(len(palettes)))].quantize(images[i])
     return out
 
@@ -318,7 +321,7 @@ class CNNDetector(SizeCalibrated):
     npr or rgb+npr; the pixel branch always sees the colors and their high-pass residuals);
     ``palette_augment``, the probability that a training image of either class is seen
     through a palette of 16-256 colors fitted on the training reals (`palette_batch`; 0:
-    never).
+    never); ``palette_classes``, "both" or "real" (real images only).
 
     ``score --detector cnn`` (and ``create_detector("cnn", pretrained=True)``) loads the one
     the package ships: npr inputs, trained on a pool of 11 generators (both bundled ones and
@@ -337,7 +340,8 @@ class CNNDetector(SizeCalibrated):
                  pixel_weight: float = 1.0, augment: float = 0.1,
                  target_fpr: float = DEFAULT_TARGET_FPR, map_fpr: float = 0.05, seed: int = 0,
                  device: str = "auto", inputs: str = "rgb", palette_augment: float = 0.0,
-                 maps: str = "relative", tta: str = "flip", relative_weight: float = 0.0):
+                 maps: str = "relative", tta: str = "flip", relative_weight: float = 0.0,
+                 palette_classes: str = "both"):
         self.arch = arch
         self.stages = stages
         self.width = width
@@ -358,6 +362,7 @@ class CNNDetector(SizeCalibrated):
         self.maps = maps
         self.tta = tta
         self.relative_weight = relative_weight
+        self.palette_classes = palette_classes
 
     def _check_params(self) -> None:
         for name in ("stages", "width", "epochs", "batch_size"):
@@ -383,6 +388,9 @@ class CNNDetector(SizeCalibrated):
             raise InputError(f"maps must be one of {', '.join(MAP_KINDS)}, got {self.maps!r}")
         if self.tta not in TTA_KINDS:
             raise InputError(f"tta must be one of {', '.join(TTA_KINDS)}, got {self.tta!r}")
+        if self.palette_classes not in PALETTE_CLASSES:
+            raise InputError(f"palette_classes must be one of {', '.join(PALETTE_CLASSES)}, "
+                             f"got {self.palette_classes!r}")
         if self.inputs not in CNN_INPUTS:
             raise InputError(f"inputs must be one of {', '.join(CNN_INPUTS)}, got "
                              f"{self.inputs!r}")
@@ -451,7 +459,9 @@ class CNNDetector(SizeCalibrated):
                     idx = order[s * self.batch_size:]  # the rest joins the last batch
                 xb, mb = augment_batch(images[idx], masks[idx], rng, self.augment)
                 if palettes:
-                    xb = palette_batch(xb, palettes, rng, self.palette_augment)
+                    xb = palette_batch(xb, palettes, rng, self.palette_augment,
+                                       labels[idx] == 0 if self.palette_classes == "real"
+                                       else None)
                 il, pl = net(_to_tensor(xb, device))
                 loss, _, _ = loss_of(il, pl, torch.from_numpy(labels[idx]).float().to(device),
                                      torch.from_numpy(mb).float().to(device))

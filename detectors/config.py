@@ -6,6 +6,7 @@ DEFAULT_ARCH = "resnet10t"  # cnn: the timm backbone
 # block (npr: a pixel minus the block's first pixel, Tan et al. 2024, where upsampling leaves
 # its traces), or both
 CNN_INPUTS = ("rgb", "npr", "rgb+npr")
+PALETTE_CLASSES = ("both", "real")  # cnn: which training images `palette_augment` may quantize
 CLASSIFIERS = ("auto", "logistic", "boosting")  # features: auto = the best validation AUC
 TILINGS = ("tile", "resize")  # likelihood: how images larger than the model are scored
 # likelihood: the sampling settings of the samples the scoring model draws itself to learn on

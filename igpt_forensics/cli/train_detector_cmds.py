@@ -18,6 +18,7 @@ from igpt_forensics.detectors.config import (
     CNN_INPUTS,
     DEFAULT_ARCH,
     FUSION_COMBINES,
+    PALETTE_CLASSES,
 )
 from igpt_forensics.detectors.trained import (
     REAL_FORMS,
@@ -82,7 +83,7 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
             model: Path | None, likelihood: bool, classifier: str, members: list[str] | None,
             target_fpr: float, seed: int, device: str, inputs: str = "rgb",
             palette_augment: float = 0.0, combine: str = "regression",
-            map_members: list[int] | None = None) -> dict:
+            map_members: list[int] | None = None, palette_classes: str = "both") -> dict:
     if map_members and kind != "fusion":
         raise InputError("--map-member: only --kind fusion draws maps from its members")
     if kind == "cnn":
@@ -92,9 +93,12 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
         if inputs not in CNN_INPUTS:
             raise InputError(f"--inputs must be one of {', '.join(CNN_INPUTS)}, got "
                              f"'{inputs}'")
+        if palette_classes not in PALETTE_CLASSES:
+            raise InputError(f"--palette-classes must be one of {', '.join(PALETTE_CLASSES)}, "
+                             f"got '{palette_classes}'")
         return {"arch": arch, "epochs": epochs, "augment": augment, "target_fpr": target_fpr,
                 "seed": seed, "device": device, "inputs": inputs,
-                "palette_augment": palette_augment,
+                "palette_augment": palette_augment, "palette_classes": palette_classes,
                 "pretrained": str(pretrained) if pretrained is not None else None}
     if kind == "features":
         return {"likelihood_model": str(model) if model is not None else None,
@@ -131,6 +135,9 @@ def train_detector(
         help="cnn: probability that an image (of either class) is seen through a random "
         "palette of 16-256 colors fitted on the training reals, so that being a palette "
         "image is no cue; 0: never.")] = 0.0,
+    palette_classes: Annotated[str, typer.Option(
+        help="cnn: which images --palette-augment may quantize: both (classes) or real "
+        "(only real images, so that every fake keeps its generator's colors).")] = "both",
     pretrained: Annotated[Path | None, typer.Option(
         help="cnn: timm weights file (safetensors) to start the backbone from.")] = None,
     inputs: Annotated[str, typer.Option(
@@ -180,7 +187,7 @@ def train_detector(
     shown = err_console if json_out is not None and str(json_out) == "-" else console
     params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
                      target_fpr, seed, device, inputs, palette_augment, combine,
-                     map_member) | extra
+                     map_member, palette_classes) | extra
     new_detector(kind, params)  # a bad parameter is refused before any data is read
     if test:  # before training, not after it: a missing test split is known from the counts
         for d in dataset:

@@ -395,7 +395,9 @@ def test_augmentation_moves_masks_with_the_pixels():
     assert m.any(axis=(1, 2)).all()  # crops of 75%+ always keep part of the half
 
 
-def test_palette_augmentation_shows_images_through_fitted_palettes(splits, tmp_path):
+def test_palette_augmentation_shows_images_through_fitted_palettes(splits, tmp_path,
+                                                                   monkeypatch):
+    from igpt_forensics.detectors import cnn as cnn_module
     from igpt_forensics.detectors.cnn import PALETTE_SIZES, fit_palettes, palette_batch
 
     tr = splits["train"]
@@ -410,13 +412,36 @@ def test_palette_augmentation_shows_images_through_fitted_palettes(splits, tmp_p
         assert len(colors) <= max(PALETTE_SIZES)
     assert not np.array_equal(out, images)
     assert np.array_equal(palette_batch(images, palettes, rng, p=0.0), images)
+    # palette_classes="real": only the images marked (the reals) are quantized
+    only = np.arange(len(images)) % 2 == 0
+    part = palette_batch(images, palettes, np.random.default_rng(0), p=1.0, only=only)
+    assert np.array_equal(part[~only], images[~only])
+    assert not np.array_equal(part[only], images[only])
     # a cnn that trains with it saves the setting; without it (0) training draws nothing more
     args, kw = fit_args(splits)
-    det = CNNDetector(epochs=1, batch_size=32, device="cpu", palette_augment=0.5)
+    seen = []  # what training asks to quantize: the real images of each batch, no fake
+
+    def spy(images, palettes, rng, p, only=None):
+        seen.append((len(images), only))
+        return palette_batch(images, palettes, rng, p, only)
+
+    monkeypatch.setattr(cnn_module, "palette_batch", spy)
+    det = CNNDetector(epochs=1, batch_size=32, device="cpu", palette_augment=0.5,
+                      palette_classes="real")
     det.fit(*args, **kw).save(tmp_path / "d")
+    marked = np.concatenate([only for _, only in seen])
+    assert sum(n for n, _ in seen) == len(marked) and 0 < marked.sum() < len(marked)
+    assert marked.sum() == len(args[0])  # one epoch: every real once, marked
     assert load_detector(tmp_path / "d").palette_augment == 0.5
+    assert load_detector(tmp_path / "d").palette_classes == "real"
     with pytest.raises(InputError, match="palette_augment"):
         CNNDetector(palette_augment=2.0).fit(*args, **kw)
+    with pytest.raises(InputError, match="palette_classes"):
+        CNNDetector(palette_classes="fake").fit(*args, **kw)
+    r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
+                            "cnn", "--palette-classes", "fake", "--out", str(tmp_path / "e")])
+    assert r.exit_code == 1 and "Traceback" not in r.output  # refused before reading data
+    assert "--palette-classes must be one of both, real" in " ".join(r.output.split())
 
 
 def test_pretrained_weights_come_from_a_local_timm_file(tmp_path):
