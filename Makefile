@@ -154,19 +154,22 @@ cnn-default: pool-all
 		$(GEN_DATA) --split train,val --per-photo 10 $(CNN_CALIBRATE) \
 		--out igpt_forensics/assets/cnn-default
 
-# The shipped fusion (docs/results.md, "The shipped fusion: scores of three cnns, maps of the
-# one trained for maps"): the shipped cnn and the same recipe at seed 1, and that recipe with
-# the dense loss on relative maps (MAP_PARAMS, seed 0), each calibrated by size as it is, then
-# combined as the mean of their standardized scores (`fusion --combine mean`, the scaler and
-# the threshold from the pool's validation splits; held out of training, the mean of three
-# beat a fitted regression, 0.908 against 0.903), while the third alone draws the maps, masks
-# and region flags (`--map-member 2`: held out of training, its top-half maps 0.977-0.994 on
-# the pixel-GPTs against 0.931-0.980 for three cnns without the loss averaged; trained
-# with it, a member catches fewer held-out fakes at 1% FPR). Then its own thresholds per side
-# from the crops `calibrate` gives the cnn (up to 256 px, clamped above: the members' shifts
-# carry the rest; 5-9 minutes at 2 threads). The shipped members were trained on this 2-core
-# CPU (--device cpu, one thread each: 1053 s for seed 1, 1248 s for the map member).
+# The shipped fusion (docs/results.md, "The shipped fusion: scores of four cnns, maps of one
+# trained for maps"): the shipped cnn and the same recipe at seed 1 (ENSEMBLE_SEEDS), and that
+# recipe with the dense loss on relative maps (MAP_PARAMS) at seeds 0 and 1 (MAP_SEEDS), each
+# calibrated by size as it is, then combined as the mean of their standardized scores
+# (`fusion --combine mean`, the scaler and the threshold from the pool's validation splits;
+# held out of training, the mean of three beat a fitted regression, 0.908 against 0.903, and
+# a fourth lifted it to 0.913), while the first MAP_SEEDS member alone draws the maps, masks
+# and region flags (`--map-member`: held out of training, its top-half maps 0.977-0.994 on
+# the pixel-GPTs against 0.931-0.980 for three cnns without the loss averaged; two such
+# members voting flagged 12.5% of 512 px real crops through odd palettes, one 6%). Then its
+# own thresholds per side from the crops `calibrate` gives the cnn (up to 256 px, clamped
+# above: the members' shifts carry the rest; 9-19 minutes at 2 threads). The shipped members
+# were trained on this 2-core CPU (--device cpu, one thread each: 1053 s for seed 1, 1248 s
+# and 2017 s for the map recipe at seeds 0 and 1).
 ENSEMBLE_SEEDS ?= 1
+MAP_SEEDS ?= 0 1
 MAP_PARAMS ?= --param relative_weight=1
 fusion-default: cnn-default
 	$(foreach k,$(ENSEMBLE_SEEDS),$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
@@ -174,15 +177,17 @@ fusion-default: cnn-default
 		$(CNN_PARAMS) --seed $(k) --device $(DEVICE) --no-test --out runs/cnn-seed$(k) && \
 		$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-seed$(k) $(GEN_DATA) \
 		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-seed$(k)-calibrated &&) true
-	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
+	$(foreach k,$(MAP_SEEDS),$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
 		$(addprefix --dataset ,$(POOL_DATASETS)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) \
-		$(CNN_PARAMS) $(MAP_PARAMS) --seed 0 --device $(DEVICE) --no-test --out runs/cnn-maps
-	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-maps $(GEN_DATA) \
-		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-maps-calibrated
+		$(CNN_PARAMS) $(MAP_PARAMS) --seed $(k) --device $(DEVICE) --no-test \
+		--out runs/cnn-maps-seed$(k) && \
+		$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-maps-seed$(k) $(GEN_DATA) \
+		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-maps-seed$(k)-calibrated &&) true
 	$(BIN)/igpt-forensics --threads 2 train-detector --kind fusion \
 		$(addprefix --dataset ,$(POOL_DATASETS)) --member igpt_forensics/assets/cnn-default \
 		$(foreach k,$(ENSEMBLE_SEEDS),--member runs/cnn-seed$(k)-calibrated) \
-		--member runs/cnn-maps-calibrated --map-member $(words $(ENSEMBLE_SEEDS) x) \
+		$(foreach k,$(MAP_SEEDS),--member runs/cnn-maps-seed$(k)-calibrated) \
+		--map-member $(words x $(ENSEMBLE_SEEDS)) \
 		--combine mean --no-test --out runs/fusion-default-trained
 	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/fusion-default-trained \
 		$(GEN_DATA) --split train,val --per-photo 10 --sides 32,64,128,256 \

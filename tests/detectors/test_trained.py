@@ -841,8 +841,8 @@ def test_fusion_masks_are_the_weighted_vote_of_the_members_masks(fusion_det, spl
 def test_a_fusion_draws_its_maps_from_the_members_named_for_them(saved_members, fusion_det,
                                                                  splits, tmp_path):
     """``map_members``: the members score together, the named ones alone draw the maps,
-    masks and region flags (the shipped fusion: scores of three cnns, maps of the one
-    trained with the relative-map loss)."""
+    masks and region flags (the shipped fusion: scores of four cnns, maps of one trained
+    with the relative-map loss)."""
     from igpt_forensics.detectors.fusion import FusionDetector
 
     va, fakes = splits["val"], list(splits["test"].fake[:12])
