@@ -125,7 +125,8 @@ def score(
         "detector folder (train one with train-detector: " + ", ".join(
             n for n in list_detectors() if n not in ready_detectors()) + "). The default "
         "is the shipped fusion of four cnns trained apart on a pool of 11 generators, the "
-        "third trained for maps (the best shipped detector measured, docs/results.md; "
+        "last two trained for maps, the third drawing them (the best shipped detector "
+        "measured, docs/results.md; "
         "--detector cnn: the first of them, 2.9 times faster); with --model, the likelihood "
         "detector calibrated for that model."
     )] = None,

@@ -136,8 +136,9 @@ def train_detector(
         "palette of 16-256 colors fitted on the training reals, so that being a palette "
         "image is no cue; 0: never.")] = 0.0,
     palette_classes: Annotated[str, typer.Option(
-        help="cnn: which images --palette-augment may quantize: both (classes) or real "
-        "(only real images, so that every fake keeps its generator's colors).")] = "both",
+        help="cnn: which images --palette-augment may quantize: both (real and fake) or "
+        "real (real images only, so that every fake keeps its generator's colors).")
+    ] = "both",
     pretrained: Annotated[Path | None, typer.Option(
         help="cnn: timm weights file (safetensors) to start the backbone from.")] = None,
     inputs: Annotated[str, typer.Option(
