@@ -165,7 +165,7 @@ cnn-default: pool-all
 # the pixel-GPTs against 0.931-0.980 for three cnns without the loss averaged; two such
 # members voting flagged 12.5% of 512 px real crops through odd palettes, one 6%). Then its
 # own thresholds per side from the crops `calibrate` gives the cnn (up to 256 px, clamped
-# above: the members' shifts carry the rest; 9-19 minutes at 2 threads). The shipped members
+# above: the members' shifts carry the rest; 7-19 minutes at 2 threads). The shipped members
 # were trained on this 2-core CPU (--device cpu, one thread each: 1053 s for seed 1, 1248 s
 # and 2017 s for the map recipe at seeds 0 and 1).
 ENSEMBLE_SEEDS ?= 1
