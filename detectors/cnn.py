@@ -78,7 +78,7 @@ from PIL import Image, ImageFilter
 from torch import nn
 from torch.nn import functional as F
 
-from igpt_forensics.errors import InputError
+from igpt_forensics.errors import InputError, check_choice
 
 from .base import (
     DEFAULT_TARGET_FPR,
@@ -384,16 +384,10 @@ class CNNDetector(SizeCalibrated):
                 or self.relative_weight < 0):
             raise InputError("lr must be > 0, weight_decay, pixel_weight and relative_weight "
                              ">= 0")
-        if self.maps not in MAP_KINDS:
-            raise InputError(f"maps must be one of {', '.join(MAP_KINDS)}, got {self.maps!r}")
-        if self.tta not in TTA_KINDS:
-            raise InputError(f"tta must be one of {', '.join(TTA_KINDS)}, got {self.tta!r}")
-        if self.palette_classes not in PALETTE_CLASSES:
-            raise InputError(f"palette_classes must be one of {', '.join(PALETTE_CLASSES)}, "
-                             f"got {self.palette_classes!r}")
-        if self.inputs not in CNN_INPUTS:
-            raise InputError(f"inputs must be one of {', '.join(CNN_INPUTS)}, got "
-                             f"{self.inputs!r}")
+        check_choice("maps", self.maps, MAP_KINDS)
+        check_choice("tta", self.tta, TTA_KINDS)
+        check_choice("palette_classes", self.palette_classes, PALETTE_CLASSES)
+        check_choice("inputs", self.inputs, CNN_INPUTS)
 
     def _device(self) -> torch.device:
         from igpt_forensics.device import pick_device

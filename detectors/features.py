@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from igpt_forensics.errors import InputError
+from igpt_forensics.errors import InputError, check_choice
 
 from .base import (
     DEFAULT_TARGET_FPR,
@@ -405,9 +405,7 @@ class FeaturesDetector(TrainedDetector):
         choose and calibrate on the validation images (real ones only for the threshold)."""
         from sklearn.metrics import roc_auc_score
 
-        if self.classifier not in CLASSIFIERS:
-            raise InputError(f"classifier must be one of {', '.join(CLASSIFIERS)}, got "
-                             f"{self.classifier!r}")
+        check_choice("classifier", self.classifier, CLASSIFIERS)
         for name in ("target_fpr", "map_fpr"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from igpt_forensics.errors import InputError
+from igpt_forensics.errors import InputError, check_choice
 from igpt_forensics.files import inside, sha256_file
 
 from .base import (
@@ -232,12 +232,8 @@ class FusionDetector(SizeCalibrated):
         for name in ("target_fpr", "map_fpr"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")
-        if self.masks not in MASK_RULES:
-            raise InputError(f"masks must be one of {', '.join(MASK_RULES)}, got "
-                             f"{self.masks!r}")
-        if self.combine not in FUSION_COMBINES:
-            raise InputError(f"combine must be one of {', '.join(FUSION_COMBINES)}, "
-                             f"got {self.combine!r}")
+        check_choice("masks", self.masks, MASK_RULES)
+        check_choice("combine", self.combine, FUSION_COMBINES)
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise InputError(f"folds must be an integer >= 2, got {self.folds!r}")
         if self.map_members is not None and (

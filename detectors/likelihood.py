@@ -74,7 +74,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from igpt_forensics.errors import InputError
+from igpt_forensics.errors import InputError, check_choice
 
 from .base import (
     DEFAULT_TARGET_FPR,
@@ -335,8 +335,7 @@ class LikelihoodDetector(Detector):
         return max(1, min(int(self.window), self.grid))
 
     def _check_params(self) -> None:
-        if self.tiling not in TILINGS:
-            raise InputError(f"tiling must be one of {', '.join(TILINGS)}, got {self.tiling!r}")
+        check_choice("tiling", self.tiling, TILINGS)
         if isinstance(self.window, bool) or not isinstance(self.window, int) or self.window < 1:
             raise InputError(f"window must be a positive integer, got {self.window!r}")
         for name in ("target_fpr", "map_fpr"):

@@ -8,3 +8,9 @@ report it, and keep the rest.
 
 class InputError(ValueError):
     """A bad file or setting supplied by the user: one line, naming the culprit."""
+
+
+def check_choice(name: str, value: object, choices) -> None:
+    """One line naming the setting when ``value`` is not one of ``choices``."""
+    if value not in choices:
+        raise InputError(f"{name} must be one of {', '.join(choices)}, got {value!r}")

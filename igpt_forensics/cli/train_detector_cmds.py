@@ -32,7 +32,7 @@ from igpt_forensics.detectors.trained import (
 )
 
 from ..bench import split_report
-from ..errors import InputError
+from ..errors import InputError, check_choice
 from .common import JsonOpt, console, emit_json, err_console, progress_bar, user_errors
 
 SHOWN_FIELDS = ("loss", "val_loss", "val_auc")
@@ -90,12 +90,8 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
         for name, p in (("--augment", augment), ("--palette-augment", palette_augment)):
             if not 0 <= p <= 1:
                 raise InputError(f"{name} must be in [0, 1], got {p}")
-        if inputs not in CNN_INPUTS:
-            raise InputError(f"--inputs must be one of {', '.join(CNN_INPUTS)}, got "
-                             f"'{inputs}'")
-        if palette_classes not in PALETTE_CLASSES:
-            raise InputError(f"--palette-classes must be one of {', '.join(PALETTE_CLASSES)}, "
-                             f"got '{palette_classes}'")
+        check_choice("--inputs", inputs, CNN_INPUTS)
+        check_choice("--palette-classes", palette_classes, PALETTE_CLASSES)
         return {"arch": arch, "epochs": epochs, "augment": augment, "target_fpr": target_fpr,
                 "seed": seed, "device": device, "inputs": inputs,
                 "palette_augment": palette_augment, "palette_classes": palette_classes,
@@ -109,9 +105,7 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
         raise InputError("--kind fusion needs --member DIR (repeat) naming the detectors to "
                          "combine: saved detector folders, or 'likelihood' for its shipped "
                          "calibration")
-    if combine not in FUSION_COMBINES:
-        raise InputError(f"--combine must be one of {', '.join(FUSION_COMBINES)}, "
-                         f"got '{combine}'")
+    check_choice("--combine", combine, FUSION_COMBINES)
     return {"members": list(members), "target_fpr": target_fpr, "seed": seed,
             "device": None if device == "auto" else device, "combine": combine,
             "map_members": list(map_members) if map_members else None}
@@ -178,8 +172,7 @@ def train_detector(
 ) -> None:
     """Train a detector on labeled datasets (train splits; the validation splits for early
     stopping and the threshold), save it, and report test metrics (per dataset, and all)."""
-    if kind not in TRAINED_KINDS:
-        raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
+    check_choice("--kind", kind, TRAINED_KINDS)
     if max_items is not None and max_items < 1:
         raise InputError(f"--max-items must be >= 1, got {max_items}")
     forms = parse_real_forms(real_forms)
