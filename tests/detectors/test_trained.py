@@ -330,6 +330,33 @@ def test_cnn_relative_weight_adds_the_relative_loss_to_training(splits, tmp_path
         CNNDetector(relative_weight=-1).fit(*args, **kw)
 
 
+def test_cnn_ema_validates_and_keeps_the_moving_average_of_the_weights(splits, tmp_path):
+    args, kw = fit_args(splits)
+    torch.manual_seed(0)  # what fit starts from: the network its seed draws
+    start = DenseDetectorNet(inputs="rgb").state_dict()
+    fits = {d: CNNDetector(epochs=2, patience=2, batch_size=16, device="cpu",
+                           ema=d).fit(*args, **kw) for d in (0.0, 1 - 1e-9)}
+
+    def moved(det):  # how far the kept weights are from the start, over all float tensors
+        kept = det._net.state_dict()
+        return sum(float((kept[k].float() - v.float()).norm()) for k, v in start.items()
+                   if v.is_floating_point())
+
+    # an average that barely moves keeps (nearly) the first step's weights; without one, the
+    # weights of every step since. Both runs draw the same batches: only what is kept differs
+    assert fits[0.0].fit_info_["history"][0]["train_loss"] == pytest.approx(
+        fits[1 - 1e-9].fit_info_["history"][0]["train_loss"])
+    assert moved(fits[1 - 1e-9]) < 0.2 * moved(fits[0.0])
+    # and validation judged the averaged network: its val loss is the kept one's
+    assert fits[1 - 1e-9].fit_info_["history"][0]["val_loss"] != pytest.approx(
+        fits[0.0].fit_info_["history"][0]["val_loss"])
+    fits[1 - 1e-9].save(tmp_path / "d")
+    assert load_detector(tmp_path / "d").ema == pytest.approx(1 - 1e-9)
+    for bad in (1.0, -0.1):
+        with pytest.raises(InputError, match="ema"):
+            CNNDetector(ema=bad).fit(*args, **kw)
+
+
 def test_a_detector_trained_on_a_gpu_loads_and_scores_where_there_is_none(
         splits, tmp_path, monkeypatch):
     import torch
