@@ -786,11 +786,11 @@ def test_train_detector_param_reaches_the_cnn_and_the_last_seed_wins(dataset, tm
                             "--epochs", "1", "--device", "cpu", "--no-test", "--seed", "0",
                             "--param", "stages=2", "--param", "width=8",
                             "--param", "pixel-weight=3", "--param", "relative_weight=0.5",
-                            "--seed", "5", "--out", str(out)])
+                            "--param", "ema=0.9", "--seed", "5", "--out", str(out)])
     assert r.exit_code == 0, r.output
     det = load_detector(out)
-    assert (det.stages, det.width, det.pixel_weight, det.relative_weight,
-            det.seed) == (2, 8, 3, 0.5, 5)
+    assert (det.stages, det.width, det.pixel_weight, det.relative_weight, det.ema,
+            det.seed) == (2, 8, 3, 0.5, 0.9, 5)
     from igpt_forensics.detectors.cnn import DenseDetectorNet
 
     n_params = [sum(p.numel() for p in DenseDetectorNet(det.arch, stages, width).parameters())
@@ -801,7 +801,8 @@ def test_train_detector_param_reaches_the_cnn_and_the_last_seed_wins(dataset, tm
 @pytest.mark.parametrize("spec, message", [
     ("depth=3", "KEY one of stages"), ("stages", "expected KEY=VALUE"),
     ("stages=four", "must be a number"), ("stages=true", "must be a number"),
-    ("stages=0", "stages must be a positive integer"), ("lr=-1", "lr must be > 0")])
+    ("stages=0", "stages must be a positive integer"), ("lr=-1", "lr must be > 0"),
+    ("ema=1", "ema must be in [0, 1)")])
 def test_train_detector_refuses_a_bad_param_before_loading_data(spec, message, tmp_path):
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
                             "cnn", "--param", spec, "--out", str(tmp_path / "d")])
