@@ -343,8 +343,51 @@ class SplitData:
                    sum((p.real_forms for p in parts), []), sum((p.fake_kinds for p in parts), []),
                    sum((p.real_ids for p in parts), []), sum((p.fake_ids for p in parts), []))
 
+    def with_splices(self, per_fake: int, rng: np.random.Generator) -> SplitData:
+        """These images plus ``per_fake`` spliced fakes for each fake that has its item's
+        quantized real (``ITEM-fake`` and ``ITEM-qreal``, as ``generate`` names them): the
+        quantized real with the fake's pixels inside a random box (`masks.random_box`, a
+        quarter to a half of each side) cut down to the fake's synthesized pixels; the mask
+        is that cut. Same crop, same palette: only the generator's pixels differ, in boxes
+        of every size and place, with real pixels on all four sides (what box completions
+        look like to a map). Raises when no fake has its quantized real."""
+        from igpt_forensics.masks import random_box
+
+        qreal = {name.removesuffix("-qreal"): i for i, name in enumerate(self.real_ids)
+                 if name.endswith("-qreal")}
+        size = min(self.fake.shape[1:3])
+        images, masks, ids = [], [], []
+        for j, name in enumerate(self.fake_ids):
+            k = qreal.get(name.removesuffix("-fake")) if name.endswith("-fake") else None
+            if k is None or self.real[k].shape != self.fake[j].shape:
+                continue
+            for c in range(per_fake):
+                for _ in range(16):  # a box that meets the synthesized pixels
+                    b = random_box(size, rng)
+                    cut = np.zeros_like(self.fake_masks[j])
+                    cut[b.top:b.top + b.height, b.left:b.left + b.width] = True
+                    cut &= self.fake_masks[j]
+                    if cut.any():
+                        break
+                else:
+                    continue
+                images.append(np.where(cut[..., None], self.fake[j], self.real[k]))
+                masks.append(cut)
+                ids.append(f"{name}-splice{c}")
+        if per_fake > 0 and not images:
+            raise InputError("--splices needs fakes paired with their quantized reals "
+                             "(ITEM-fake and ITEM-qreal, as 'generate' writes them, with "
+                             "qreal among the real forms); these images have none")
+        if not images:
+            return self
+        return SplitData(self.real, np.concatenate([self.fake, np.stack(images)]),
+                         np.concatenate([self.fake_masks, np.stack(masks)]), self.real_forms,
+                         [*self.fake_kinds, *["splice"] * len(images)], self.real_ids,
+                         [*self.fake_ids, *ids])
+
 
 REAL_FORMS = ("real", "qreal")
+MAX_SPLICES = 8  # spliced fakes per fake (`SplitData.with_splices`)
 
 
 def parse_real_forms(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -426,6 +469,15 @@ def check_splits(dataset: str | Path, splits: Sequence[str]) -> None:
                              "train/ val/ test/ subfolders")
 
 
+def check_splices(splices: Any, kind: str) -> None:
+    """Refuse a bad ``splices`` count (`train_on_dataset`) before any data is read."""
+    if isinstance(splices, bool) or not isinstance(splices, int) or not (
+            0 <= splices <= MAX_SPLICES):
+        raise InputError(f"--splices must be an integer from 0 to {MAX_SPLICES}, got {splices}")
+    if splices and kind != "cnn":
+        raise InputError(f"--splices is for --kind cnn (its maps learn from them), not {kind}")
+
+
 def new_detector(kind: str, params: dict[str, Any] | None = None) -> Detector:
     """A ``kind`` detector with ``params``, checked before any data is read (a bad parameter
     is one clear error, not a failure after loading a pool)."""
@@ -440,13 +492,16 @@ def new_detector(kind: str, params: dict[str, Any] | None = None) -> Detector:
 def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
                      params: dict[str, Any] | None = None,
                      real_forms: Sequence[str] = REAL_FORMS, max_items: int | None = None,
-                     progress: Progress | None = None) -> Detector:
+                     progress: Progress | None = None, splices: int = 0) -> Detector:
     """Train a ``kind`` detector on one generated dataset or several (a pool of generators:
     their splits are joined); what ``train-detector`` runs.
 
     ``cnn`` and ``features`` learn on the train split and stop early / calibrate on the
     validation split. ``fusion`` stacks its members on the validation split (held out from
     the members, which learned on train) and calibrates its threshold out of fold.
+
+    ``splices`` (``cnn``): that many spliced fakes per fake of each train split
+    (`SplitData.with_splices`, seeded by the detector's seed and the dataset's place).
     """
     datasets = [dataset] if isinstance(dataset, (str, Path)) else list(dataset)
     if not datasets:
@@ -454,14 +509,20 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
     if kind not in TRAINED_KINDS:
         raise InputError(f"--kind must be one of {', '.join(TRAINED_KINDS)}, got '{kind}'")
     det = new_detector(kind, params)
+    check_splices(splices, kind)
     for d in datasets:
         check_splits(d, ("val",) if kind == "fusion" else ("train", "val"))
 
     def load(split: str) -> SplitData:
         report = ((lambda n, total: progress(n, total, stage=f"loading {split}"))
                   if progress else None)
-        return SplitData.concat([load_arrays(d, split, real_forms, max_items, progress=report)
-                                 for d in datasets])
+        parts = [load_arrays(d, split, real_forms, max_items, progress=report)
+                 for d in datasets]
+        if split == "train" and splices:
+            seed = int(getattr(det, "seed", 0))
+            parts = [p.with_splices(splices, np.random.default_rng([seed, i]))
+                     for i, p in enumerate(parts)]
+        return SplitData.concat(parts)
 
     val = load("val")
     if kind == "fusion":
@@ -471,6 +532,8 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
         det.fit(train.real, train.fake, train.fake_masks,
                 val=(val.real, val.fake, val.fake_masks), progress=progress)
     det.fit_info_["trained_on"] = [trained_on(d) for d in datasets]
+    if splices:
+        det.fit_info_["splices_per_fake"] = splices
     return det
 
 
@@ -507,12 +570,14 @@ def trained_on(folder: str | Path) -> dict[str, Any]:
 
 
 __all__ = [
+    "MAX_SPLICES",
     "FitData",
     "Progress",
     "REAL_FORMS",
     "SplitData",
     "TRAINED_KINDS",
     "TrainedDetector",
+    "check_splices",
     "group_by_shape",
     "load_arrays",
     "stack_split",

@@ -21,9 +21,11 @@ from igpt_forensics.detectors.config import (
     PALETTE_CLASSES,
 )
 from igpt_forensics.detectors.trained import (
+    MAX_SPLICES,
     REAL_FORMS,
     TRAINED_KINDS,
     SplitData,
+    check_splices,
     check_splits,
     load_arrays,
     new_detector,
@@ -155,6 +157,10 @@ def train_detector(
         help="fusion: a member, by position (0: the first --member), whose maps, masks and "
         "region flags make the fusion's; repeat (default: every member with dense maps).")
     ] = None,
+    splices: Annotated[int, typer.Option(
+        help="cnn: spliced fakes to add per training fake: its item's quantized real with "
+        "the fake's pixels in a random box (a quarter to half of each side), so that maps "
+        f"learn boxes of every size and place; 0 to {MAX_SPLICES}.")] = 0,
     param: Annotated[list[str] | None, typer.Option(
         help=f"cnn: another parameter as KEY=VALUE ({', '.join(CNN_PARAMS)}); repeat, "
         "e.g. --param stages=4 --param pixel_weight=3.")] = None,
@@ -183,12 +189,14 @@ def train_detector(
                      target_fpr, seed, device, inputs, palette_augment, combine,
                      map_member, palette_classes) | extra
     new_detector(kind, params)  # a bad parameter is refused before any data is read
+    check_splices(splices, kind)
     if test:  # before training, not after it: a missing test split is known from the counts
         for d in dataset:
             check_splits(d, ("test",))
     t0 = time.perf_counter()
     with progress_bar("images", fields=("info",)) as bar:
-        det = train_on_dataset(dataset, kind, params, forms, max_items, progress=_Bar(bar))
+        det = train_on_dataset(dataset, kind, params, forms, max_items, progress=_Bar(bar),
+                               splices=splices)
     seconds = time.perf_counter() - t0
     det.save(out)
     summary = {"detector": str(out), "kind": kind, "train_seconds": seconds,

@@ -798,6 +798,63 @@ def test_train_detector_param_reaches_the_cnn_and_the_last_seed_wins(dataset, tm
     assert det.fit_info_["parameters"] == n_params[0] < n_params[1]
 
 
+def test_splices_paste_a_box_of_each_fakes_pixels_into_its_own_quantized_real(splits):
+    """`SplitData.with_splices`: a spliced fake is its item's quantized real with the fake's
+    pixels inside a box (a quarter to half of each side) cut to the synthesized pixels, and
+    its mask is that cut; same seed, same bytes."""
+    tr = splits["train"]
+    out = tr.with_splices(2, np.random.default_rng(3))
+    n, side = len(tr.fake), tr.fake.shape[1]
+    np.testing.assert_array_equal(out.fake[:n], tr.fake)  # the fakes themselves are kept
+    assert out.real is tr.real and out.fake_kinds[:n] == tr.fake_kinds
+    assert set(out.fake_kinds[n:]) == {"splice"} and len(out.fake) > 1.9 * n
+    qreal = {i.removesuffix("-qreal"): k for k, i in enumerate(tr.real_ids)
+             if i.endswith("-qreal")}
+    fakes = {i: j for j, i in enumerate(tr.fake_ids)}
+    for image, mask, name in zip(out.fake[n:], out.fake_masks[n:], out.fake_ids[n:]):
+        source, _, copy = name.rpartition("-")
+        j, k = fakes[source], qreal[source.removesuffix("-fake")]
+        assert copy in ("splice0", "splice1") and mask.any()
+        assert not (mask & ~tr.fake_masks[j]).any()  # only synthesized pixels are pasted
+        rows, cols = np.flatnonzero(mask.any(1)), np.flatnonzero(mask.any(0))
+        assert np.ptp(rows) < side // 2 and np.ptp(cols) < side // 2
+        np.testing.assert_array_equal(image[mask], tr.fake[j][mask])
+        np.testing.assert_array_equal(image[~mask], tr.real[k][~mask])
+    again = tr.with_splices(2, np.random.default_rng(3))
+    np.testing.assert_array_equal(again.fake, out.fake)
+    np.testing.assert_array_equal(again.fake_masks, out.fake_masks)
+    other = tr.with_splices(2, np.random.default_rng(4))
+    assert not np.array_equal(other.fake_masks, out.fake_masks)
+    assert tr.with_splices(0, np.random.default_rng(3)) is tr
+
+
+def test_splices_need_quantized_reals_and_a_cnn(dataset, splits, tmp_path):
+    only_real = load_arrays(dataset, "val", real_forms=("real",))
+    with pytest.raises(InputError, match="paired with their quantized reals"):
+        only_real.with_splices(1, np.random.default_rng(0))
+    for args, message in ((["--kind", "cnn", "--splices", "9"], "from 0 to 8, got 9"),
+                          (["--kind", "features", "--splices", "1"], "for --kind cnn")):
+        r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), *args,
+                                "--out", str(tmp_path / "d")])
+        assert r.exit_code == 1 and "Traceback" not in r.output
+        assert message in " ".join(r.output.split()) and "nope" not in r.output
+
+
+def test_train_detector_splices_add_fakes_to_the_train_split_only(dataset, tmp_path):
+    out = tmp_path / "det"
+    r = runner.invoke(app, ["train-detector", "--dataset", str(dataset), "--kind", "cnn",
+                            "--epochs", "1", "--device", "cpu", "--no-test", "--seed", "5",
+                            "--param", "stages=2", "--param", "width=8", "--splices", "1",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    info = load_detector(out).fit_info_
+    train, val = load_arrays(dataset, "train"), load_arrays(dataset, "val")
+    spliced = train.with_splices(1, np.random.default_rng([5, 0]))
+    assert info["splices_per_fake"] == 1
+    assert info["train_fake"] == len(spliced.fake) > len(train.fake)
+    assert info["val_fake"] == len(val.fake)
+
+
 @pytest.mark.parametrize("spec, message", [
     ("depth=3", "KEY one of stages"), ("stages", "expected KEY=VALUE"),
     ("stages=four", "must be a number"), ("stages=true", "must be a number"),
