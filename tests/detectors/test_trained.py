@@ -357,6 +357,39 @@ def test_cnn_ema_validates_and_keeps_the_moving_average_of_the_weights(splits, t
             CNNDetector(ema=bad).fit(*args, **kw)
 
 
+def test_cnn_upscale_shows_the_backbone_its_inputs_enlarged_and_maps_at_the_images_size(
+        splits, tmp_path):
+    """``upscale=2``: the backbone reads the colors (or their relations, computed first at
+    the image's own scale) with each pixel repeated 2x2, so its stride-4 stem keeps every
+    pixel; the maps stay at the image's size. Saved, loaded and checked like any parameter."""
+    seen = []
+    net = DenseDetectorNet(stages=2, width=8, inputs="npr", upscale=2)
+    net.backbone.register_forward_pre_hook(lambda m, a: seen.append(a[0].detach().clone()))
+    images = torch.from_numpy(splits["test"].fake[:3]).permute(0, 3, 1, 2).float()
+    logits, pix = net.eval()(images)
+    side = images.shape[-1]
+    assert seen[0].shape == (3, 3, 2 * side, 2 * side) and pix.shape == (3, side, side)
+    rel = 4.0 * npr((images - net.mean) / net.std)
+    torch.testing.assert_close(seen[0][..., ::2, ::2], rel)
+    torch.testing.assert_close(seen[0][..., 1::2, 1::2], rel)
+    assert not torch.equal(rel, torch.zeros_like(rel))
+
+    args, kw = fit_args(splits)
+    det = CNNDetector(epochs=1, batch_size=32, stages=2, width=8, inputs="npr", upscale=2,
+                      device="cpu").fit(*args, **kw)
+    assert det._net.upscale == 2
+    det.save(tmp_path / "d")
+    back = load_detector(tmp_path / "d")
+    test = splits["test"].fake[:4]
+    np.testing.assert_array_equal(back.score(test), det.score(test))
+    for bad in (0, 5, 1.5):
+        with pytest.raises(InputError, match="upscale"):
+            CNNDetector(upscale=bad).fit(*args, **kw)
+    reseal(tmp_path / "d", lambda meta: meta["params"].update(upscale=1000))
+    with pytest.raises(InputError, match="upscale must be at most 4, got 1000"):
+        load_detector(tmp_path / "d")
+
+
 def test_a_detector_trained_on_a_gpu_loads_and_scores_where_there_is_none(
         splits, tmp_path, monkeypatch):
     import torch
@@ -786,11 +819,12 @@ def test_train_detector_param_reaches_the_cnn_and_the_last_seed_wins(dataset, tm
                             "--epochs", "1", "--device", "cpu", "--no-test", "--seed", "0",
                             "--param", "stages=2", "--param", "width=8",
                             "--param", "pixel-weight=3", "--param", "relative_weight=0.5",
-                            "--param", "ema=0.9", "--seed", "5", "--out", str(out)])
+                            "--param", "ema=0.9", "--param", "upscale=2", "--seed", "5",
+                            "--out", str(out)])
     assert r.exit_code == 0, r.output
     det = load_detector(out)
     assert (det.stages, det.width, det.pixel_weight, det.relative_weight, det.ema,
-            det.seed) == (2, 8, 3, 0.5, 0.9, 5)
+            det.upscale, det.seed) == (2, 8, 3, 0.5, 0.9, 2, 5)
     from igpt_forensics.detectors.cnn import DenseDetectorNet
 
     n_params = [sum(p.numel() for p in DenseDetectorNet(det.arch, stages, width).parameters())
@@ -859,7 +893,7 @@ def test_train_detector_splices_add_fakes_to_the_train_split_only(dataset, tmp_p
     ("depth=3", "KEY one of stages"), ("stages", "expected KEY=VALUE"),
     ("stages=four", "must be a number"), ("stages=true", "must be a number"),
     ("stages=0", "stages must be a positive integer"), ("lr=-1", "lr must be > 0"),
-    ("ema=1", "ema must be in [0, 1)")])
+    ("ema=1", "ema must be in [0, 1)"), ("upscale=8", "upscale must be at most 4")])
 def test_train_detector_refuses_a_bad_param_before_loading_data(spec, message, tmp_path):
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
                             "cnn", "--param", spec, "--out", str(tmp_path / "d")])
