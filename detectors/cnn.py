@@ -12,7 +12,8 @@ logit. Fully convolutional: any image size at least the training size works; a s
 is upscaled first (its map is resampled back to it). ``upscale`` (default 1) shows the backbone
 its inputs with each pixel repeated ``upscale`` x ``upscale`` times (relations computed first,
 at the image's own scale), so that the stem's stride does not pool a 32x32 image's pixels
-away; the decoder and maps stay at the image's size (2 costs about 2.5x per training step).
+away; the decoder and maps stay at the image's size (2: 1.9x the training time; held out
+of training it did not transfer better, docs/results.md).
 
 Training (``fit``): binary cross-entropy on the image label (classes balanced) plus
 ``pixel_weight`` times a per-pixel cross-entropy against the ground-truth masks (real images:
