@@ -520,8 +520,11 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
                  for d in datasets]
         if split == "train" and splices:
             seed = int(getattr(det, "seed", 0))
-            parts = [p.with_splices(splices, np.random.default_rng([seed, i]))
-                     for i, p in enumerate(parts)]
+            for i, d in enumerate(datasets):
+                try:
+                    parts[i] = parts[i].with_splices(splices, np.random.default_rng([seed, i]))
+                except InputError as e:
+                    raise InputError(f"{d}: {e}") from None
         return SplitData.concat(parts)
 
     val = load("val")
@@ -532,8 +535,9 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
         det.fit(train.real, train.fake, train.fake_masks,
                 val=(val.real, val.fake, val.fake_masks), progress=progress)
     det.fit_info_["trained_on"] = [trained_on(d) for d in datasets]
-    if splices:
+    if splices:  # the spliced fakes among the train fakes (fakes without a qreal have none)
         det.fit_info_["splices_per_fake"] = splices
+        det.fit_info_["spliced_fakes"] = sum(k == "splice" for k in train.fake_kinds)
     return det
 
 

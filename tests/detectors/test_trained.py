@@ -866,6 +866,11 @@ def test_splices_need_quantized_reals_and_a_cnn(dataset, splits, tmp_path):
     only_real = load_arrays(dataset, "val", real_forms=("real",))
     with pytest.raises(InputError, match="paired with their quantized reals"):
         only_real.with_splices(1, np.random.default_rng(0))
+    r = runner.invoke(app, ["train-detector", "--dataset", str(dataset), "--kind", "cnn",
+                            "--real-forms", "real", "--splices", "1", "--epochs", "1",
+                            "--no-test", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "Traceback" not in r.output
+    assert f"{dataset}: --splices needs fakes paired" in " ".join(r.output.split())
     for args, message in ((["--kind", "cnn", "--splices", "9"], "from 0 to 8, got 9"),
                           (["--kind", "features", "--splices", "1"], "for --kind cnn")):
         r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), *args,
@@ -885,7 +890,8 @@ def test_train_detector_splices_add_fakes_to_the_train_split_only(dataset, tmp_p
     train, val = load_arrays(dataset, "train"), load_arrays(dataset, "val")
     spliced = train.with_splices(1, np.random.default_rng([5, 0]))
     assert info["splices_per_fake"] == 1
-    assert info["train_fake"] == len(spliced.fake) > len(train.fake)
+    assert info["spliced_fakes"] == len(spliced.fake) - len(train.fake) > 0
+    assert info["train_fake"] == len(spliced.fake)
     assert info["val_fake"] == len(val.fake)
 
 
