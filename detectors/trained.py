@@ -350,7 +350,8 @@ class SplitData:
         quarter to a half of each side) cut down to the fake's synthesized pixels; the mask
         is that cut. Same crop, same palette: only the generator's pixels differ, in boxes
         of every size and place, with real pixels on all four sides (what box completions
-        look like to a map). Raises when no fake has its quantized real."""
+        look like to a map). A fake with no synthesized pixel in its mask (a VQ ``recon``)
+        gets none. Raises when no fake has its quantized real."""
         from igpt_forensics.masks import random_box
 
         qreal = {name.removesuffix("-qreal"): i for i, name in enumerate(self.real_ids)
