@@ -110,7 +110,7 @@ FORWARD_PIXELS = 64 * 64 * 64  # pixels per forward pass in inference
 SCORE_PIXELS = 32 * 1024 * 1024
 MAP_KINDS = ("relative", "absolute")
 TTA_KINDS = ("flip", "none")
-MAX_UPSCALE = 4  # the backbone's input enlargement (``upscale``): 4 costs about 16x
+MAX_UPSCALE = 4  # the backbone's input enlargement (``upscale``): 4 shows it 16 times the pixels
 NET_PREFIX = "net."
 
 
