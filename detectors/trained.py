@@ -352,22 +352,19 @@ class SplitData:
         of every size and place, with real pixels on all four sides (what box completions
         look like to a map). A fake with no synthesized pixel in its mask (a VQ ``recon``)
         gets none. Raises when no fake has its quantized real."""
-        from igpt_forensics.masks import random_box
+        from igpt_forensics.masks import box_mask, random_box
 
         qreal = {name.removesuffix("-qreal"): i for i, name in enumerate(self.real_ids)
                  if name.endswith("-qreal")}
-        size = min(self.fake.shape[1:3])
+        size = self.fake.shape[1]
         images, masks, ids = [], [], []
         for j, name in enumerate(self.fake_ids):
             k = qreal.get(name.removesuffix("-fake")) if name.endswith("-fake") else None
-            if k is None or self.real[k].shape != self.fake[j].shape:
+            if k is None or self.fake[j].shape[:2] != (size, size):  # generate's are square
                 continue
             for c in range(per_fake):
                 for _ in range(16):  # a box that meets the synthesized pixels
-                    b = random_box(size, rng)
-                    cut = np.zeros_like(self.fake_masks[j])
-                    cut[b.top:b.top + b.height, b.left:b.left + b.width] = True
-                    cut &= self.fake_masks[j]
+                    cut = box_mask(size, random_box(size, rng)) & self.fake_masks[j]
                     if cut.any():
                         break
                 else:
@@ -520,10 +517,10 @@ def train_on_dataset(dataset: str | Path | Sequence[str | Path], kind: str,
         parts = [load_arrays(d, split, real_forms, max_items, progress=report)
                  for d in datasets]
         if split == "train" and splices:
-            seed = int(getattr(det, "seed", 0))
-            for i, d in enumerate(datasets):
+            for i, d in enumerate(datasets):  # only a cnn takes splices (check_splices)
                 try:
-                    parts[i] = parts[i].with_splices(splices, np.random.default_rng([seed, i]))
+                    parts[i] = parts[i].with_splices(splices,
+                                                     np.random.default_rng([det.seed, i]))
                 except InputError as e:
                     raise InputError(f"{d}: {e}") from None
         return SplitData.concat(parts)
