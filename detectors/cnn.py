@@ -256,6 +256,40 @@ def augment_batch(images: np.ndarray, masks: np.ndarray, rng: np.random.Generato
     return out_i, out_m
 
 
+# what ``degrade`` draws from: `perturb`'s own post-processings at random strengths, each range
+# holding the bench grid's point (resize0.5, blur1, jpeg75, crop24 of 32) and more
+DEGRADE_RANGES = {"resize": (0.45, 0.9), "blur": (0.3, 1.5), "jpeg": (40, 95),
+                  "crop": (0.6, 0.9)}
+MIN_DEGRADED_SIDE = 4  # the smallest side a degraded batch shrinks to
+
+
+def degrade_batch(images: np.ndarray, masks: np.ndarray,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One post-processing for a whole batch (N, S, S, 3) and its masks, at a random strength,
+    both classes alike: `igpt_forensics.perturb`'s resize (kept at the smaller side, as a
+    user's resized copy is), Gaussian blur, JPEG or crop (kept small). Geometric ones move
+    the masks along. What the network then learns is what survives post-processing, which
+    `augment_batch` (always resized back to S) never shows it."""
+    from igpt_forensics.perturb import perturb
+
+    n, h, w = masks.shape
+    kind = sorted(DEGRADE_RANGES)[int(rng.integers(len(DEGRADE_RANGES)))]
+    lo, hi = DEGRADE_RANGES[kind]
+    side = min(h, w)
+    if kind == "resize":
+        factor = max(float(rng.uniform(lo, hi)), MIN_DEGRADED_SIDE / side)
+        spec = f"resize{factor:.4f}"
+    elif kind == "crop":
+        spec = f"crop{max(MIN_DEGRADED_SIDE, round(side * float(rng.uniform(lo, hi))))}"
+    elif kind == "jpeg":
+        spec = f"jpeg{int(rng.integers(lo, hi + 1))}"
+    else:
+        spec = f"blur{float(rng.uniform(lo, hi)):.3f}"
+    seeds = rng.integers(0, 2**31, size=n)
+    pairs = [perturb(images[i], spec, int(seeds[i]), masks[i]) for i in range(n)]
+    return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
 PALETTE_SIZES = (16, 32, 64, 128, 256)  # what `palette_augment` quantizes through
 
 
@@ -337,7 +371,10 @@ class CNNDetector(SizeCalibrated):
     never); ``palette_classes``, "both" or "real" (real images only); ``ema``, the decay of
     an exponential moving average of the weights and batch-norm statistics, updated after
     every step, that validation, early stopping and the saved network use instead of the
-    last step's weights (0: off; e.g. 0.999 averages about the last thousand steps).
+    last step's weights (0: off; e.g. 0.999 averages about the last thousand steps);
+    ``degrade``, the probability that a training batch is post-processed as a whole, both
+    classes alike (`degrade_batch`: resized or cropped smaller, blurred or JPEG-compressed at
+    a random strength; 0: never).
 
     ``score --detector cnn`` (and ``create_detector("cnn", pretrained=True)``) loads the one
     the package ships: npr inputs, trained on a pool of 11 generators (both bundled ones and
@@ -357,7 +394,8 @@ class CNNDetector(SizeCalibrated):
                  target_fpr: float = DEFAULT_TARGET_FPR, map_fpr: float = 0.05, seed: int = 0,
                  device: str = "auto", inputs: str = "rgb", palette_augment: float = 0.0,
                  maps: str = "relative", tta: str = "flip", relative_weight: float = 0.0,
-                 palette_classes: str = "both", ema: float = 0.0, upscale: int = 1):
+                 palette_classes: str = "both", ema: float = 0.0, upscale: int = 1,
+                 degrade: float = 0.0):
         self.arch = arch
         self.stages = stages
         self.width = width
@@ -381,6 +419,7 @@ class CNNDetector(SizeCalibrated):
         self.palette_classes = palette_classes
         self.ema = ema
         self.upscale = upscale
+        self.degrade = degrade
 
     def _check_params(self) -> None:
         for name in ("stages", "width", "epochs", "batch_size", "upscale"):
@@ -394,7 +433,7 @@ class CNNDetector(SizeCalibrated):
         for name in ("target_fpr", "map_fpr"):
             if not 0.0 < getattr(self, name) < 1.0:
                 raise InputError(f"{name} must be in (0, 1), got {getattr(self, name)}")
-        for name in ("augment", "palette_augment"):
+        for name in ("augment", "palette_augment", "degrade"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InputError(f"{name} must be a probability in [0, 1], got "
                                  f"{getattr(self, name)}")
@@ -485,6 +524,8 @@ class CNNDetector(SizeCalibrated):
                     xb = palette_batch(xb, palettes, rng, self.palette_augment,
                                        labels[idx] == 0 if self.palette_classes == "real"
                                        else None)
+                if self.degrade > 0 and rng.random() < self.degrade:
+                    xb, mb = degrade_batch(xb, mb, rng)
                 il, pl = net(_to_tensor(xb, device))
                 loss, _, _ = loss_of(il, pl, torch.from_numpy(labels[idx]).float().to(device),
                                      torch.from_numpy(mb).float().to(device))
@@ -685,5 +726,5 @@ class CNNDetector(SizeCalibrated):
         self.size_calibration_ = checked_size_table(state.get("size_calibration_"), path)
 
 
-__all__ = ["CNNDetector", "DenseDetectorNet", "augment_batch", "relative_map_loss",
+__all__ = ["CNNDetector", "DenseDetectorNet", "augment_batch", "degrade_batch", "relative_map_loss",
            "create_backbone"]

@@ -19,6 +19,7 @@ from igpt_forensics.detectors.cnn import (
     DenseDetectorNet,
     augment_batch,
     calibration_palettes,
+    degrade_batch,
     npr,
     relative_map_loss,
 )
@@ -388,6 +389,64 @@ def test_cnn_upscale_shows_the_backbone_its_inputs_enlarged_and_maps_at_the_imag
     reseal(tmp_path / "d", lambda meta: meta["params"].update(upscale=1000))
     with pytest.raises(InputError, match="upscale must be at most 4, got 1000"):
         load_detector(tmp_path / "d")
+
+
+def test_degrade_post_processes_a_whole_batch_alike_and_moves_its_masks():
+    """Each call draws one post-processing for the batch: smaller (resized or cropped, the
+    masks moved with the pixels) or the same size with other pixels (blurred or JPEG)."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 32, 32, 3)).astype(np.uint8)
+    masks = np.zeros((6, 32, 32), bool)
+    masks[:, :, :16] = True  # left half synthesized, and black
+    images[masks] = 0
+    draw, kinds = np.random.default_rng(1), set()
+    for _ in range(40):
+        out, m = degrade_batch(images, masks, draw)
+        assert out.dtype == np.uint8 and m.dtype == bool and out.shape[:3] == m.shape
+        side = out.shape[1]
+        if side < 32:  # resized to 0.45-0.9 or cropped to 60-90% of the side
+            assert 14 <= side <= 29 and out.shape[2] == side
+            assert (np.diff(m.astype(int), axis=2) <= 0).all()  # each row: mask, then none
+            assert out[m].mean() < 0.3 * out[~m].mean()  # the black pixels went with it
+            crop = all(any(np.array_equal(out[i], images[i, t:t + side, u:u + side])
+                           for t in range(33 - side) for u in range(33 - side))
+                       for i in range(6))  # a crop keeps each image's pixels as they were
+            kinds.add("crop" if crop else "resize")
+            if crop:
+                assert not out[m].any()
+        else:
+            assert np.array_equal(m, masks) and not np.array_equal(out, images)
+            kinds.add("blur or jpeg")
+    assert kinds == {"crop", "resize", "blur or jpeg"}
+    a, b = (degrade_batch(images, masks, np.random.default_rng(7)) for _ in range(2))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # same seed, same bytes
+
+
+def test_cnn_degrade_trains_on_smaller_post_processed_batches(splits, tmp_path, monkeypatch):
+    """``degrade=1`` post-processes every training batch (the network reads sides below the
+    images' own), ``degrade=0`` none; validation stays as it is. Saved like any parameter."""
+    seen = []
+    forward = DenseDetectorNet.forward
+
+    def spy(self, x):
+        seen.append((self.training, x.shape[-1]))
+        return forward(self, x)
+
+    monkeypatch.setattr(DenseDetectorNet, "forward", spy)
+    args, kw = fit_args(splits)
+    sides = {}
+    for d in (0.0, 1.0):
+        seen.clear()
+        det = CNNDetector(epochs=2, patience=2, batch_size=16, device="cpu",
+                          degrade=d).fit(*args, **kw)
+        sides[d] = ({s for t, s in seen if t}, {s for t, s in seen if not t})
+    assert sides[0.0] == ({S}, {S})
+    assert min(sides[1.0][0]) < S and sides[1.0][1] == {S}
+    det.save(tmp_path / "d")
+    assert load_detector(tmp_path / "d").degrade == 1.0
+    for bad in (-0.1, 1.5):
+        with pytest.raises(InputError, match="degrade must be a probability"):
+            CNNDetector(degrade=bad).fit(*args, **kw)
 
 
 def test_a_detector_trained_on_a_gpu_loads_and_scores_where_there_is_none(
@@ -819,12 +878,13 @@ def test_train_detector_param_reaches_the_cnn_and_the_last_seed_wins(dataset, tm
                             "--epochs", "1", "--device", "cpu", "--no-test", "--seed", "0",
                             "--param", "stages=2", "--param", "width=8",
                             "--param", "pixel-weight=3", "--param", "relative_weight=0.5",
-                            "--param", "ema=0.9", "--param", "upscale=2", "--seed", "5",
+                            "--param", "ema=0.9", "--param", "upscale=2",
+                            "--param", "degrade=0.5", "--seed", "5",
                             "--out", str(out)])
     assert r.exit_code == 0, r.output
     det = load_detector(out)
     assert (det.stages, det.width, det.pixel_weight, det.relative_weight, det.ema,
-            det.upscale, det.seed) == (2, 8, 3, 0.5, 0.9, 2, 5)
+            det.upscale, det.degrade, det.seed) == (2, 8, 3, 0.5, 0.9, 2, 0.5, 5)
     from igpt_forensics.detectors.cnn import DenseDetectorNet
 
     n_params = [sum(p.numel() for p in DenseDetectorNet(det.arch, stages, width).parameters())
@@ -899,7 +959,8 @@ def test_train_detector_splices_add_fakes_to_the_train_split_only(dataset, tmp_p
     ("depth=3", "KEY one of stages"), ("stages", "expected KEY=VALUE"),
     ("stages=four", "must be a number"), ("stages=true", "must be a number"),
     ("stages=0", "stages must be a positive integer"), ("lr=-1", "lr must be > 0"),
-    ("ema=1", "ema must be in [0, 1)"), ("upscale=8", "upscale must be at most 4")])
+    ("ema=1", "ema must be in [0, 1)"), ("upscale=8", "upscale must be at most 4"),
+    ("degrade=2", "degrade must be a probability")])
 def test_train_detector_refuses_a_bad_param_before_loading_data(spec, message, tmp_path):
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
                             "cnn", "--param", spec, "--out", str(tmp_path / "d")])
