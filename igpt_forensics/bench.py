@@ -296,8 +296,9 @@ METRICS_SCHEMA: dict = {
             "type": "object", "required": ["name", "kind", "threshold", "score"]}},
         "image": {"type": "array", "items": {
             "type": "object",
+            # auc_lo and auc_hi, the bootstrap interval, only where --bootstrap is above 0
             "required": ["detector", "dataset", "perturbation", "real_form", "fakes", "auc",
-                         "auc_lo", "auc_hi", "ap", "eer", "tpr_at_1fpr", "tpr_at_5fpr"],
+                         "ap", "eer", "tpr_at_1fpr", "tpr_at_5fpr"],
             "properties": {"auc": {"type": "number"}, "ap": {"type": "number"},
                            "real_form": {"type": "string", "enum": ["real", "qreal"]}}}},
         "region": {"type": "array", "items": {

@@ -40,7 +40,8 @@ def print_table(doc: dict, title: str) -> None:
     for r in doc["image"]:
         if r["fakes"] != "all":
             continue
-        ci = f"{r['auc']:.3f} [{r['auc_lo']:.2f}-{r['auc_hi']:.2f}]"
+        ci = f"{r['auc']:.3f}" + (f" [{r['auc_lo']:.2f}-{r['auc_hi']:.2f}]" if "auc_lo" in r
+                                  else "")  # no interval with --bootstrap 0
         table.add_row(r["detector"], *([r["dataset"]] if len(names) > 1 else []),
                       r["perturbation"], "qreal" if r["real_form"] == "qreal" else "photo",
                       ci, _num(r["ap"]), _num(r["tpr_at_1fpr"]), _num(r.get("accuracy")),

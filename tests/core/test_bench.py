@@ -315,6 +315,19 @@ def test_an_outside_labeled_folder_is_benchmarked_with_no_conversion(tiny_datase
     assert {x["real_form"] for x in doc["cross"]} == {"real"}
 
 
+def test_bench_without_bootstrap_writes_its_metrics_without_intervals(tiny_dataset, tmp_path):
+    """``--bootstrap 0`` (allowed: no resamples) skips the AUC intervals; everything else is
+    written, and the report reads it (it once failed the metrics schema after all the work)."""
+    r = CliRunner().invoke(app, ["bench", "--dataset", str(tiny_dataset), "--detector",
+                                 "examples.outside_detector:StreakDetector", "--bootstrap", "0",
+                                 "--perturb", "none,blur1", "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert {x["perturbation"] for x in doc["image"]} == {"none", "blur1"}
+    assert all("auc_lo" not in x and 0.0 <= x["auc"] <= 1.0 for x in doc["image"])
+    assert (tmp_path / "rep" / "report.html").stat().st_size > 0
+
+
 def test_logo_pool_script_never_trains_on_the_held_out_generator(tmp_path):
     """benchmarks/logo_pool.py: every dataset of the held-out generator (here two sampling
     settings of one checkpoint) is left out of its training, `all` takes the whole pool, and
