@@ -822,6 +822,35 @@ def test_cnn_relative_maps_rank_pixels_against_their_own_image(cnn_det, splits, 
         CNNDetector(maps="smooth").fit(*fit_args(splits)[0], **fit_args(splits)[1])
 
 
+def test_cnn_scores_a_small_image_at_its_own_size_and_old_files_upscale_it(
+        cnn_det, splits, monkeypatch, tmp_path):
+    """``small="native"`` (the default): an image below the training side reaches the
+    network as it is, its maps at its size; "upscale", what files saved before the parameter
+    existed load as, enlarges it (Lanczos) to the training side first."""
+    seen = []
+    forward = DenseDetectorNet.forward
+    monkeypatch.setattr(DenseDetectorNet, "forward",
+                        lambda self, x: seen.append(tuple(x.shape[-2:])) or forward(self, x))
+    crops = np.ascontiguousarray(np.asarray(splits["test"].fake[:4])[:, 1:7, 2:8])
+    assert cnn_det.small == "native"
+    native = cnn_det.localize(crops)
+    assert set(seen) == {(6, 6)} and native.maps.shape == (4, 6, 6)
+    seen.clear()
+    upscaled = cnn_det.set_params(small="upscale").localize(crops)
+    upscaled_scores = cnn_det.score(crops)
+    cnn_det.set_params(small="native")
+    assert set(seen) == {(S, S)} and upscaled.maps.shape == (4, 6, 6)
+    assert not np.allclose(native.region_scores, upscaled.region_scores)
+    assert not np.allclose(cnn_det.score(crops), upscaled_scores)
+    cnn_det.save(tmp_path / "old")
+    reseal(tmp_path / "old", lambda meta: meta["params"].pop("small"))
+    old = load_detector(tmp_path / "old")
+    assert old.small == "upscale"
+    np.testing.assert_allclose(old.score(crops), upscaled_scores, atol=1e-6)
+    with pytest.raises(InputError, match="small must be one of"):
+        CNNDetector(small="tiles").fit(*fit_args(splits)[0], **fit_args(splits)[1])
+
+
 def test_cnn_flip_views_average_an_image_and_its_mirror(cnn_det, splits):
     """tta="flip" (the default): the image logit and the pixel logits are the mean of the
     image's and its left-right mirror's (mirrored back), so an image and its mirror get one
