@@ -146,6 +146,8 @@ CNN_PARAMS ?=
 # Then its thresholds per image side (32 to 1024 pixels) from 10 crops of every train and val
 # photo at each side (about 16 minutes at 2 threads): thresholds of 32x32 alone flagged 98% of
 # 256x256 real test photos.
+# (2026-12-05: the shipped cnn and fusion re-saved with small=native, nothing else changed:
+# load, set_params(small="native") on each cnn, save; benchmarks/results/unseen-px48.json)
 cnn-default: pool-all
 	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn $(addprefix --dataset ,$(POOL_DATASETS)) \
 		--augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) $(CNN_PARAMS) --seed 0 --device $(DEVICE) \
