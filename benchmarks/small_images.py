@@ -31,10 +31,10 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
+    from igpt_forensics.detectors.base import create_detector, load_detector
     from sklearn.metrics import roc_auc_score
 
     from igpt_forensics.bench import perturb_all
-    from igpt_forensics.detectors.base import create_detector, load_detector
     from igpt_forensics.splits import load_split
 
     torch.set_num_threads(args.threads)
