@@ -377,9 +377,9 @@ class CNNDetector(SizeCalibrated):
     classes alike (`degrade_batch`: resized or cropped smaller, blurred or JPEG-compressed at
     a random strength; 0: never); ``small``, how scoring reads an image smaller than the
     training side: "native" at its own size, "upscale" enlarged (Lanczos) to that side first,
-    which rewrites every pixel relation (measured: a 24x24 crop of a fake of a generator in
-    training scored 0.62 AUC upscaled, 0.99 at its own size; what files saved before
-    2026-12-05 load as).
+    which rewrites every pixel relation (what files saved before 2026-12-05 load as;
+    measured on 24x24 crops of px48, a generator no detector here saw: the shipped cnn 0.50
+    AUC upscaled, 0.89 at their own size; docs/results.md).
 
     ``score --detector cnn`` (and ``create_detector("cnn", pretrained=True)``) loads the one
     the package ships: npr inputs, trained on a pool of 11 generators (both bundled ones and
