@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
 	vq-tokenizer vq-default default-datasets vqc-pool pool-generators pool-datasets prev-pool \
-	vqb-pool cnn-default fusion-default logo-pool web-examples
+	vqb-pool unseen-px48 cnn-default fusion-default logo-pool web-examples
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -110,6 +110,22 @@ prev-pool: $(STAMP)
 
 vqb-pool: $(STAMP)
 	ONLY=vqb $(POOL_SH)
+
+# px48, a pixel-GPT no shipped detector trained on (docs/results.md, "Small images are read at
+# their own size"): 48 colors, mini, seed 16, 800 steps on builtin + Debian photos (90 min at two
+# threads on 2 CPU cores), then 1800 builtin-photo items of every mask kind; a killed run resumes
+# with the same DEVICE (made here with DEVICE=cpu: results/unseen-px48.json).
+PX48 := runs/pool4/runs/px48
+unseen-px48: $(STAMP)
+	$(BIN)/igpt-forensics --threads 2 train-generator --out $(PX48) --data builtin \
+		--data data/debian-photos.tsv --size 32 --colors 48 --preset mini --steps 800 \
+		--batch-size 32 --lr 3e-3 --min-lr 1e-4 --warmup 100 --train-patches 20000 \
+		--eval-every 400 --eval-patches 256 --checkpoint-every 25 --precision fp32 --seed 16 \
+		--device $(DEVICE) $$(test -f $(PX48)/train_config.json && echo --resume)
+	test -f runs/pool4/px48/SHA256SUMS || \
+		$(BIN)/igpt-forensics export-model $(PX48) runs/pool4/px48 --half
+	$(BIN)/igpt-forensics --threads 2 generate --model runs/pool4/px48 --n 1800 \
+		--masks top-half,box,full --seed 38 --device $(DEVICE) --out runs/pool4-data/px48
 
 # The detector pool: 12 datasets of 11 generators (t1 and topp09 are one generator at two
 # sampling settings), both families, 64 to 1024 colors or codes, 8x8 and 4x4 code grids,
