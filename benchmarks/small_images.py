@@ -1,10 +1,10 @@
 """What a cnn loses on images smaller than it trained on (issue 16; docs/results.md, "Small
-images"): `score` first upscales them (Lanczos) to the training side, which rewrites every
-pixel relation the network reads. Here each perturbed test image of a dataset is scored both
-ways by one network, with the same mirror averaging: through `score` (upscaled) and at its
-own size (the network's image logit, nothing resampled). Image AUC against the quantized
-reals (all mask kinds together), per perturbation; both classes perturbed alike, each image
-seeded by its place (`perturb_all`).
+images"): each perturbed test image of a dataset scored by one network both ways, its
+``small`` set to "upscale" (enlarged with Lanczos to the training side first, as every cnn
+read them until 2026-12-05, which rewrites every pixel relation the network reads) and to
+"native" (at its own size). Image AUC against the quantized reals (all mask kinds
+together), per perturbation; both classes perturbed alike, each image seeded by its place
+(`perturb_all`).
 
     .venv/bin/python benchmarks/small_images.py --dataset runs/pool4-data/px48 \\
         --detector cnn --detector runs/deg/clean --json small-images.json
@@ -46,21 +46,15 @@ def main() -> None:
     for name in args.detector:
         det = (create_detector("cnn", pretrained=True) if name == "cnn"
                else load_detector(name))
-        net, device = det._net, next(det._net.parameters()).device
         rows = out["auc"][name] = {}
         for spec in args.perturb.split(","):
             images, _ = perturb_all(list(data.qreal) + list(data.fake), ids, spec, args.seed)
-            upscaled = det.score(np.stack(images))
-            native = np.zeros(len(images))
-            for side in sorted({im.shape[:2] for im in images}):
-                idx = [i for i, im in enumerate(images) if im.shape[:2] == side]
-                img, _ = det._forward_all(net, np.stack([images[i] for i in idx]), device,
-                                          mirror=det.tta == "flip")
-                native[idx] = img
-            rows[spec] = {"side": int(images[0].shape[0]),
-                          "upscaled": round(float(roc_auc_score(labels, upscaled)), 4),
-                          "native": round(float(roc_auc_score(labels, native)), 4)}
-            print(f"{name} {spec} (side {rows[spec]['side']}): through score "
+            images = np.stack(images)
+            auc = {how: round(float(roc_auc_score(labels, det.set_params(small=how).score(
+                images))), 4) for how in ("upscale", "native")}
+            rows[spec] = {"side": int(images.shape[1]), "upscaled": auc["upscale"],
+                          "native": auc["native"]}
+            print(f"{name} {spec} (side {rows[spec]['side']}): upscaled "
                   f"{rows[spec]['upscaled']:.3f}, at its own size {rows[spec]['native']:.3f}",
                   flush=True)
     if args.json:

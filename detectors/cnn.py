@@ -83,6 +83,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from igpt_forensics.errors import InputError, check_choice
+from igpt_forensics.perturb import perturb
 
 from .base import (
     DEFAULT_TARGET_FPR,
@@ -271,8 +272,6 @@ def degrade_batch(images: np.ndarray, masks: np.ndarray,
     user's resized copy is), Gaussian blur, JPEG or crop (kept small). Geometric ones move
     the masks along. What the network then learns is what survives post-processing, which
     `augment_batch` (always resized back to S) never shows it."""
-    from igpt_forensics.perturb import perturb
-
     n, h, w = masks.shape
     kind = sorted(DEGRADE_RANGES)[int(rng.integers(len(DEGRADE_RANGES)))]
     lo, hi = DEGRADE_RANGES[kind]
