@@ -9,6 +9,7 @@ from igpt_forensics.metrics import (
     bootstrap_aucs,
     eer,
     image_metrics,
+    paired_auc_difference,
     pixel_metrics,
     tpr_at_fpr,
 )
@@ -41,6 +42,28 @@ def test_bootstrap_aucs_equal_roc_auc_score_on_the_same_resamples():
     want = [roc_auc_score(y, np.r_[pos[p], neg[q]]) for p, q in zip(pos_idx, neg_idx)]
     np.testing.assert_allclose(aucs, want, rtol=0, atol=1e-12)
     assert aucs.std() > 0.01  # resamples differ
+
+
+def test_paired_auc_difference_resamples_the_same_images_for_both():
+    rng = np.random.default_rng(6)
+    labels = np.r_[np.zeros(80), np.ones(60)].astype(int)
+    a = rng.normal(labels * 1.0, 1.0)
+    b = a + rng.normal(0.0, 0.15, a.size)  # a second detector close to the first
+    diff, lo, hi = paired_auc_difference(labels, a, b, n=500, seed=3)
+    assert diff == pytest.approx(roc_auc_score(labels, a) - roc_auc_score(labels, b))
+    assert lo <= diff <= hi
+    # paired, the interval is far narrower than the two detectors' own intervals: the hard
+    # and easy images they share cancel out (resampled apart, they would not)
+    own = np.diff(np.quantile(bootstrap_aucs(labels, a, 500, seed=3), [0.025, 0.975]))[0]
+    assert hi - lo < own / 3
+    apart = bootstrap_aucs(labels, a, 500, seed=3) - bootstrap_aucs(labels, b, 500, seed=4)
+    assert np.diff(np.quantile(apart, [0.025, 0.975]))[0] > 2 * (hi - lo)
+    # a detector that separates better is found better, its interval clear of 0
+    better = a + 1.5 * labels
+    d2, lo2, _ = paired_auc_difference(labels, better, a, n=500)
+    assert d2 > 0 and lo2 > 0
+    with pytest.raises(InputError, match="140 labels but 139 scores"):
+        paired_auc_difference(labels, a, b[:-1])
 
 
 def test_perfect_and_inverted_detectors():
