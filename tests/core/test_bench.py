@@ -380,3 +380,41 @@ def test_logo_pool_set_option_keeps_lists_with_commas_whole():
         "combine": "mean", "map_members": [2, 3], "tta": "flip"}
     assert logo._sets("w={\"a\": [1, 2]},n=0.5") == {"w": {"a": [1, 2]}, "n": 0.5}
     assert logo._sets("") == {}
+
+
+def test_paired_detectors_script_reports_each_pair_on_the_same_images(tiny_dataset, tmp_path,
+                                                                       monkeypatch):
+    """benchmarks/paired_detectors.py: a detector paired with itself differs by exactly 0 on
+    every resample; a pair of different detectors gets the difference of their own AUCs on
+    the split's quantized reals and fakes, per mask kind and perturbation."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(
+        "paired_detectors", Path(__file__).parents[2] / "benchmarks" / "paired_detectors.py")
+    paired = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paired)
+    streak = "examples.outside_detector:StreakDetector"
+    out = tmp_path / "paired.json"
+    monkeypatch.setattr(sys, "argv", [
+        "paired_detectors.py", "--dataset", str(tiny_dataset), "--pair", f"cnn,{streak}",
+        "--pair", "cnn,cnn", "--perturb", "none,blur1", "--bootstrap", "50", "--json", str(out)])
+    paired.main()
+    rows = json.loads(out.read_text())["rows"]
+    data = load_split(tiny_dataset, "test")
+    kinds = ["all", *sorted(set(data.kinds))]
+    assert [(r["perturbation"], r["b"], r["fakes"]) for r in rows] == [
+        (p, b, k) for p in ("none", "blur1") for b in (streak, "cnn") for k in kinds]
+    same = [r for r in rows if r["b"] == "cnn"]
+    assert all(r["auc_a_minus_b"] == r["lo"] == r["hi"] == 0.0 for r in same)
+    from igpt_forensics.detectors.base import open_detector
+
+    images = list(data.qreal) + list(data.fake)
+    labels = np.r_[np.zeros(len(data.qreal)), np.ones(len(data.fake))]
+    want = (roc_auc_score(labels, open_detector("cnn").score(images))
+            - roc_auc_score(labels, StreakDetector().score(images)))
+    got = next(r for r in rows if r["perturbation"] == "none" and r["b"] == streak
+               and r["fakes"] == "all")
+    assert got["auc_a_minus_b"] == pytest.approx(want, abs=1e-4)
+    assert got["lo"] <= got["auc_a_minus_b"] <= got["hi"] and got["lo"] < got["hi"]
+    assert got["n_real"] == len(data.qreal) and got["n_fake"] == len(data.fake)
