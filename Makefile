@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
 	vq-tokenizer vq-default default-datasets vqc-pool pool-generators pool-datasets prev-pool \
-	vqb-pool unseen-px48 cnn-default fusion-default logo-pool web-examples
+	vqb-pool unseen-px48 photo-datasets px48d cnn-default fusion-default logo-pool web-examples
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -126,6 +126,27 @@ unseen-px48: $(STAMP)
 		$(BIN)/igpt-forensics export-model $(PX48) runs/pool4/px48 --half
 	$(BIN)/igpt-forensics --threads 2 generate --model runs/pool4/px48 --n 1800 \
 		--masks top-half,box,full --seed 38 --device $(DEVICE) --out runs/pool4-data/px48
+
+# The default study's three datasets again with more photos: the same generators, settings and
+# seeds over the builtin and the Debian photos (28 training photos instead of 8; make photos),
+# and px48d, px48's fakes of the Debian photos alone (its 3 test photos are new to every
+# detector and generator here). Trained on them in place of the builtin-photo ones, the CPU-pool
+# cnn gained on px48 and px48d at both seeds tried (AUC +0.017-0.032, boxes +0.036-0.071;
+# docs/results.md, "More photos"). About 23 minutes at one thread (11 each for t1 and topp09, 1
+# for vq; measured two at a time beside trainings), px48d 8 more after make unseen-px48; both
+# resume.
+PHOTO_DS := runs/deb
+PHOTO_GEN = $(BIN)/igpt-forensics --threads 1 generate --data builtin --data data/debian-photos.tsv \
+	--n 900 --device $(DEVICE)
+photo-datasets: $(STAMP)
+	$(PHOTO_GEN) --masks top-half,box,full --seed 0 --out $(PHOTO_DS)/t1
+	$(PHOTO_GEN) --masks top-half,box,full --seed 1 --top-p 0.9 --out $(PHOTO_DS)/topp09
+	$(PHOTO_GEN) --model vq-default --masks top-half,box,full,recon --seed 2 --out $(PHOTO_DS)/vq
+
+px48d: $(STAMP)
+	$(BIN)/igpt-forensics --threads 1 generate --model runs/pool4/px48 \
+		--data data/debian-photos.tsv --n 1200 --masks top-half,box,full --seed 43 \
+		--device $(DEVICE) --out $(PHOTO_DS)/px48d
 
 # The detector pool: 12 datasets of 11 generators (t1 and topp09 are one generator at two
 # sampling settings), both families, 64 to 1024 colors or codes, 8x8 and 4x4 code grids,
