@@ -165,6 +165,10 @@ pool-all: $(STAMP)
 # cnn): trained on the train photos of the whole pool (val photos: early stopping and the
 # threshold). The shipped one was trained on one H200 (make cnn-default DEVICE=cuda: 4 min;
 # about 30 min at one CPU thread; the bytes of a GPU training differ from a CPU one's).
+# Its pool's datasets are all made from the builtin photos (8 to train on); made over the builtin
+# and Debian photos (as photo-datasets does for three of them), the CPU pool's cnn gained on an
+# unseen generator and unseen photos at both seeds tried (docs/results.md, "More photos"): the
+# next rebuild.
 CNN_AUGMENT ?= 0.1
 # what its backbone sees: npr, the neighbouring-pixel relations of each 2x2 block (since
 # 2026-12-04; rgb before: mean AUC on 8 generators it never saw 0.884 -> 0.921, docs/results.md)
