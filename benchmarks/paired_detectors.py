@@ -57,8 +57,7 @@ def main() -> None:
             scores = {name: np.asarray(det.score(images)) for name, det in detectors.items()}
             for a, b in pairs:
                 for kind in ["all", *sorted(set(kinds))]:
-                    keep = np.r_[np.ones(n_real, bool), kinds == kind if kind != "all"
-                                 else np.ones(len(kinds), bool)]
+                    keep = np.r_[np.ones(n_real, bool), (kinds == kind) | (kind == "all")]
                     labels = np.r_[np.zeros(n_real), np.ones(int(keep[n_real:].sum()))]
                     diff, lo, hi = paired_auc_difference(
                         labels, scores[a][keep], scores[b][keep], args.bootstrap, args.seed)

@@ -31,7 +31,7 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    from igpt_forensics.detectors.base import create_detector, load_detector
+    from igpt_forensics.detectors.base import open_detector
     from sklearn.metrics import roc_auc_score
 
     from igpt_forensics.bench import perturb_all
@@ -44,8 +44,7 @@ def main() -> None:
     out = {"dataset": args.dataset, "split": args.split, "n_qreal": len(data.qreal),
            "n_fake": len(data.fake), "auc": {}}
     for name in args.detector:
-        det = (create_detector("cnn", pretrained=True) if name == "cnn"
-               else load_detector(name))
+        det = open_detector(name)
         rows = out["auc"][name] = {}
         for spec in args.perturb.split(","):
             images, _ = perturb_all(list(data.qreal) + list(data.fake), ids, spec, args.seed)
