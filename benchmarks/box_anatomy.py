@@ -4,6 +4,8 @@ fakes"): on a dataset's test split, and with one cnn's relative maps,
 - the share of each fake's synthesized pixels that have the very color its quantized real
   has there (by mask kind): pixels no map can tell by their color;
 - the box fakes' pixel AUC image by image (quantiles), pooled, and by box size;
+- the box fakes' image AUC against the quantized reals, by box size: is a box missed for
+  being small?
 - the mean relative map on each edge of the box (one pixel wide), inside it (two pixels in
   from every edge), and outside it.
 
@@ -48,7 +50,7 @@ def main() -> None:
     boxes = [j for j, kind in enumerate(data.fake_kinds) if kind == "box"]
     masks = [data.fake_masks[j] for j in boxes]
     det = load_detector(args.detector, device="cpu")
-    _, (maps, _, _) = det._score_and_localize_arrays([data.fake[j] for j in boxes])
+    box_scores, (maps, _, _) = det._score_and_localize_arrays([data.fake[j] for j in boxes])
     per_image = np.array([roc_auc_score(m.ravel(), p.ravel()) for m, p in zip(masks, maps)])
     sizes = np.array([int(m.sum()) for m in masks])
     edges: dict[str, list[float]] = {k: [] for k in ("left", "right", "top", "bottom",
@@ -64,6 +66,17 @@ def main() -> None:
             edges["inside"].append(float(p[t + 2:b - 1, left + 2:right - 1].mean()))
         edges["outside"].append(float(p[~m].mean()))
     thirds = np.quantile(sizes, [1 / 3, 2 / 3])
+    by_third = [sizes <= thirds[0], (sizes > thirds[0]) & (sizes <= thirds[1]),
+                sizes > thirds[1]]
+    real_scores = np.asarray(det.score([data.real[k] for k in qreal.values()]))
+
+    def image_auc(sel: np.ndarray) -> float | None:
+        fake = box_scores[sel]
+        if not len(fake):
+            return None
+        labels = np.r_[np.zeros(len(real_scores)), np.ones(len(fake))]
+        return round(float(roc_auc_score(labels, np.r_[real_scores, fake])), 4)
+
     out = {
         "dataset": args.dataset, "detector": args.detector, "split": args.split,
         "synthesized_pixels_equal_to_the_quantized_real": {
@@ -78,10 +91,14 @@ def main() -> None:
                 str(q): round(float(np.quantile(per_image, q)), 4)
                 for q in (0.1, 0.25, 0.5, 0.75, 0.9)},
             "per_image_pixel_auc_by_size_third": [
-                round(float(per_image[sel].mean()), 4) for sel in (
-                    sizes <= thirds[0], (sizes > thirds[0]) & (sizes <= thirds[1]),
-                    sizes > thirds[1])],
-            "mean_relative_map": {k: round(float(np.mean(v)), 4) for k, v in edges.items()}},
+                round(float(per_image[sel].mean()), 4) if sel.any() else None
+                for sel in by_third],
+            "size_thirds_pixels": [int(sizes.min()), round(float(thirds[0]), 1),
+                                   round(float(thirds[1]), 1), int(sizes.max())],
+            "mean_relative_map": {k: round(float(np.mean(v)), 4) if v else None
+                                  for k, v in edges.items()}},
+        "box_image_auc": {"quantized_reals": len(real_scores), "all": image_auc(sizes > 0),
+                          "by_size_third": [image_auc(sel) for sel in by_third]},
     }
     text = json.dumps(out, indent=1)
     print(text)

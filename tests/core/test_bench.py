@@ -418,3 +418,34 @@ def test_paired_detectors_script_reports_each_pair_on_the_same_images(tiny_datas
     assert got["auc_a_minus_b"] == pytest.approx(want, abs=1e-4)
     assert got["lo"] <= got["auc_a_minus_b"] <= got["hi"] and got["lo"] < got["hi"]
     assert got["n_real"] == len(data.qreal) and got["n_fake"] == len(data.fake)
+
+
+def test_box_anatomy_script_gives_box_image_auc_by_size(tiny_dataset, tmp_path, monkeypatch):
+    """benchmarks/box_anatomy.py: the box fakes' image AUC against the split's quantized reals,
+    over all boxes and by size third, as the detector's own scores give it."""
+    import importlib.util
+    import sys
+
+    from igpt_forensics.detectors.base import open_detector
+
+    spec = importlib.util.spec_from_file_location(
+        "box_anatomy", Path(__file__).parents[2] / "benchmarks" / "box_anatomy.py")
+    anatomy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(anatomy)
+    shipped = Path(__file__).parents[2] / "igpt_forensics" / "assets" / "cnn-default"
+    out = tmp_path / "anatomy.json"
+    monkeypatch.setattr(sys, "argv", [
+        "box_anatomy.py", "--dataset", str(tiny_dataset), "--detector", str(shipped),
+        "--json", str(out)])
+    anatomy.main()
+    got = json.loads(out.read_text())["box_image_auc"]
+    data = load_split(tiny_dataset, "test")
+    boxes = [f for f, kind in zip(data.fake, data.kinds) if kind == "box"]
+    cnn = open_detector("cnn")
+    real, fake = cnn.score(list(data.qreal)), cnn.score(boxes)
+    want = roc_auc_score(np.r_[np.zeros(len(real)), np.ones(len(fake))], np.r_[real, fake])
+    assert got["quantized_reals"] == len(data.qreal)
+    assert got["all"] == pytest.approx(want, abs=1e-4)
+    thirds = [a for a in got["by_size_third"] if a is not None]
+    assert len(got["by_size_third"]) == 3 and thirds
+    assert all(0.0 <= a <= 1.0 for a in thirds)
