@@ -132,7 +132,8 @@ unseen-px48: $(STAMP)
 # and px48d, px48's fakes of the Debian photos alone (its 3 test photos are new to every
 # detector and generator here). Trained on them in place of the builtin-photo ones, the CPU-pool
 # cnn gained on px48 and px48d at both seeds tried (AUC +0.017-0.032, boxes +0.036-0.071;
-# docs/results.md, "More photos"). About 23 minutes at one thread (11 each for t1 and topp09, 1
+# docs/results.md, "More photos"); twice the crops of the same photos (--n 1800) added nothing
+# consistent, so --n stays at 900. About 23 minutes at one thread (11 each for t1 and topp09, 1
 # for vq; measured two at a time beside trainings), px48d 8 more after make unseen-px48; both
 # resume.
 PHOTO_DS := runs/deb
