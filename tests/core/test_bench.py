@@ -3,6 +3,7 @@ against its schema, metrics agree with scikit-learn, report.html is self-contain
 embedded image decodes; an outside detector plugs in by its import path."""
 
 import base64
+import importlib.util
 import io
 import json
 import re
@@ -20,6 +21,15 @@ from igpt_forensics.bench import Study, run_benchmark, validate
 from igpt_forensics.cli import app
 from igpt_forensics.errors import InputError
 from igpt_forensics.splits import load_split
+
+
+def _benchmark_script(name: str):
+    """benchmarks/NAME.py imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(
+        name, Path(__file__).parents[2] / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def test_bench_outside_detector_and_report(tiny_dataset, tmp_path):
@@ -332,12 +342,7 @@ def test_logo_pool_script_never_trains_on_the_held_out_generator(tmp_path):
     """benchmarks/logo_pool.py: every dataset of the held-out generator (here two sampling
     settings of one checkpoint) is left out of its training, `all` takes the whole pool, and
     a finished detector is not trained again."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "logo_pool", Path(__file__).parents[2] / "benchmarks" / "logo_pool.py")
-    logo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(logo)
+    logo = _benchmark_script("logo_pool")
     made_by = {"t1": "a" * 64, "topp": "a" * 64, "vq": "b" * 64, "outside": None}
     lines = []
     for name, sha in made_by.items():
@@ -370,12 +375,7 @@ def test_logo_pool_script_never_trains_on_the_held_out_generator(tmp_path):
 def test_logo_pool_set_option_keeps_lists_with_commas_whole():
     """benchmarks/logo_pool.py --set: pairs split at the commas outside brackets, values read
     as JSON where they parse (map_members=[2,3] is one list, not a pair and a stray '3]')."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "logo_pool", Path(__file__).parents[2] / "benchmarks" / "logo_pool.py")
-    logo = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(logo)
+    logo = _benchmark_script("logo_pool")
     assert logo._sets("combine=mean,map_members=[2,3],tta=flip") == {
         "combine": "mean", "map_members": [2, 3], "tta": "flip"}
     assert logo._sets("w={\"a\": [1, 2]},n=0.5") == {"w": {"a": [1, 2]}, "n": 0.5}
@@ -387,13 +387,9 @@ def test_paired_detectors_script_reports_each_pair_on_the_same_images(tiny_datas
     """benchmarks/paired_detectors.py: a detector paired with itself differs by exactly 0 on
     every resample; a pair of different detectors gets the difference of their own AUCs on
     the split's quantized reals and fakes, per mask kind and perturbation."""
-    import importlib.util
     import sys
 
-    spec = importlib.util.spec_from_file_location(
-        "paired_detectors", Path(__file__).parents[2] / "benchmarks" / "paired_detectors.py")
-    paired = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(paired)
+    paired = _benchmark_script("paired_detectors")
     streak = "examples.outside_detector:StreakDetector"
     out = tmp_path / "paired.json"
     monkeypatch.setattr(sys, "argv", [
@@ -423,15 +419,11 @@ def test_paired_detectors_script_reports_each_pair_on_the_same_images(tiny_datas
 def test_box_anatomy_script_gives_box_image_auc_by_size(tiny_dataset, tmp_path, monkeypatch):
     """benchmarks/box_anatomy.py: the box fakes' image AUC against the split's quantized reals,
     over all boxes and by size third, as the detector's own scores give it."""
-    import importlib.util
     import sys
 
     from igpt_forensics.detectors.base import open_detector
 
-    spec = importlib.util.spec_from_file_location(
-        "box_anatomy", Path(__file__).parents[2] / "benchmarks" / "box_anatomy.py")
-    anatomy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(anatomy)
+    anatomy = _benchmark_script("box_anatomy")
     shipped = Path(__file__).parents[2] / "igpt_forensics" / "assets" / "cnn-default"
     out = tmp_path / "anatomy.json"
     monkeypatch.setattr(sys, "argv", [
