@@ -100,11 +100,12 @@ class FusionDetector(SizeCalibrated):
     make the fusion's (None: every member with dense maps), so that members can score images
     together while the one trained for maps draws them.
 
-    ``score --detector fusion`` is the one the package ships (``make fusion-default``): four
-    cnns trained apart on the pool (the shipped cnn, its recipe at seed 1, and its recipe with
-    the dense loss on relative maps, ``relative_weight=1``, at seeds 0 and 1; each calibrated
-    by size), their scores averaged (``combine="mean"``), the third alone drawing the maps
-    (``map_members=[2]``), then calibrated by size itself.
+    ``score --detector fusion`` is the one the package ships (``make fusion-default``): six
+    cnns trained apart, four on the pool (the shipped cnn, its recipe at seed 1, and its recipe
+    with the dense loss on relative maps, ``relative_weight=1``, at seeds 0 and 1) and two on
+    the photo pool (its recipe on datasets made over 28 photos, seeds 0 and 1), each
+    calibrated by size, their scores averaged (``combine="mean"``), the third alone drawing
+    the maps (``map_members=[2]``), then calibrated by size itself.
     """
 
     default_asset = shipped_asset("fusion")

@@ -124,10 +124,10 @@ def score(
         help="A detector that ships ready (" + ", ".join(ready_detectors()) + "), a saved "
         "detector folder (train one with train-detector: " + ", ".join(
             n for n in list_detectors() if n not in ready_detectors()) + "). The default "
-        "is the shipped fusion of four cnns trained apart on a pool of 11 generators, the "
-        "last two trained for maps, the third drawing them (the best shipped detector "
-        "measured, docs/results.md; "
-        "--detector cnn: the first of them, 2.9 times faster); with --model, the likelihood "
+        "is the shipped fusion of six cnns trained apart: four on a pool of 11 generators, "
+        "the third and fourth trained for maps, the third drawing them, and two on datasets "
+        "made over 28 photos (the best shipped detector measured, docs/results.md; "
+        "--detector cnn: the first of them, about 5 times faster); with --model, the likelihood "
         "detector calibrated for that model."
     )] = None,
     model: ModelOpt = None,

@@ -181,7 +181,7 @@ def test_json_on_stdout_keeps_the_skipped_files_and_the_timing_on_stderr(folder)
     assert "skipped 1 file:" in err and "broken.png" in err and "3 images in" in err
 
 
-def test_the_shipped_fusion_scores_with_four_cnns_and_maps_with_the_third():
+def test_the_shipped_fusion_scores_with_six_cnns_and_maps_with_the_third():
     from igpt_forensics.detectors.base import create_detector
     from igpt_forensics.detectors.cnn import CNNDetector
     from igpt_forensics.detectors.fusion import FusionDetector
@@ -194,19 +194,24 @@ def test_the_shipped_fusion_scores_with_four_cnns_and_maps_with_the_third():
         sha256_file(folder / "detector.json"), "detector.json"]  # it holds the members' hashes
     cnn = create_detector("cnn", pretrained=True)
     members = det.members_
-    assert len(members) == 4 and all(isinstance(m, CNNDetector) for m in members)
+    assert len(members) == 6 and all(isinstance(m, CNNDetector) for m in members)
     # the first member is the shipped cnn itself, the second its recipe at seed 1, the third
-    # and fourth its recipe with the dense loss on relative maps at seeds 0 and 1; the third
-    # alone draws the maps
+    # and fourth its recipe with the dense loss on relative maps at seeds 0 and 1 (all four on
+    # the pool of 12 datasets), the fifth and sixth its recipe on the photo pool (five
+    # datasets, three of them made over 28 photos) at seeds 0 and 1; the third alone draws
+    # the maps
     assert members[0].describe() == cnn.describe()
-    assert [m.seed for m in members] == [0, 1, 0, 1]
-    assert [m.relative_weight for m in members] == [0, 0, 1, 1]
+    assert [m.seed for m in members] == [0, 1, 0, 1, 0, 1]
+    assert [m.relative_weight for m in members] == [0, 0, 1, 1, 0, 0]
     for m in members:
         assert m.inputs == "npr" and m.size_calibration_ is not None
-        assert len(m.fit_info_["trained_on"]) == 12
+    assert [len(m.fit_info_["trained_on"]) for m in members] == [12, 12, 12, 12, 5, 5]
+    for m in members[4:]:
+        assert [d["dataset"] for d in m.fit_info_["trained_on"]] == [
+            "t1", "topp09", "vq", "vqc", "prev"]
     # like members, averaged: their mean z-score (a fitted regression weighs them by noise)
-    assert det.combine == "mean" and det.model_.coef.tolist() == [1 / 4] * 4
-    assert det.map_members == [2] and det.map_weights_ == [0.0, 0.0, 1.0, 0.0]
+    assert det.combine == "mean" and det.model_.coef.tolist() == [1 / 6] * 6
+    assert det.map_members == [2] and det.map_weights_ == [0.0, 0.0, 1.0, 0.0, 0.0, 0.0]
     photos = load_patches("builtin", 48, size=32, seed=0, split="test")
     fakes = load_checkpoint("vq-default")[1].quantize(photos)
     scores, loc = det.score_and_localize(list(photos) + list(fakes))
