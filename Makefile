@@ -206,14 +206,17 @@ cnn-default: pool-all
 # threads (2208 s and 2618 s). Added to the four, they lifted the fusion on px48 and px48d, a
 # pixel-GPT none of the six learned from, at every point measured (0.940 -> 0.950 and 0.933 ->
 # 0.945); the same two members trained on the 8 builtin photos added nothing (docs/results.md).
+# One member of the fusion, trained with the cnn's recipe and calibrated by size like the
+# shipped cnn: $(call CNN_MEMBER,DATASETS,MORE_OPTIONS,OUT,SEED) -> OUT and OUT-calibrated.
+CNN_MEMBER = $(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
+	$(addprefix --dataset ,$(1)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) $(CNN_PARAMS) $(2) \
+	--seed $(4) --device $(DEVICE) --no-test --out $(3) && \
+	$(BIN)/igpt-forensics --threads 2 calibrate --detector $(3) $(GEN_DATA) --split train,val \
+	--per-photo 10 $(CNN_CALIBRATE) --out $(3)-calibrated &&
 PHOTO_POOL := $(addprefix $(PHOTO_DS)/,t1 topp09 vq) runs/pool/vqc runs/unseen/prev
 PHOTO_SEEDS ?= 0 1
 photo-cnns: photo-datasets vqc-pool prev-pool
-	$(foreach k,$(PHOTO_SEEDS),$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
-		$(addprefix --dataset ,$(PHOTO_POOL)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) \
-		$(CNN_PARAMS) --seed $(k) --device $(DEVICE) --no-test --out runs/cnn-photos-seed$(k) && \
-		$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-photos-seed$(k) $(GEN_DATA) \
-		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-photos-seed$(k)-calibrated &&) true
+	$(foreach k,$(PHOTO_SEEDS),$(call CNN_MEMBER,$(PHOTO_POOL),,runs/cnn-photos-seed$(k),$(k))) true
 
 # The shipped fusion (docs/results.md, "The shipped fusion: scores of four cnns, maps of one
 # trained for maps" and "The shipped fusion takes the photo pool's two cnns"): the shipped cnn
@@ -229,23 +232,14 @@ photo-cnns: photo-datasets vqc-pool prev-pool
 # two such members voting flagged 12.5% of 512 px real crops through odd palettes, one 6%).
 # Then its own thresholds per side from the crops `calibrate` gives the cnn (up to 256 px,
 # clamped above: the members' shifts carry the rest; 7-19 minutes at 2 threads with four
-# members, CAL_SECONDS s with six). The shipped members were trained on this 2-core CPU (--device
+# members, 885 s with six). The shipped members were trained on this 2-core CPU (--device
 # cpu, one thread each: 1053 s for seed 1, 1248 s and 2017 s for the map recipe at seeds 0 and 1).
 ENSEMBLE_SEEDS ?= 1
 MAP_SEEDS ?= 0 1
 MAP_PARAMS ?= --param relative_weight=1
 fusion-default: cnn-default photo-cnns
-	$(foreach k,$(ENSEMBLE_SEEDS),$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
-		$(addprefix --dataset ,$(POOL_DATASETS)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) \
-		$(CNN_PARAMS) --seed $(k) --device $(DEVICE) --no-test --out runs/cnn-seed$(k) && \
-		$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-seed$(k) $(GEN_DATA) \
-		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-seed$(k)-calibrated &&) true
-	$(foreach k,$(MAP_SEEDS),$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
-		$(addprefix --dataset ,$(POOL_DATASETS)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) \
-		$(CNN_PARAMS) $(MAP_PARAMS) --seed $(k) --device $(DEVICE) --no-test \
-		--out runs/cnn-maps-seed$(k) && \
-		$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-maps-seed$(k) $(GEN_DATA) \
-		--split train,val --per-photo 10 $(CNN_CALIBRATE) --out runs/cnn-maps-seed$(k)-calibrated &&) true
+	$(foreach k,$(ENSEMBLE_SEEDS),$(call CNN_MEMBER,$(POOL_DATASETS),,runs/cnn-seed$(k),$(k))) true
+	$(foreach k,$(MAP_SEEDS),$(call CNN_MEMBER,$(POOL_DATASETS),$(MAP_PARAMS),runs/cnn-maps-seed$(k),$(k))) true
 	$(BIN)/igpt-forensics --threads 2 train-detector --kind fusion \
 		$(addprefix --dataset ,$(PHOTO_POOL)) --member igpt_forensics/assets/cnn-default \
 		$(foreach k,$(ENSEMBLE_SEEDS),--member runs/cnn-seed$(k)-calibrated) \
