@@ -112,8 +112,8 @@ vqb-pool: $(STAMP)
 	ONLY=vqb $(POOL_SH)
 
 # A pixel-GPT that no detector here trains on, for testing on (issue 16): trained on the builtin
-# and Debian photos (mini preset, 32x32, batch 32, two threads), exported, then its test-able
-# dataset of builtin-photo items of every mask kind; a killed run resumes with the same DEVICE.
+# and Debian photos (mini preset, 32x32, batch 32, two threads), exported, then a dataset of
+# builtin-photo items of every mask kind; a killed run resumes with the same DEVICE.
 # $(call UNSEEN_PIXEL_GPT,POOL,NAME,COLORS,STEPS,EVAL_EVERY,SEED,ITEMS,DATA_SEED) writes
 # runs/POOL/runs/NAME (training), runs/POOL/NAME (the model) and runs/POOL-data/NAME.
 UNSEEN_PIXEL_GPT = $(BIN)/igpt-forensics --threads 2 train-generator --out runs/$(1)/runs/$(2) \
@@ -126,8 +126,9 @@ UNSEEN_PIXEL_GPT = $(BIN)/igpt-forensics --threads 2 train-generator --out runs/
 	$(BIN)/igpt-forensics --threads 2 generate --model runs/$(1)/$(2) --n $(7) \
 	--masks top-half,box,full --seed $(8) --device $(DEVICE) --out runs/$(1)-data/$(2)
 
-# px32 (docs/results.md, "A pixel-GPT the shipped detectors never saw: px32"): 32 colors, seed
-# 14, 1500 steps (about 1.6 hours on 2 CPU cores), then 600 items (results/unseen-px32.json).
+# px32 (docs/results.md, "A fresh test of the six"): 32 colors, seed 14, 1500 steps (91 minutes
+# on 2 CPU cores), then 600 items (results/fusion-px32.json; the first px32, of other bytes, in
+# results/unseen-px32.json).
 unseen-px32: $(STAMP)
 	$(call UNSEEN_PIXEL_GPT,pool3,px32,32,1500,500,14,600,37)
 
