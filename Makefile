@@ -200,13 +200,16 @@ CNN_PARAMS ?=
 # 256x256 real test photos.
 # (2026-12-05: the shipped cnn and fusion re-saved with small=native, nothing else changed:
 # load, set_params(small="native") on each cnn, save; benchmarks/results/unseen-px48.json)
+# The cnn's recipe, trained, then calibrated by size; the shipped cnn and every cnn member of
+# the fusion are made by it: $(call CNN_MEMBER,DATASETS,MORE_OPTIONS,OUT,SEED[,CALIBRATED])
+# -> OUT, and CALIBRATED (default OUT-calibrated).
+CNN_MEMBER = $(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
+	$(addprefix --dataset ,$(1)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) $(CNN_PARAMS) $(2) \
+	--seed $(4) --device $(DEVICE) --no-test --out $(3) && \
+	$(BIN)/igpt-forensics --threads 2 calibrate --detector $(3) $(GEN_DATA) --split train,val \
+	--per-photo 10 $(CNN_CALIBRATE) --out $(or $(5),$(3)-calibrated) &&
 cnn-default: pool-all
-	$(BIN)/igpt-forensics --threads 1 train-detector --kind cnn $(addprefix --dataset ,$(POOL_DATASETS)) \
-		--augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) $(CNN_PARAMS) --seed 0 --device $(DEVICE) \
-		--no-test --out runs/cnn-default-trained
-	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/cnn-default-trained \
-		$(GEN_DATA) --split train,val --per-photo 10 $(CNN_CALIBRATE) \
-		--out igpt_forensics/assets/cnn-default
+	$(call CNN_MEMBER,$(POOL_DATASETS),,runs/cnn-default-trained,0,igpt_forensics/assets/cnn-default) true
 
 # The shipped fusion's fifth and sixth members (since 2026-12-06): the cnn's recipe on the photo
 # pool, the default study's three datasets made over the 28 builtin and Debian photos
@@ -215,14 +218,8 @@ cnn-default: pool-all
 # side (1185 s and 1280 s; runs/deb/cnn and cnn-s1 of docs/results.md), calibrated at two
 # threads (2208 s and 2618 s). Added to the four, they lifted the fusion on px48 and px48d, a
 # pixel-GPT none of the six learned from, at every point measured (0.940 -> 0.950 and 0.933 ->
-# 0.945); the same two members trained on the 8 builtin photos added nothing (docs/results.md).
-# One member of the fusion, trained with the cnn's recipe and calibrated by size like the
-# shipped cnn: $(call CNN_MEMBER,DATASETS,MORE_OPTIONS,OUT,SEED) -> OUT and OUT-calibrated.
-CNN_MEMBER = $(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
-	$(addprefix --dataset ,$(1)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) $(CNN_PARAMS) $(2) \
-	--seed $(4) --device $(DEVICE) --no-test --out $(3) && \
-	$(BIN)/igpt-forensics --threads 2 calibrate --detector $(3) $(GEN_DATA) --split train,val \
-	--per-photo 10 $(CNN_CALIBRATE) --out $(3)-calibrated &&
+# 0.945; on px32, made after and no part of that choice, 0.917 -> 0.927); the same two members
+# trained on the 8 builtin photos added nothing (docs/results.md).
 PHOTO_POOL := $(addprefix $(PHOTO_DS)/,t1 topp09 vq) runs/pool/vqc runs/unseen/prev
 PHOTO_SEEDS ?= 0 1
 photo-cnns: photo-datasets vqc-pool prev-pool
