@@ -172,16 +172,21 @@ def bench(
             raise InputError("name at least one --dataset (or a --config study file)")
         if not 0 <= bootstrap <= MAX_BOOTSTRAP:
             raise InputError(f"--bootstrap must be in 0..{MAX_BOOTSTRAP:,}, got {bootstrap}")
-        names = [d.name for d in dataset]
-        if len(set(names)) != len(names):
-            names = [f"{d.name}-{i}" for i, d in enumerate(dataset)]
+        names = _unique_names([d.name for d in dataset])
+        specs = list(detector or [])
+        det_names = _unique_names([Path(s).name if Path(s).is_dir() else s for s in specs])
         study = Study(datasets={n: str(d) for n, d in zip(names, dataset)},
-                      detectors={(Path(s).name if Path(s).is_dir() else s): s
-                                 for s in (detector or [])},
+                      detectors=dict(zip(det_names, specs)),
                       train=list(train or []), perturbations=parse_grid(perturb),
                       split=split, max_items=max_items, seed=seed, bootstrap=bootstrap,
                       out=str(out), leave_one_out=leave_one_out)
     _run(study, model, "image level (fakes of every mask kind)")
+
+
+def _unique_names(names: list[str]) -> list[str]:
+    """Names as they are, or each with its place appended when two are the same (two folders
+    both called cnn/, in different places), so that neither overwrites the other."""
+    return names if len(set(names)) == len(names) else [f"{n}-{i}" for i, n in enumerate(names)]
 
 
 @user_errors

@@ -325,6 +325,25 @@ def test_an_outside_labeled_folder_is_benchmarked_with_no_conversion(tiny_datase
     assert {x["real_form"] for x in doc["cross"]} == {"real"}
 
 
+def test_two_detector_folders_of_one_name_are_both_benchmarked(tiny_dataset, tmp_path):
+    """runs/a/det and runs/b/det: both are scored and reported, named by their place on the
+    command line (the second once silently replaced the first)."""
+    from igpt_forensics.detectors.base import create_detector
+
+    split = load_split(tiny_dataset, "train")
+    for where, kind in (("a", "rowcol"), ("b", "laplacian")):
+        create_detector(kind).fit(split.qreal, split.fake).save(tmp_path / where / "det")
+    r = CliRunner().invoke(app, ["bench", "--dataset", str(tiny_dataset), "--detector",
+                                 str(tmp_path / "a" / "det"), "--detector",
+                                 str(tmp_path / "b" / "det"), "--bootstrap", "0",
+                                 "--out", str(tmp_path / "rep")])
+    assert r.exit_code == 0, r.output
+    doc = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert [(d["name"], d["kind"]) for d in doc["detectors"]] == [("det-0", "rowcol"),
+                                                                  ("det-1", "laplacian")]
+    assert {x["detector"] for x in doc["image"]} == {"det-0", "det-1"}
+
+
 def test_bench_without_bootstrap_writes_its_metrics_without_intervals(tiny_dataset, tmp_path):
     """``--bootstrap 0`` (allowed: no resamples) skips the AUC intervals; everything else is
     written, and the report reads it (it once failed the metrics schema after all the work)."""
