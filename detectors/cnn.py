@@ -13,7 +13,10 @@ is upscaled first (its map is resampled back to it). ``upscale`` (default 1) sho
 its inputs with each pixel repeated ``upscale`` x ``upscale`` times (relations computed first,
 at the image's own scale), so that the stem's stride does not pool a 32x32 image's pixels
 away; the decoder and maps stay at the image's size (2: 1.9x the training time; held out
-of training it did not transfer better, docs/results.md).
+of training it did not transfer better, docs/results.md). ``context`` (default 0) adds that
+many residual 3x3 layers at dilations 2, 4, 8, ... after the decoder, at full resolution,
+between the pixel branch's 5x5 view and the stages' coarse blobs (3: 1.6x the training time;
+held out, box maps +0.002-0.048 at six points, image AUC not consistently; docs/results.md).
 
 Training (``fit``): binary cross-entropy on the image label (classes balanced) plus
 ``pixel_weight`` times a per-pixel cross-entropy against the ground-truth masks (real images:
@@ -113,14 +116,16 @@ MAP_KINDS = ("relative", "absolute")
 TTA_KINDS = ("flip", "none")
 SMALL_KINDS = ("native", "upscale")  # what scoring does with images below the training side
 MAX_UPSCALE = 4  # the backbone's input enlargement (``upscale``): 4 shows it 16 times the pixels
+MAX_CONTEXT = 6  # full-resolution context layers (``context``): dilations 2 to 64
 NET_PREFIX = "net."
 
 
 # -- the network -------------------------------------------------------------------------------
 
-def _conv_bn(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
-                         nn.ReLU(inplace=True))
+def _conv_bn(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=dilation, dilation=dilation,
+                                   bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
 def create_backbone(arch: str, stages: int, pretrained: str | None = None,
@@ -160,10 +165,14 @@ def npr(x: torch.Tensor) -> torch.Tensor:
 
 class DenseDetectorNet(nn.Module):
     """Backbone + full-resolution pixel branch + FPN-like decoder; image and pixel logits.
-    ``inputs`` is what the backbone sees (`CNN_INPUTS`): the colors, their `npr`, or both."""
+    ``inputs`` is what the backbone sees (`CNN_INPUTS`): the colors, their `npr`, or both.
+    ``context`` residual 3x3 layers with dilations 2, 4, 8, ... refine the fused features at
+    full resolution: the decoder's stage features come upsampled from 8x8 and coarser at
+    32x32 (blobs), the pixel branch sees 5x5; a synthesized box of 6-16 pixels lies between."""
 
     def __init__(self, arch: str = DEFAULT_ARCH, stages: int = 3, width: int = 32,
-                 pretrained: str | None = None, inputs: str = "rgb", upscale: int = 1):
+                 pretrained: str | None = None, inputs: str = "rgb", upscale: int = 1,
+                 context: int = 0):
         super().__init__()
         self.inputs = inputs
         self.upscale = upscale
@@ -188,6 +197,7 @@ class DenseDetectorNet(nn.Module):
         self.pixel = nn.Sequential(_conv_bn(3 + 9, width), _conv_bn(width, width))
         self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in chans)
         self.fuse = _conv_bn(width, width)
+        self.context = nn.ModuleList(_conv_bn(width, width, 2 ** (i + 1)) for i in range(context))
         self.pixel_head = nn.Conv2d(width, 1, 1)
         self.image_head = nn.Linear(chans[-1] + 2 * width + 2, 1)
 
@@ -208,6 +218,8 @@ class DenseDetectorNet(nn.Module):
             f = f + F.interpolate(lateral(feat), size=(h, w), mode="bilinear",
                                   align_corners=False)
         f = self.fuse(f)
+        for layer in self.context:
+            f = f + layer(f)
         pix = self.pixel_head(f)
         pooled = torch.cat([feats[-1].mean((2, 3)), f.mean((2, 3)), f.amax((2, 3)),
                             pix.mean((2, 3)), pix.amax((2, 3))], dim=1)
@@ -399,7 +411,7 @@ class CNNDetector(SizeCalibrated):
                  device: str = "auto", inputs: str = "rgb", palette_augment: float = 0.0,
                  maps: str = "relative", tta: str = "flip", relative_weight: float = 0.0,
                  palette_classes: str = "both", ema: float = 0.0, upscale: int = 1,
-                 degrade: float = 0.0, small: str = "native"):
+                 degrade: float = 0.0, small: str = "native", context: int = 0):
         self.arch = arch
         self.stages = stages
         self.width = width
@@ -425,6 +437,7 @@ class CNNDetector(SizeCalibrated):
         self.upscale = upscale
         self.degrade = degrade
         self.small = small
+        self.context = context
 
     def _check_params(self) -> None:
         for name in ("stages", "width", "epochs", "batch_size", "upscale"):
@@ -444,6 +457,10 @@ class CNNDetector(SizeCalibrated):
                                  f"{getattr(self, name)}")
         if self.upscale > MAX_UPSCALE:
             raise InputError(f"upscale must be at most {MAX_UPSCALE}, got {self.upscale}")
+        if (isinstance(self.context, bool) or not isinstance(self.context, int)
+                or not 0 <= self.context <= MAX_CONTEXT):
+            raise InputError(f"context must be an integer from 0 to {MAX_CONTEXT}, got "
+                             f"{self.context!r}")
         if not 0.0 <= self.ema < 1.0:
             raise InputError(f"ema must be in [0, 1) (0: off), got {self.ema}")
         if (self.lr <= 0 or self.weight_decay < 0 or self.pixel_weight < 0
@@ -477,7 +494,7 @@ class CNNDetector(SizeCalibrated):
         device = self._device()
         torch.manual_seed(self.seed)
         net = DenseDetectorNet(self.arch, self.stages, self.width, self.pretrained,
-                               self.inputs, self.upscale).to(device)
+                               self.inputs, self.upscale, self.context).to(device)
 
         images = np.concatenate([data.real, data.fake])
         masks = np.concatenate([np.zeros(data.real.shape[:3], bool), data.fake_masks])
@@ -707,7 +724,7 @@ class CNNDetector(SizeCalibrated):
         # hold exactly the saved weights: a crafted width of 100000 is refused, not built
         with torch.device("meta"):
             shape = DenseDetectorNet(self.arch, self.stages, self.width, pretrained=None,
-                                     inputs=self.inputs)
+                                     inputs=self.inputs, context=self.context)
         need = sum(t.numel() for t in shape.state_dict().values())
         have = sum(int(np.prod(v.shape)) for k, v in arrays.items() if k.startswith(NET_PREFIX))
         if need != have:
@@ -715,7 +732,7 @@ class CNNDetector(SizeCalibrated):
                              f"stages and width {self.width} ({have:,} saved values, "
                              f"{need:,} needed)")
         net = DenseDetectorNet(self.arch, self.stages, self.width, pretrained=None,
-                               inputs=self.inputs, upscale=self.upscale)
+                               inputs=self.inputs, upscale=self.upscale, context=self.context)
         weights = {k[len(NET_PREFIX):]: torch.from_numpy(np.ascontiguousarray(v))
                    for k, v in arrays.items() if k.startswith(NET_PREFIX)}
         try:

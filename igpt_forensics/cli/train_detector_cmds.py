@@ -40,7 +40,7 @@ from .common import JsonOpt, console, emit_json, err_console, progress_bar, user
 SHOWN_FIELDS = ("loss", "val_loss", "val_auc")
 # cnn constructor parameters that have no option of their own (``--param KEY=VALUE``)
 CNN_PARAMS = ("stages", "width", "pixel_weight", "relative_weight", "patience", "batch_size",
-              "lr", "weight_decay", "map_fpr", "ema", "upscale", "degrade")
+              "lr", "weight_decay", "map_fpr", "ema", "upscale", "degrade", "context")
 
 
 def parse_params(specs: list[str] | None, kind: str) -> dict:

@@ -391,6 +391,45 @@ def test_cnn_upscale_shows_the_backbone_its_inputs_enlarged_and_maps_at_the_imag
         load_detector(tmp_path / "d")
 
 
+def test_cnn_context_refines_the_maps_at_full_resolution_and_is_saved_like_any_parameter(
+        splits, tmp_path):
+    """``context=3``: three residual 3x3 layers at dilations 2, 4 and 8 after the decoder, at
+    the image's own size; a pixel's logit then depends on pixels 8 apart through them alone.
+    ``context=0`` (what files saved before it existed load as) builds none."""
+    net = DenseDetectorNet(stages=2, width=8, inputs="npr", context=3)
+    assert [layer[0].dilation for layer in net.context] == [(2, 2), (4, 4), (8, 8)]
+    assert len(DenseDetectorNet(stages=2, width=8).context) == 0
+    # the context layers alone: a change at one pixel reaches 2+4+8 = 14 pixels along a row
+    f = torch.zeros(1, 8, 32, 32)
+    g = f.clone()
+    g[0, :, 16, 2] = 5.0
+    net.eval()
+    with torch.no_grad():
+        a, b = f, g
+        for layer in net.context:
+            a, b = a + layer(a), b + layer(b)
+    moved = (a - b).abs().sum(1)[0, 16]
+    assert moved[16] > 0 and moved[2 + 15:].sum() == 0
+
+    args, kw = fit_args(splits)
+    det = CNNDetector(epochs=1, batch_size=32, stages=2, width=8, inputs="npr", context=2,
+                      device="cpu").fit(*args, **kw)
+    assert len(det._net.context) == 2
+    det.save(tmp_path / "d")
+    back = load_detector(tmp_path / "d")
+    test = splits["test"].fake[:4]
+    np.testing.assert_array_equal(back.score(test), det.score(test))
+    for bad in (-1, 7, 1.5, True):
+        with pytest.raises(InputError, match="context"):
+            CNNDetector(context=bad).fit(*args, **kw)
+    reseal(tmp_path / "d", lambda meta: meta["params"].update(context=1000))
+    with pytest.raises(InputError, match="context must be an integer from 0 to 6, got 1000"):
+        load_detector(tmp_path / "d")
+    reseal(tmp_path / "d", lambda meta: meta["params"].update(context=0))
+    with pytest.raises(InputError, match="weights do not fit"):
+        load_detector(tmp_path / "d")
+
+
 def test_degrade_post_processes_a_whole_batch_alike_and_moves_its_masks():
     """Each call draws one post-processing for the batch: smaller (resized or cropped, the
     masks moved with the pixels) or the same size with other pixels (blurred or JPEG)."""
@@ -989,7 +1028,7 @@ def test_train_detector_splices_add_fakes_to_the_train_split_only(dataset, tmp_p
     ("stages=four", "must be a number"), ("stages=true", "must be a number"),
     ("stages=0", "stages must be a positive integer"), ("lr=-1", "lr must be > 0"),
     ("ema=1", "ema must be in [0, 1)"), ("upscale=8", "upscale must be at most 4"),
-    ("degrade=2", "degrade must be a probability")])
+    ("degrade=2", "degrade must be a probability"), ("context=9", "context must be an integer")])
 def test_train_detector_refuses_a_bad_param_before_loading_data(spec, message, tmp_path):
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
                             "cnn", "--param", spec, "--out", str(tmp_path / "d")])
