@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--n-real", type=int, default=512, help="real patches per data spec")
     ap.add_argument("--n-samples", type=int, default=256, help="self-drawn samples per seed")
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--max-items", type=int, default=None,
+                    help="the first N items of each split only (default: all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -100,7 +102,7 @@ def main() -> None:
 
     tests = {}
     for folder in args.dataset:
-        sp = load_split(folder, "test")
+        sp = load_split(folder, "test", args.max_items)
         f, owner = tiled(list(sp.qreal) + list(sp.fake))
         tests[Path(folder).name] = (f, owner, np.r_[np.zeros(len(sp.qreal)),
                                                     np.ones(len(sp.fake))])
@@ -126,7 +128,7 @@ def main() -> None:
         rows["self_drawn"].append(row)
         print(json.dumps(row), f"{time.perf_counter() - t0:.0f} s", flush=True)
     for folder in args.dataset:
-        sp = load_split(folder, "train")
+        sp = load_split(folder, "train", args.max_items)
         m = fit(tiled(list(sp.qreal))[0], tiled(list(sp.fake))[0])
         rows["supervised"][Path(folder).name] = aucs(m)
         print("supervised on", Path(folder).name, rows["supervised"][Path(folder).name],

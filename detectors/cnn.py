@@ -15,7 +15,7 @@ at the image's own scale), so that the stem's stride does not pool a 32x32 image
 away; the decoder and maps stay at the image's size (2: 1.9x the training time; held out
 of training it did not transfer better, docs/results.md). ``context`` (default 0) adds that
 many residual 3x3 layers at dilations 2, 4, 8, ... after the decoder, at full resolution,
-between the pixel branch's 5x5 view and the stages' coarse blobs (3: 1.6x the training time;
+between the pixel branch's 5x5 view and the stages' coarse blobs (3: 1.7x the training time;
 held out, box maps +0.002-0.048 at six points, image AUC not consistently; docs/results.md).
 
 Training (``fit``): binary cross-entropy on the image label (classes balanced) plus

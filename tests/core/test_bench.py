@@ -435,6 +435,51 @@ def test_paired_detectors_script_reports_each_pair_on_the_same_images(tiny_datas
     assert got["n_real"] == len(data.qreal) and got["n_fake"] == len(data.fake)
 
 
+def test_likelihood_ceiling_script_fits_self_drawn_and_supervised(tiny_dataset, tmp_path,
+                                                                  monkeypatch):
+    """benchmarks/likelihood_ceiling.py: the likelihood detector's features fitted on its own
+    samples (as shipped and through palettes) and supervised on a dataset's train split, each
+    scored on every test split; the supervised figure is the regression of the *train*
+    split's quantized reals (0) against its fakes (1), scored on the test split."""
+    import sys
+
+    from igpt_forensics.detectors.likelihood import (
+        IMAGE_FEATURES,
+        LikelihoodDetector,
+        _mean_by_owner,
+        image_features,
+    )
+    from igpt_forensics.detectors.linear import QuadraticLogistic
+
+    ceiling = _benchmark_script("likelihood_ceiling")
+    out = tmp_path / "ceiling.json"
+    monkeypatch.setattr(sys, "argv", [
+        "likelihood_ceiling.py", "--dataset", str(tiny_dataset), "--data", "builtin",
+        "--n-real", "8", "--n-samples", "4", "--seeds", "0", "--max-items", "12",
+        "--threads", "1", "--json", str(out)])
+    ceiling.main()
+    doc = json.loads(out.read_text())
+    name = tiny_dataset.name
+    assert [r["seed"] for r in doc["self_drawn"]] == [0] and doc["n_real_patches"] == 8
+    for fit in ("as_shipped_fit", "palette_parity"):
+        assert 0.0 <= doc["self_drawn"][0][fit][name] <= 1.0
+
+    det = LikelihoodDetector()
+
+    def feats(images):
+        tiles, _, owner = det._tiles(list(images))
+        return image_features(det.pixel_stats(tiles)), owner
+
+    train, test = (load_split(tiny_dataset, split, 12) for split in ("train", "test"))
+    fr, fs = feats(train.qreal)[0], feats(train.fake)[0]
+    model = QuadraticLogistic.fit(np.concatenate([fr, fs]), np.r_[np.zeros(len(fr)),
+                                  np.ones(len(fs))], IMAGE_FEATURES, det.C, 0)
+    f, owner = feats(test.qreal + test.fake)
+    y = np.r_[np.zeros(len(test.qreal)), np.ones(len(test.fake))]
+    s = _mean_by_owner(model.decision(f)[:, None], owner, len(y))[:, 0]
+    assert doc["supervised"][name][name] == round(float(roc_auc_score(y, s)), 3)
+
+
 def test_box_anatomy_script_gives_box_image_auc_by_size(tiny_dataset, tmp_path, monkeypatch):
     """benchmarks/box_anatomy.py: the box fakes' image AUC against the split's quantized reals,
     over all boxes and by size third, as the detector's own scores give it."""
