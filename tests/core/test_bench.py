@@ -435,6 +435,42 @@ def test_paired_detectors_script_reports_each_pair_on_the_same_images(tiny_datas
     assert got["n_real"] == len(data.qreal) and got["n_fake"] == len(data.fake)
 
 
+def test_paired_detectors_script_pairs_maps_on_the_partial_fakes(tiny_dataset, tmp_path,
+                                                                 monkeypatch):
+    """``--maps``: per partial mask kind, the pooled pixel AUC of A's maps minus B's on the
+    same fakes (as bench computes each), 0 with an interval of 0 for a detector against
+    itself; no map row for wholly synthesized fakes."""
+    import sys
+
+    from igpt_forensics.detectors.base import open_detector
+
+    from igpt_forensics.metrics import pixel_metrics
+
+    paired = _benchmark_script("paired_detectors")
+    streak = "examples.outside_detector:StreakDetector"
+    out = tmp_path / "paired.json"
+    monkeypatch.setattr(sys, "argv", [
+        "paired_detectors.py", "--dataset", str(tiny_dataset), "--pair", f"cnn,{streak}",
+        "--pair", "cnn,cnn", "--maps", "--bootstrap", "50", "--json", str(out)])
+    paired.main()
+    rows = [r for r in json.loads(out.read_text())["rows"] if r.get("level") == "pixel"]
+    data = load_split(tiny_dataset, "test")
+    partial = sorted(set(data.kinds) - {"full"})
+    assert partial and [(r["b"], r["fakes"]) for r in rows] == [
+        (b, k) for b in (streak, "cnn") for k in partial]
+    assert all(r["pixel_auc_a_minus_b"] == r["lo"] == r["hi"] == 0.0 for r in rows
+               if r["b"] == "cnn")
+    kinds = np.array(data.kinds)
+    for r in (r for r in rows if r["b"] == streak):
+        idx = np.flatnonzero(kinds == r["fakes"])
+        fakes = [data.fake[i] for i in idx]
+        masks = [data.masks[i] for i in idx]
+        want = (pixel_metrics(masks, open_detector("cnn").localize(fakes).maps)["pixel_auc"]
+                - pixel_metrics(masks, StreakDetector().localize(fakes).maps)["pixel_auc"])
+        assert r["pixel_auc_a_minus_b"] == pytest.approx(want, abs=1e-4)
+        assert r["n_fake"] == len(idx) and r["lo"] <= r["pixel_auc_a_minus_b"] <= r["hi"]
+
+
 def test_likelihood_ceiling_script_fits_self_drawn_and_supervised(tiny_dataset, tmp_path,
                                                                   monkeypatch):
     """benchmarks/likelihood_ceiling.py: the likelihood detector's features fitted on its own

@@ -10,6 +10,7 @@ from igpt_forensics.metrics import (
     eer,
     image_metrics,
     paired_auc_difference,
+    paired_pixel_auc_difference,
     pixel_metrics,
     tpr_at_fpr,
 )
@@ -64,6 +65,30 @@ def test_paired_auc_difference_resamples_the_same_images_for_both():
     assert d2 > 0 and lo2 > 0
     with pytest.raises(InputError, match="140 labels but 139 scores"):
         paired_auc_difference(labels, a, b[:-1])
+
+
+def test_paired_pixel_auc_difference_pools_pixels_and_resamples_whole_images():
+    """The point estimate is the difference of two pooled pixel AUCs (`pixel_metrics`); the
+    interval resamples images, the same ones for both maps, so one map against itself has
+    an interval of exactly 0, and a map that sees the boxes beats noise clear of 0."""
+    rng = np.random.default_rng(8)
+    masks, good, noise = [], [], []
+    for _ in range(30):
+        m = np.zeros((16, 16), bool)
+        y, x = rng.integers(0, 10, 2)
+        m[y:y + 6, x:x + 6] = True
+        masks.append(m)
+        good.append(m * 0.5 + rng.random((16, 16)) * 0.8)
+        noise.append(rng.random((16, 16)))
+    diff, lo, hi = paired_pixel_auc_difference(masks, good, noise, n=200, seed=1)
+    want = pixel_metrics(masks, good)["pixel_auc"] - pixel_metrics(masks, noise)["pixel_auc"]
+    assert diff == pytest.approx(want, abs=1e-12)
+    assert 0 < lo <= diff <= hi
+    assert paired_pixel_auc_difference(masks, good, good, n=50) == (0.0, 0.0, 0.0)
+    with pytest.raises(InputError, match="30 masks but 30 and 29 maps"):
+        paired_pixel_auc_difference(masks, good, noise[:-1])
+    with pytest.raises(InputError, match="differ in size"):
+        paired_pixel_auc_difference(masks, good, [n[:8] for n in noise])
 
 
 def test_perfect_and_inverted_detectors():
