@@ -127,6 +127,27 @@ def paired_auc_difference(labels: np.ndarray, scores_a: np.ndarray, scores_b: np
             float(lo), float(hi))
 
 
+def _pooled_auc(labels: np.ndarray, scores: np.ndarray, owner: np.ndarray):
+    """-> f(counts): the AUC of the pooled pixels when image ``i`` is drawn ``counts[i]``
+    times (a bootstrap resample), a weighted Mann-Whitney count over one sort of the pixels
+    (ties count half), so that each resample costs one pass instead of a sort."""
+    order = np.argsort(scores, kind="stable")
+    s, y, img = scores[order], labels[order], owner[order]
+    starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # groups of equal scores
+
+    def auc(counts: np.ndarray) -> float:
+        w = counts[img].astype(np.float64)
+        pos = np.add.reduceat(w * y, starts)
+        neg = np.add.reduceat(w * (1 - y), starts)
+        n_pos, n_neg = pos.sum(), neg.sum()
+        if n_pos == 0 or n_neg == 0:
+            return float("nan")
+        below = np.cumsum(neg) - neg
+        return float(np.sum(pos * (below + 0.5 * neg)) / (n_pos * n_neg))
+
+    return auc
+
+
 def paired_pixel_auc_difference(true_masks: Sequence[np.ndarray], maps_a: Sequence[np.ndarray],
                                 maps_b: Sequence[np.ndarray], n: int = 1000, seed: int = 0,
                                 level: float = 0.95) -> tuple[float, float, float]:
@@ -134,8 +155,6 @@ def paired_pixel_auc_difference(true_masks: Sequence[np.ndarray], maps_a: Sequen
     a paired percentile bootstrap over *images* (pixels of one image are not independent):
     each resample draws the same images for both maps and pools their pixels. -> (diff, lo,
     hi)."""
-    from sklearn.metrics import roc_auc_score
-
     if not (len(true_masks) == len(maps_a) == len(maps_b)) or len(true_masks) == 0:
         raise InputError(f"{len(true_masks)} masks but {len(maps_a)} and {len(maps_b)} maps")
     ys = [np.asarray(t, bool).ravel() for t in true_masks]
@@ -143,19 +162,19 @@ def paired_pixel_auc_difference(true_masks: Sequence[np.ndarray], maps_a: Sequen
     sb = [np.asarray(m, np.float64).ravel() for m in maps_b]
     if any(len(y) != len(a) or len(y) != len(b) for y, a, b in zip(ys, sa, sb)):
         raise InputError("a mask and its maps differ in size")
-
-    def diff(idx: np.ndarray) -> float:
-        y = np.concatenate([ys[i] for i in idx])
-        if not 0 < y.sum() < len(y):
-            return float("nan")
-        return float(roc_auc_score(y, np.concatenate([sa[i] for i in idx]))
-                     - roc_auc_score(y, np.concatenate([sb[i] for i in idx])))
-
-    rng = np.random.default_rng(seed)
     k = len(ys)
-    draws = np.array([diff(rng.integers(0, k, k)) for _ in range(n)])
-    lo, hi = np.nanquantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
-    return diff(np.arange(k)), float(lo), float(hi)
+    y = np.concatenate(ys).astype(np.float64)
+    owner = np.repeat(np.arange(k), [len(t) for t in ys])
+    auc_a = _pooled_auc(y, np.concatenate(sa), owner)
+    auc_b = _pooled_auc(y, np.concatenate(sb), owner)
+    rng = np.random.default_rng(seed)
+    draws = []
+    for _ in range(n):
+        counts = np.bincount(rng.integers(0, k, k), minlength=k)
+        draws.append(auc_a(counts) - auc_b(counts))
+    lo, hi = np.nanquantile(np.asarray(draws), [(1 - level) / 2, 1 - (1 - level) / 2])
+    ones = np.ones(k, np.int64)
+    return auc_a(ones) - auc_b(ones), float(lo), float(hi)
 
 
 def image_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | None = None,

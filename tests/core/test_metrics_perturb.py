@@ -85,6 +85,15 @@ def test_paired_pixel_auc_difference_pools_pixels_and_resamples_whole_images():
     assert diff == pytest.approx(want, abs=1e-12)
     assert 0 < lo <= diff <= hi
     assert paired_pixel_auc_difference(masks, good, good, n=50) == (0.0, 0.0, 0.0)
+    # each resample's AUC: scikit-learn's, with each pixel weighted by its image's draws
+    from igpt_forensics.metrics import _pooled_auc
+
+    y = np.concatenate([m.ravel() for m in masks]).astype(float)
+    s = np.round(np.concatenate([g.ravel() for g in good]), 2)  # rounded: many ties
+    owner = np.repeat(np.arange(30), 256)
+    counts = np.bincount(rng.integers(0, 30, 30), minlength=30)
+    assert _pooled_auc(y, s, owner)(counts) == pytest.approx(
+        roc_auc_score(y, s, sample_weight=counts[owner]), abs=1e-12)
     with pytest.raises(InputError, match="30 masks but 30 and 29 maps"):
         paired_pixel_auc_difference(masks, good, noise[:-1])
     with pytest.raises(InputError, match="differ in size"):
