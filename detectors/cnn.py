@@ -16,7 +16,8 @@ away; the decoder and maps stay at the image's size (2: 1.9x the training time; 
 of training it did not transfer better, docs/results.md). ``context`` (default 0) adds that
 many residual 3x3 layers at dilations 2, 4, 8, ... after the decoder, at full resolution,
 between the pixel branch's 5x5 view and the stages' coarse blobs (3: 1.7x the training time;
-held out, box maps +0.002-0.048 at six points, image AUC not consistently; docs/results.md).
+held out, box maps +0.002-0.084 at 9 of 9 points, but a cnn trained for maps lost top-half
+maps and image AUC; docs/results.md).
 
 Training (``fit``): binary cross-entropy on the image label (classes balanced) plus
 ``pixel_weight`` times a per-pixel cross-entropy against the ground-truth masks (real images:
