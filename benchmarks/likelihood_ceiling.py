@@ -6,7 +6,8 @@ each answered with the same coder (the bundled default generator) and the same i
 (`image_features`, one quadratic logistic regression, as the detector fits them):
 
 1. **Palette parity in the fit.** The detector is fitted on real photos against the coder's
-   own samples, both in the coder's 512 colors; held-out generators draw in 32-48 colors, and
+   own samples, both in the coder's 512 colors (here: its sampling settings and masks, 256
+   samples, no third held back for thresholds, which AUC does not need); held-out generators draw in 32-48 colors, and
    their quantized reals are in those colors too. Refit with every real patch and every
    self-drawn sample passed through a k-means palette of 16-128 colors (fitted on the real
    patches, the same palettes for both classes), at several seeds (the seed draws the samples,
