@@ -471,6 +471,41 @@ def test_paired_detectors_script_pairs_maps_on_the_partial_fakes(tiny_dataset, t
         assert r["n_fake"] == len(idx) and r["lo"] <= r["pixel_auc_a_minus_b"] <= r["hi"]
 
 
+def test_map_pairs_script_averages_the_maps_of_a_side(tiny_dataset, tmp_path, monkeypatch):
+    """benchmarks/map_pairs.py: "A+B" is the pixel-by-pixel mean of A's and B's maps; a side
+    against itself differs by exactly 0; each side's pixel AUC is bench's on those maps."""
+    import sys
+
+    from igpt_forensics.detectors.base import open_detector
+
+    from igpt_forensics.metrics import pixel_metrics
+
+    script = _benchmark_script("map_pairs")
+    streak = "examples.outside_detector:StreakDetector"
+    out = tmp_path / "pairs.json"
+    monkeypatch.setattr(sys, "argv", [
+        "map_pairs.py", "--dataset", str(tiny_dataset), "--pair", f"cnn+{streak},cnn",
+        "--pair", "cnn+cnn,cnn", "--bootstrap", "50", "--json", str(out)])
+    script.main()
+    rows = json.loads(out.read_text())["rows"]
+    data = load_split(tiny_dataset, "test")
+    partial = sorted(set(data.kinds) - {"full"})
+    assert [(r["fakes"], r["a"]) for r in rows] == [
+        (k, a) for k in partial for a in (f"cnn+{streak}", "cnn+cnn")]
+    assert all(r["a_minus_b"] == r["lo"] == r["hi"] == 0.0 for r in rows if r["a"] == "cnn+cnn")
+    kinds = np.array(data.kinds)
+    for r in (r for r in rows if r["a"] != "cnn+cnn"):
+        idx = np.flatnonzero(kinds == r["fakes"])
+        fakes, masks = [data.fake[i] for i in idx], [data.masks[i] for i in idx]
+        cnn = open_detector("cnn").localize(fakes).maps
+        both = [(c + s) / 2 for c, s in zip(cnn, StreakDetector().localize(fakes).maps)]
+        assert r["pixel_auc_a"] == pytest.approx(pixel_metrics(masks, both)["pixel_auc"],
+                                                 abs=1e-4)
+        assert r["pixel_auc_b"] == pytest.approx(pixel_metrics(masks, cnn)["pixel_auc"],
+                                                 abs=1e-4)
+        assert r["a_minus_b"] == pytest.approx(r["pixel_auc_a"] - r["pixel_auc_b"], abs=2e-4)
+
+
 def test_likelihood_ceiling_script_fits_self_drawn_and_supervised(tiny_dataset, tmp_path,
                                                                   monkeypatch):
     """benchmarks/likelihood_ceiling.py: the likelihood detector's features fitted on its own
