@@ -16,17 +16,27 @@ cross-fitting) of the real images fitted on.
 
 Maps: the members' maps averaged with weights proportional to the regression's positive
 (standardized) coefficients, so a member the regression ignores does not paint the map;
-members without dense maps (``features``: one value per tile) are left out of the map. The
+members without dense maps (``features``: one value per tile) are left out of the map; or,
+when ``map_members`` names them, the maps of those members with equal weights. The
 region score is the fused map's maximum. Masks (``masks="vote"``, the default since
 2026-12-05) are a weighted vote of the members' own masks, with the same weights: a pixel is
 in the mask when members holding at least half the weight put it in theirs (2 of 3 equal
 members); region flags likewise, so that each member's thresholds by image size hold (one
-threshold on the fused map's maximum is calibrated at the validation images' size only).
+threshold on the fused map's maximum is calibrated at the validation images' size only), or
+of ``mask_members`` when named (equal weights).
 Each member's mask is calibrated on real pixels its own way (the cnn's relative maps keep an
 absolute threshold besides the image's median), and one threshold on the mean of such maps
 is not: measured leave-one-generator-out, thresholding the fused map
 (``masks="threshold"``, what files saved before load with) cut the IoU of the cnn's masks on
 VQ completions from 0.63-0.71 to 0.00-0.01 (docs/results.md).
+
+Members for maps alone (``score_members``): a member not named there draws maps (or masks)
+but its score does not enter the combination, and is not computed when only scores are asked
+for. Measured on three held-out pixel-GPTs: the shipped map member's maps averaged with those
+of a cnn with full-resolution context layers lift box maps (0.764 / 0.813 / 0.826 -> 0.804 /
+0.851 / 0.849), but that cnn scores images below the six score members, and the vote of two
+equal map members is their union, which flagged 12.5% of 512 px real crops where one member
+flagged 6%: so it draws maps and nothing else (docs/results.md).
 
 Images of other sizes and palettes (``calibrate_sizes``, `SizeCalibrated`; ``calibrate
 --detector FUSION``): the threshold from the validation split holds for images like those
@@ -82,6 +92,11 @@ def _member_files(folder: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file() and not p.name.startswith(".")}
 
 
+def _nth(per_member: list[list[np.ndarray] | None], i: int) -> list[np.ndarray | None]:
+    """Image ``i``'s map (or mask) from each member's list; None for a member that drew none."""
+    return [None if m is None else m[i] for m in per_member]
+
+
 @register_detector("fusion")
 class FusionDetector(SizeCalibrated):
     """Logistic regression stacked on member detectors' scores (see the module docstring).
@@ -98,7 +113,9 @@ class FusionDetector(SizeCalibrated):
     splits their training had early-stopped on, gave 0.903 and the best member 0.900);
     ``map_members``, the members (by position, 0 first) whose maps, masks and region flags
     make the fusion's (None: every member with dense maps), so that members can score images
-    together while the one trained for maps draws them.
+    together while the one trained for maps draws them; ``mask_members``, those whose masks
+    and region flags vote (None: as ``map_members``); ``score_members``, those whose scores
+    enter the combination (None: all).
 
     ``score --detector fusion`` is the one the package ships (``make fusion-default``): six
     cnns trained apart, four on the pool (the shipped cnn, its recipe at seed 1, and its recipe
@@ -116,7 +133,9 @@ class FusionDetector(SizeCalibrated):
                  folds: int = 5, target_fpr: float = DEFAULT_TARGET_FPR,
                  map_fpr: float = 0.05, seed: int = 0, device: str | None = None,
                  masks: str = "vote", combine: str = "regression",
-                 map_members: Sequence[int] | None = None):
+                 map_members: Sequence[int] | None = None,
+                 mask_members: Sequence[int] | None = None,
+                 score_members: Sequence[int] | None = None):
         self.members = members
         self.C = C
         self.folds = folds
@@ -127,6 +146,8 @@ class FusionDetector(SizeCalibrated):
         self.masks = masks
         self.combine = combine
         self.map_members = map_members
+        self.mask_members = mask_members
+        self.score_members = score_members
 
     def _open_members(self) -> list[Detector]:
         specs = [str(m) for m in self.members]
@@ -138,29 +159,60 @@ class FusionDetector(SizeCalibrated):
                 raise InputError(f"member {s}: a fusion detector cannot be a member")
         return out
 
+    def _scoring(self) -> list[int]:
+        """Positions of the members whose scores enter the combination."""
+        n = len(self.members)
+        return list(range(n)) if self.score_members is None else sorted(set(self.score_members))
+
+    def _drawing(self) -> list[int]:
+        """Positions of the members whose maps, masks or region flags may be used: the named
+        map and mask members, or (unnamed) every member with dense maps (all of them when
+        none has)."""
+        if self.map_members is not None:
+            drawn = set(self.map_members) | set(self.mask_members or ())
+        else:
+            dense = [i for i, m in enumerate(self.members_) if getattr(m, "dense_maps", True)]
+            drawn = set(dense or range(len(self.members_))) | set(self.mask_members or ())
+        return sorted(drawn)
+
     def member_outputs(self, images: list[np.ndarray], maps: bool,
                        progress: Progress | None = None, total: int = 0):
-        """(N, M) member scores, and when ``maps`` the members' maps and masks (per member, a
-        list each) and region flags (M, N)."""
+        """(N, S) scores of the score members (`_scoring`), and when ``maps`` every member's
+        maps and masks (per member, a list each; None for a member that draws nothing) and
+        region flags (M, N; False for such a member). A member is run only when its output is
+        used."""
+        scoring, drawing = set(self._scoring()), set(self._drawing()) if maps else set()
         cols, all_maps, all_masks, flags = [], [], [], []
-        for m in self.members_:
-            if maps:
+        for i, m in enumerate(self.members_):
+            loc = None
+            if i in drawing:
                 s, loc = m.score_and_localize(images)
-                all_maps.append([np.asarray(a, np.float32) for a in loc.maps])
-                all_masks.append([np.asarray(a, bool) for a in loc.masks])
-                flags.append(np.asarray(loc.region_flags, bool))
-            else:
+            elif i in scoring:
                 s = m.score(images)
-            s = np.asarray(s, np.float64)
-            if not np.all(np.isfinite(s)):
-                raise InputError(f"member {m.name} gave non-finite scores")
-            cols.append(np.clip(s, -SCORE_CLIP, SCORE_CLIP))
-            if progress is not None:
+            if maps:
+                all_maps.append(None if loc is None else
+                                [np.asarray(a, np.float32) for a in loc.maps])
+                all_masks.append(None if loc is None else
+                                 [np.asarray(a, bool) for a in loc.masks])
+                flags.append(np.zeros(len(images), bool) if loc is None
+                             else np.asarray(loc.region_flags, bool))
+            if i in scoring:
+                s = np.asarray(s, np.float64)
+                if not np.all(np.isfinite(s)):
+                    raise InputError(f"member {m.name} gave non-finite scores")
+                cols.append(np.clip(s, -SCORE_CLIP, SCORE_CLIP))
+            if progress is not None and (i in scoring or i in drawing):
                 progress(len(images), total, stage="scoring with members")
         return np.stack(cols, axis=1), all_maps, all_masks, np.array(flags, bool)
 
     def _names(self) -> list[str]:
-        return [f"{i}:{m.name}" for i, m in enumerate(self.members_)]
+        """The score members' names, as the combination knows them."""
+        return [f"{i}:{self.members_[i].name}" for i in self._scoring()]
+
+    def _coef_by_member(self) -> list[float | None]:
+        """Each member's coefficient in the combination (None: a member for maps alone)."""
+        coef = dict(zip(self._scoring(), self.model_.coef.tolist()))
+        return [coef.get(i) for i in range(len(self.members_))]
 
     # -- the contract
     def fit(self, real_images: Images, fake_images: Images | None = None,
@@ -186,7 +238,8 @@ class FusionDetector(SizeCalibrated):
         self.members_ = self._open_members()
         vreal = check_images(val[0], "val real images") if val is not None else []
         vfake = check_images(val[1], "val fake images") if val is not None else []
-        total = len(self.members_) * (len(real) + len(fake) + len(vreal) + len(vfake))
+        used = len(set(self._scoring()) | set(self._drawing()))
+        total = used * (len(real) + len(vreal)) + len(self._scoring()) * (len(fake) + len(vfake))
         xr, real_maps, _, _ = self.member_outputs(real, maps=val is None, progress=progress,
                                                   total=total)
         xf = self.member_outputs(fake, maps=False, progress=progress, total=total)[0]
@@ -208,7 +261,8 @@ class FusionDetector(SizeCalibrated):
             how = "validation images"
         self.threshold_ = calibrate_threshold(cal_scores, self.target_fpr)
         self.map_weights_ = self._map_weights()
-        fused = [self._fuse([mm[i] for mm in cal_maps]) for i in range(len(cal_scores))]
+        self.mask_weights_ = self._mask_weights()
+        fused = [self._fuse(_nth(cal_maps, i)) for i in range(len(cal_scores))]
         self.region_threshold_ = calibrate_threshold(np.array([f.max() for f in fused]),
                                                      self.target_fpr)
         pixels = np.concatenate([f.ravel() for f in fused])
@@ -218,9 +272,11 @@ class FusionDetector(SizeCalibrated):
         member_auc = {n: float(roc_auc_score(y, x[:, j])) for j, n in enumerate(names)}
         self.fit_info_ = {
             "real": len(real), "fake": len(fake), "threshold_from": how,
-            "members": [{"name": n, "spec": str(s), "coef": float(c), "map_weight": float(w)}
-                        for n, s, c, w in zip(names, self.members, self.model_.coef,
-                                              self.map_weights_)],
+            "members": [{"name": f"{i}:{m.name}", "spec": str(s), "coef": c,
+                         "map_weight": float(w), "mask_weight": float(k)}
+                        for i, (m, s, c, w, k) in enumerate(zip(
+                            self.members_, self.members, self._coef_by_member(),
+                            self.map_weights_, self.mask_weights_))],
             "member_auc_on_fit_images": member_auc,
             "heldout_auc": float(roc_auc_score(cal_y, np.r_[cal_scores, cal_fake])),
             "heldout_tpr_at_threshold": float(np.mean(cal_fake > self.threshold_)),
@@ -237,12 +293,17 @@ class FusionDetector(SizeCalibrated):
         check_choice("combine", self.combine, FUSION_COMBINES)
         if isinstance(self.folds, bool) or not isinstance(self.folds, int) or self.folds < 2:
             raise InputError(f"folds must be an integer >= 2, got {self.folds!r}")
-        if self.map_members is not None and (
-                not isinstance(self.map_members, (list, tuple)) or not self.map_members
-                or not all(isinstance(i, int) and not isinstance(i, bool)
-                           and 0 <= i < len(self.members) for i in self.map_members)):
-            raise InputError(f"map_members must name members by position (0 to "
-                             f"{len(self.members) - 1}), got {self.map_members!r}")
+        for name in ("map_members", "mask_members", "score_members"):
+            value = getattr(self, name)
+            if value is not None and (
+                    not isinstance(value, (list, tuple)) or not value
+                    or not all(isinstance(i, int) and not isinstance(i, bool)
+                               and 0 <= i < len(self.members) for i in value)):
+                raise InputError(f"{name} must name members by position (0 to "
+                                 f"{len(self.members) - 1}), got {value!r}")
+        if self.mask_members is not None and self.map_members is None:
+            raise InputError("mask_members needs map_members: name the members that draw "
+                             "the maps too")
 
     def _combiner(self, x: np.ndarray, y: np.ndarray, names: list[str]) -> LinearModel:
         if self.combine == "mean":
@@ -250,40 +311,52 @@ class FusionDetector(SizeCalibrated):
         return LinearModel.fit(x, y, names, self.C, self.seed)
 
     def _map_weights(self) -> list[float]:
-        """Positive coefficients, among members whose maps are dense (a member with
-        ``dense_maps = False``, like ``features``, paints whole tiles with its image
-        probability: it would only blur the map) and, when given, among ``map_members``;
-        uniform over those if none is positive."""
+        """Equal weights on ``map_members`` when named (a member for maps alone has no
+        coefficient to weigh it by); otherwise positive coefficients, among members whose maps
+        are dense (a member with ``dense_maps = False``, like ``features``, paints whole tiles
+        with its image probability: it would only blur the map); uniform over those if none is
+        positive."""
+        drawn = np.isin(np.arange(len(self.members_)), self._drawing())
         if self.map_members is not None:
-            drawn = np.isin(np.arange(len(self.members_)), list(self.map_members))
+            w = np.isin(np.arange(len(self.members_)), list(self.map_members)).astype(float)
         else:
-            drawn = np.array([getattr(m, "dense_maps", True) for m in self.members_])
-            if not drawn.any():
-                drawn[:] = True
-        w = np.where(drawn, np.maximum(self.model_.coef, 0.0), 0.0)
+            coef = np.array([c if c is not None else 0.0 for c in self._coef_by_member()])
+            w = np.where(drawn, np.maximum(coef, 0.0), 0.0)
         w = w / w.sum() if w.sum() > 0 else drawn / drawn.sum()
         return [float(v) for v in w]
 
-    def _fuse(self, maps: list[np.ndarray]) -> np.ndarray:
-        out = np.zeros(maps[0].shape, np.float64)
-        for w, m in zip(self.map_weights_, maps):
-            out += w * m
-        return np.clip(out, 0.0, 1.0).astype(np.float32)
+    def _mask_weights(self) -> list[float]:
+        """Equal weights on ``mask_members`` when named, otherwise the map weights."""
+        if self.mask_members is None:
+            return list(self.map_weights_)
+        w = np.isin(np.arange(len(self.members_)), list(self.mask_members)).astype(float)
+        return [float(v) for v in w / w.sum()]
+
+    @staticmethod
+    def _weighted(weights: list[float], maps: list[np.ndarray | None]) -> np.ndarray:
+        out = None
+        for w, m in zip(weights, maps):
+            if w > 0:
+                out = w * m.astype(np.float64) if out is None else out + w * m
+        return out
+
+    def _fuse(self, maps: list[np.ndarray | None]) -> np.ndarray:
+        return np.clip(self._weighted(self.map_weights_, maps), 0.0, 1.0).astype(np.float32)
 
     def _fused(self, items: list[np.ndarray]):
         """Before this detector's size terms: the combined scores, the fused maps, region
         scores (their maxima), masks and region flags."""
         x, member_maps, member_masks, member_flags = self.member_outputs(items, maps=True)
         scores = self.model_.decision(x)
-        fused = [self._fuse([mm[i] for mm in member_maps]) for i in range(len(items))]
+        fused = [self._fuse(_nth(member_maps, i)) for i in range(len(items))]
         region = np.array([float(f.max()) for f in fused])
         masks, flags = [], np.zeros(len(items), bool)
         if self.masks == "vote":  # members holding at least half the weight agree
-            masks = [self._fuse([mm[i].astype(np.float32) for mm in member_masks]) >= 0.5
-                     for i in range(len(items))]
+            masks = [self._weighted(self.mask_weights_, _nth(member_masks, i))
+                     >= 0.5 for i in range(len(items))]
             # so do region flags: each member's are calibrated on real images, by image size
             # for the cnn; one threshold on the fused map's maximum is set at one size only
-            flags = np.asarray(self.map_weights_) @ member_flags.astype(np.float64) >= 0.5
+            flags = np.asarray(self.mask_weights_) @ member_flags.astype(np.float64) >= 0.5
         return scores, fused, region, masks, flags
 
     def _unshifted_outputs(self, items: list[np.ndarray]):
@@ -338,7 +411,8 @@ class FusionDetector(SizeCalibrated):
             raise InputError("save the fusion detector with its save(DIR) method")
         state = {"threshold_": self.threshold_, "region_threshold_": self.region_threshold_,
                  "map_threshold_": self.map_threshold_, "model_": self.model_.to_dict(),
-                 "map_weights_": self.map_weights_, "member_dirs": self._member_dirs,
+                 "map_weights_": self.map_weights_, "mask_weights_": self.mask_weights_,
+                 "member_dirs": self._member_dirs,
                  "member_files": self._member_hashes, "fit_info_": self.fit_info_}
         if self.size_calibration_:
             state["size_calibration_"] = self.size_calibration_
@@ -369,11 +443,18 @@ class FusionDetector(SizeCalibrated):
                 raise InputError(f"{where}: {d!r} is not a folder of {MEMBERS_DIR}/")
         self.members_ = [load_detector(t, **({"device": self.device}
                                              if self.device else {})) for t in targets]
-        names = [f"{i}:{m.name}" for i, m in enumerate(self.members_)]
-        self.model_ = LinearModel.from_dict(state["model_"], names)
+        self.model_ = LinearModel.from_dict(state["model_"], self._names())
         self.map_weights_ = [float(w) for w in state["map_weights_"]]
-        if len(self.map_weights_) != len(names):
-            raise InputError(f"{path}: wrong number of map weights")
+        # files saved before mask_members vote with the map weights
+        self.mask_weights_ = [float(w) for w in state.get("mask_weights_", self.map_weights_)]
+        for name, w in (("map", self.map_weights_), ("mask", self.mask_weights_)):
+            if len(w) != len(self.members_):
+                raise InputError(f"{path}: wrong number of {name} weights")
+            if not all(np.isfinite(v) and v >= 0 for v in w) or not sum(w) > 0:
+                raise InputError(f"{path}: {name} weights must be finite, >= 0, not all 0")
+            drawing = set(self._drawing())
+            if any(v > 0 and i not in drawing for i, v in enumerate(w)):
+                raise InputError(f"{path}: {name} weights on a member that draws nothing")
         for k in ("threshold_", "region_threshold_", "map_threshold_"):
             setattr(self, k, float(state[k]))
         self.fit_info_ = dict(state.get("fit_info_") or {})
@@ -385,6 +466,8 @@ class FusionDetector(SizeCalibrated):
         if self.is_fitted:
             out["members"] = [m.describe() for m in self.members_]
             out["weights"] = dict(zip(self._names(), self.model_.coef.tolist()))
+            out["map_weights"] = dict(zip((f"{i}:{m.name}" for i, m in enumerate(self.members_)),
+                                          self.map_weights_))
         return out
 
 

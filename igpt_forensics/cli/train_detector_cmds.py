@@ -85,9 +85,13 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
             model: Path | None, likelihood: bool, classifier: str, members: list[str] | None,
             target_fpr: float, seed: int, device: str, inputs: str = "rgb",
             palette_augment: float = 0.0, combine: str = "regression",
-            map_members: list[int] | None = None, palette_classes: str = "both") -> dict:
-    if map_members and kind != "fusion":
-        raise InputError("--map-member: only --kind fusion draws maps from its members")
+            map_members: list[int] | None = None, palette_classes: str = "both",
+            mask_members: list[int] | None = None,
+            score_members: list[int] | None = None) -> dict:
+    for flag, given in (("--map-member", map_members), ("--mask-member", mask_members),
+                        ("--score-member", score_members)):
+        if given and kind != "fusion":
+            raise InputError(f"{flag}: only --kind fusion has members")
     if kind == "cnn":
         for name, p in (("--augment", augment), ("--palette-augment", palette_augment)):
             if not 0 <= p <= 1:
@@ -110,7 +114,9 @@ def _params(kind: str, arch: str, epochs: int, augment: float, pretrained: Path 
     check_choice("--combine", combine, FUSION_COMBINES)
     return {"members": list(members), "target_fpr": target_fpr, "seed": seed,
             "device": None if device == "auto" else device, "combine": combine,
-            "map_members": list(map_members) if map_members else None}
+            "map_members": list(map_members) if map_members else None,
+            "mask_members": list(mask_members) if mask_members else None,
+            "score_members": list(score_members) if score_members else None}
 
 
 @user_errors
@@ -157,6 +163,12 @@ def train_detector(
         help="fusion: a member, by position (0: the first --member), whose maps, masks and "
         "region flags make the fusion's; repeat (default: every member with dense maps).")
     ] = None,
+    mask_member: Annotated[list[int] | None, typer.Option(
+        help="fusion: a member, by position, whose masks and region flags vote for the "
+        "fusion's; repeat (default: the --map-member members).")] = None,
+    score_member: Annotated[list[int] | None, typer.Option(
+        help="fusion: a member, by position, whose score enters the combination; repeat "
+        "(default: all; the others only draw maps or masks).")] = None,
     splices: Annotated[int, typer.Option(
         help="cnn: spliced fakes to add per training fake: its item's quantized real with "
         "the fake's pixels in a random box (a quarter to half of each side), so that maps "
@@ -187,7 +199,7 @@ def train_detector(
     shown = err_console if json_out is not None and str(json_out) == "-" else console
     params = _params(kind, arch, epochs, augment, pretrained, model, likelihood, classifier, member,
                      target_fpr, seed, device, inputs, palette_augment, combine,
-                     map_member, palette_classes) | extra
+                     map_member, palette_classes, mask_member, score_member) | extra
     new_detector(kind, params)  # a bad parameter is refused before any data is read
     check_splices(splices, kind)
     if test:  # before training, not after it: a missing test split is known from the counts

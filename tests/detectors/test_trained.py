@@ -1113,6 +1113,60 @@ def test_two_equal_map_members_vote_as_their_union(saved_members, splits):
                                   | np.asarray(cnn.region_flags, bool))
 
 
+def test_a_member_for_maps_alone_draws_and_does_not_score(saved_members, splits, tmp_path,
+                                                           monkeypatch):
+    """``score_members``: a member left out of them draws maps (averaged with equal weights
+    with the other map members) but its score never enters the combination, nor is it run
+    for scores alone; ``mask_members``: only those vote masks and region flags (the shipped
+    fusion: six cnns score, two draw maps, one votes masks, so that two map members' union
+    does not double the false alarms on real crops)."""
+    from igpt_forensics.detectors.fusion import FusionDetector
+
+    va, fakes = splits["val"], list(splits["test"].fake[:12])
+    lik, cnn, feats = saved_members
+    det = FusionDetector(members=[lik, cnn, feats], folds=3, combine="mean",
+                         score_members=[0, 2], map_members=[0, 1], mask_members=[1])
+    det.fit(va.real, va.fake)
+    twin = FusionDetector(members=[lik, feats], folds=3, combine="mean").fit(va.real, va.fake)
+    np.testing.assert_allclose(det.score(fakes), twin.score(fakes))  # the cnn adds nothing
+    assert det.map_weights_ == [0.5, 0.5, 0.0] and det.mask_weights_ == [0.0, 1.0, 0.0]
+    assert [m["coef"] for m in det.fit_info_["members"]] == [0.5, None, 0.5]
+    scores, loc = det.score_and_localize(fakes)
+    np.testing.assert_allclose(scores, twin.score(fakes))
+    own = [m.localize(fakes) for m in det.members_[:2]]
+    np.testing.assert_allclose(np.asarray(loc.maps), np.clip(
+        0.5 * np.asarray(own[0].maps, np.float64) + 0.5 * np.asarray(own[1].maps), 0, 1),
+        atol=1e-6)
+    np.testing.assert_array_equal(loc.masks, own[1].masks)
+    np.testing.assert_array_equal(loc.region_flags, own[1].region_flags)
+    assert (np.asarray(own[0].masks) != np.asarray(own[1].masks)).any()  # the rule shows
+
+    def not_run(*args, **kwargs):
+        raise AssertionError("a member for maps alone was run for scores")
+    monkeypatch.setattr(det.members_[1], "score", not_run)
+    monkeypatch.setattr(det.members_[1], "score_and_localize", not_run)
+    np.testing.assert_allclose(det.score(fakes), scores)
+    monkeypatch.undo()
+    again = load_detector(det.save(tmp_path / "fusion"))
+    s2, loc2 = again.score_and_localize(fakes)
+    np.testing.assert_allclose(s2, scores)
+    np.testing.assert_array_equal(np.asarray(loc2.maps), np.asarray(loc.maps))
+    np.testing.assert_array_equal(loc2.masks, loc.masks)
+    # a file whose mask weights point at a member that draws nothing, or are all 0
+    for bad in ([0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.5, 0.5]):
+        reseal(tmp_path / "fusion", lambda meta, w=bad: meta["state"].update(mask_weights_=w))
+        with pytest.raises(InputError, match="fusion: .*mask weights"):
+            load_detector(tmp_path / "fusion")
+    with pytest.raises(InputError, match="mask_members needs map_members"):
+        FusionDetector(members=saved_members, mask_members=[1]).fit(va.real, va.fake)
+    with pytest.raises(InputError, match="score_members must name members by position"):
+        FusionDetector(members=saved_members, score_members=[3]).fit(va.real, va.fake)
+    r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
+                            "cnn", "--score-member", "0", "--out", str(tmp_path / "d")])
+    assert r.exit_code == 1 and "--score-member: only --kind fusion has members" in " ".join(
+        r.output.split())
+
+
 def test_a_fusion_draws_its_maps_from_the_members_named_for_them(saved_members, fusion_det,
                                                                  splits, tmp_path):
     """``map_members``: the members score together, the named ones alone draw the maps,
@@ -1147,4 +1201,4 @@ def test_a_fusion_draws_its_maps_from_the_members_named_for_them(saved_members, 
     assert "map_members must name members by position (0 to 0)" in " ".join(r.output.split())
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
                             "cnn", "--map-member", "0", "--out", str(tmp_path / "d")])
-    assert r.exit_code == 1 and "only --kind fusion draws maps" in " ".join(r.output.split())
+    assert r.exit_code == 1 and "only --kind fusion has members" in " ".join(r.output.split())
