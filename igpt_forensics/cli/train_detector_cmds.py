@@ -258,11 +258,13 @@ def train_detector(
             t2.add_row(name, f"{v:.3f}")
         shown.print(t2)
     if kind == "fusion":
-        t3 = Table(title="members (standardized coefficient; map weight)")
-        for col in ("member", "coefficient", "map weight"):
+        t3 = Table(title="members (standardized coefficient; map and mask weights)")
+        for col in ("member", "coefficient", "map weight", "mask weight"):
             t3.add_column(col)
         for m in fi["members"]:
-            t3.add_row(f"{m['name']} {m['spec']}", f"{m['coef']:.3f}", f"{m['map_weight']:.2f}")
+            t3.add_row(f"{m['name']} {m['spec']}",
+                       "maps only" if m["coef"] is None else f"{m['coef']:.3f}",
+                       f"{m['map_weight']:.2f}", f"{m['mask_weight']:.2f}")
         shown.print(t3)
     emit_json(json_out, summary)
     err_console.print(f"saved to {out} in {seconds:.1f} s; use: igpt-forensics score "

@@ -1113,8 +1113,8 @@ def test_two_equal_map_members_vote_as_their_union(saved_members, splits):
                                   | np.asarray(cnn.region_flags, bool))
 
 
-def test_a_member_for_maps_alone_draws_and_does_not_score(saved_members, splits, tmp_path,
-                                                           monkeypatch):
+def test_a_member_for_maps_alone_draws_and_does_not_score(saved_members, splits, dataset,
+                                                           tmp_path, monkeypatch):
     """``score_members``: a member left out of them draws maps (averaged with equal weights
     with the other map members) but its score never enters the combination, nor is it run
     for scores alone; ``mask_members``: only those vote masks and region flags (the shipped
@@ -1161,6 +1161,16 @@ def test_a_member_for_maps_alone_draws_and_does_not_score(saved_members, splits,
         FusionDetector(members=saved_members, mask_members=[1]).fit(va.real, va.fake)
     with pytest.raises(InputError, match="score_members must name members by position"):
         FusionDetector(members=saved_members, score_members=[3]).fit(va.real, va.fake)
+    r = runner.invoke(app, ["train-detector", "--dataset", str(dataset), "--kind", "fusion",
+                            *(x for m in saved_members for x in ("--member", m)),
+                            "--score-member", "0", "--score-member", "2", "--map-member", "0",
+                            "--map-member", "1", "--mask-member", "1", "--combine", "mean",
+                            "--no-test", "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    assert "maps only" in r.output  # the member table names the member without a score
+    cli = load_detector(tmp_path / "cli")
+    assert cli.map_weights_ == [0.5, 0.5, 0.0] and cli.mask_weights_ == [0.0, 1.0, 0.0]
+    assert cli.model_.features == ["0:likelihood", "2:features"]
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
                             "cnn", "--score-member", "0", "--out", str(tmp_path / "d")])
     assert r.exit_code == 1 and "--score-member: only --kind fusion has members" in " ".join(
