@@ -44,6 +44,7 @@ def main() -> None:
     import torch
     from igpt_forensics.detectors.base import open_detector
 
+    from igpt_forensics.bench import PARTIAL_KINDS
     from igpt_forensics.metrics import paired_pixel_auc_difference, pixel_metrics
     from igpt_forensics.splits import load_split
 
@@ -54,7 +55,8 @@ def main() -> None:
     for folder in args.dataset:
         data = load_split(folder, args.split)
         kinds = np.array(data.kinds)
-        for kind in sorted(set(data.kinds) - {"full"}):
+        # partial fakes only: a whole-image fake (full, recon) has no real pixel to rank
+        for kind in sorted(set(data.kinds) & set(PARTIAL_KINDS)):
             idx = np.flatnonzero(kinds == kind)
             fakes = [data.fake[i] for i in idx]
             masks = [data.masks[i] for i in idx]

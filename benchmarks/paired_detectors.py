@@ -44,7 +44,7 @@ def main() -> None:
     import torch
     from igpt_forensics.detectors.base import open_detector
 
-    from igpt_forensics.bench import perturb_all
+    from igpt_forensics.bench import PARTIAL_KINDS, perturb_all
     from igpt_forensics.metrics import paired_auc_difference, paired_pixel_auc_difference
     from igpt_forensics.splits import load_split
 
@@ -82,7 +82,8 @@ def main() -> None:
                                  "hi": round(hi, 4)})
                     print(f"{data.name} {spec} [{kind}] {a} - {b}: {diff:+.4f} "
                           f"[{lo:+.4f}, {hi:+.4f}]", flush=True)
-                for kind in sorted(set(kinds) - {"full"}) if args.maps else []:
+                # partial fakes only: a whole-image fake (full, recon) has no real pixel
+                for kind in sorted(set(kinds) & set(PARTIAL_KINDS)) if args.maps else []:
                     idx = [n_real + i for i in np.flatnonzero(kinds == kind)]
                     diff, lo, hi = paired_pixel_auc_difference(
                         [masks[i] for i in idx], [maps[a][i] for i in idx],

@@ -161,6 +161,32 @@ def test_bench_crosses_the_two_families(vq, tiny_checkpoint, tmp_path):
     assert recon and all(0.0 <= x["auc"] <= 1.0 for x in recon)
 
 
+def test_map_pair_scripts_skip_recon_fakes(vq, tmp_path, monkeypatch):
+    """benchmarks/map_pairs.py and paired_detectors.py --maps pair maps on partial fakes
+    only: a recon fake (every pixel decoded) has no real pixel, so its pixel AUC is undefined
+    (they wrote NaN rows, and JSON that strict parsers refuse, on a VQ dataset)."""
+    import sys
+
+    from tests.core.test_bench import _benchmark_script
+
+    root, _ = vq
+    generate_dataset(tmp_path / "vqds", 24, model=root / "gen", masks="box,recon", seed=1,
+                     batch_size=12)
+    streak = "examples.outside_detector:StreakDetector"
+
+    def no_nan(text):
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+    for name, extra in (("map_pairs", []), ("paired_detectors", ["--maps"])):
+        out = tmp_path / f"{name}.json"
+        monkeypatch.setattr(sys, "argv", [
+            f"{name}.py", "--dataset", str(tmp_path / "vqds"), "--pair", f"cnn,{streak}",
+            *extra, "--bootstrap", "20", "--json", str(out)])
+        _benchmark_script(name).main()
+        rows = [r for r in no_nan(out.read_text())["rows"] if "n_fake" in r and (
+            name == "map_pairs" or r.get("level") == "pixel")]
+        assert rows and {r["fakes"] for r in rows} == {"box"}, rows
+
+
 def test_pixel_family_refuses_recon_and_vq_refuses_the_watermark(vq, tiny_checkpoint,
                                                                  tmp_path):
     root, _ = vq
