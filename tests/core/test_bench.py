@@ -584,3 +584,29 @@ def test_box_anatomy_script_gives_box_image_auc_by_size(tiny_dataset, tmp_path, 
     assert got["by_size_third"] == [pytest.approx(auc(t), abs=1e-4) if t.any() else None
                                     for t in thirds]
     assert sum(t.any() for t in thirds) >= 2  # the tiny split has boxes of several sizes
+
+
+def test_detector_speed_script_times_each_detector_on_the_same_images(tmp_path, monkeypatch):
+    """benchmarks/detector_speed.py: one row per detector, call and side; the first detector
+    is the reference (ratio 1), the others' ratios are their medians over its median."""
+    import sys
+
+    script = _benchmark_script("detector_speed")
+    out = tmp_path / "speed.json"
+    monkeypatch.setattr(sys, "argv", [
+        "detector_speed.py", "--detector", "cnn", "--detector", "fusion", "--sides", "16,40",
+        "--batch", "2,1", "--repeats", "2", "--threads", "1", "--json", str(out)])
+    script.main()
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["side"], r["call"], r["detector"]) for r in rows] == [
+        (s, c, d) for s in (16, 40) for c in ("score", "score_and_localize")
+        for d in ("cnn", "fusion")]
+    assert [r["images"] for r in rows] == [2] * 4 + [1] * 4
+    for r in rows:
+        first = next(x for x in rows if (x["side"], x["call"], x["detector"]) == (
+            r["side"], r["call"], "cnn"))
+        # (both rounded: compare to 2%)
+        assert r["ratio_to_first"] == pytest.approx(r["median_s"] / first["median_s"], rel=0.02)
+        assert r["per_image_s"] == pytest.approx(r["median_s"] / r["images"], abs=1e-4)
+    # the fusion runs seven cnns where the cnn runs one
+    assert all(r["ratio_to_first"] > 1.5 for r in rows if r["detector"] == "fusion")
