@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install demo test lint clean photos default-generator likelihood-default default-study \
 	vq-tokenizer vq-default default-datasets vqc-pool pool-generators pool-datasets prev-pool \
-	vqb-pool unseen-px32 unseen-px48 photo-datasets px48d cnn-default photo-cnns fusion-default logo-pool web-examples
+	vqb-pool unseen-px32 unseen-px48 unseen-px40 photo-datasets px48d cnn-default photo-cnns fusion-default logo-pool web-examples
 
 $(STAMP): pyproject.toml Makefile
 	$(PY) -m venv $(VENV)
@@ -137,6 +137,11 @@ unseen-px32: $(STAMP)
 unseen-px48: $(STAMP)
 	$(call UNSEEN_PIXEL_GPT,pool4,px48,48,800,400,16,1800,38)
 
+# px40: made after the fusion's seventh member (2026-12-06) was chosen on px32, px48 and px48d,
+# its fresh test: 40 colors, seed 17, 800 steps, then 600 items (results/fusion-maps-member.json).
+unseen-px40: $(STAMP)
+	$(call UNSEEN_PIXEL_GPT,pool5,px40,40,800,400,17,600,39)
+
 # The default study's three datasets again with more photos: the same generators, settings and
 # seeds over the builtin and the Debian photos (28 training photos instead of 8; make photos),
 # and px48d, px48's fakes of the Debian photos alone (its 3 test photos are new to every
@@ -202,10 +207,11 @@ CNN_PARAMS ?=
 # load, set_params(small="native") on each cnn, save; benchmarks/results/unseen-px48.json)
 # The cnn's recipe, trained, then calibrated by size; the shipped cnn and every cnn member of
 # the fusion are made by it: $(call CNN_MEMBER,DATASETS,MORE_OPTIONS,OUT,SEED[,CALIBRATED])
-# -> OUT, and CALIBRATED (default OUT-calibrated).
-CNN_MEMBER = $(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
+# -> OUT, and CALIBRATED (default OUT-calibrated). CNN_TRAIN, the same without calibration.
+CNN_TRAIN = $(BIN)/igpt-forensics --threads 1 train-detector --kind cnn \
 	$(addprefix --dataset ,$(1)) --augment $(CNN_AUGMENT) --inputs $(CNN_INPUTS) $(CNN_PARAMS) $(2) \
-	--seed $(4) --device $(DEVICE) --no-test --out $(3) && \
+	--seed $(4) --device $(DEVICE) --no-test --out $(3) &&
+CNN_MEMBER = $(call CNN_TRAIN,$(1),$(2),$(3),$(4)) \
 	$(BIN)/igpt-forensics --threads 2 calibrate --detector $(3) $(GEN_DATA) --split train,val \
 	--per-photo 10 $(CNN_CALIBRATE) --out $(or $(5),$(3)-calibrated) &&
 cnn-default: pool-all
@@ -241,18 +247,31 @@ photo-cnns: photo-datasets vqc-pool prev-pool
 # clamped above: the members' shifts carry the rest; 7-19 minutes at 2 threads with four
 # members, 885 s with six). The shipped members were trained on this 2-core CPU (--device
 # cpu, one thread each: 1053 s for seed 1, 1248 s and 2017 s for the map recipe at seeds 0 and 1).
+# Since 2026-12-06 (evening), a seventh member draws maps and nothing else: the map recipe with
+# full-resolution context layers (CONTEXT_PARAMS) on the photo pool at seed 0, trained on this
+# CPU at one thread (runs/ctx/maps-c3 of docs/results.md, "A maps-only member"). Its maps are
+# averaged with the third member's (`--map-member` twice, equal weights); its score does not
+# enter the mean (`--score-member`: the six), and the third alone votes masks and region flags
+# (`--mask-member`), so the thresholds and false alarms stay the six's. Not calibrated by size:
+# a cnn's maps do not depend on its size terms, and nothing else of it is used.
 ENSEMBLE_SEEDS ?= 1
 MAP_SEEDS ?= 0 1
 MAP_PARAMS ?= --param relative_weight=1
+CONTEXT_PARAMS ?= --param context=3
+SCORE_MEMBERS := $(words x $(ENSEMBLE_SEEDS) $(MAP_SEEDS) $(PHOTO_SEEDS))
 fusion-default: cnn-default photo-cnns
 	$(foreach k,$(ENSEMBLE_SEEDS),$(call CNN_MEMBER,$(POOL_DATASETS),,runs/cnn-seed$(k),$(k))) true
 	$(foreach k,$(MAP_SEEDS),$(call CNN_MEMBER,$(POOL_DATASETS),$(MAP_PARAMS),runs/cnn-maps-seed$(k),$(k))) true
+	$(call CNN_TRAIN,$(PHOTO_POOL),$(MAP_PARAMS) $(CONTEXT_PARAMS),runs/cnn-maps-context,0) true
 	$(BIN)/igpt-forensics --threads 2 train-detector --kind fusion \
 		$(addprefix --dataset ,$(PHOTO_POOL)) --member igpt_forensics/assets/cnn-default \
 		$(foreach k,$(ENSEMBLE_SEEDS),--member runs/cnn-seed$(k)-calibrated) \
 		$(foreach k,$(MAP_SEEDS),--member runs/cnn-maps-seed$(k)-calibrated) \
 		$(foreach k,$(PHOTO_SEEDS),--member runs/cnn-photos-seed$(k)-calibrated) \
-		--map-member $(words x $(ENSEMBLE_SEEDS)) \
+		--member runs/cnn-maps-context \
+		$(foreach i,$(shell seq 0 $$(($(SCORE_MEMBERS) - 1))),--score-member $(i)) \
+		--map-member $(words x $(ENSEMBLE_SEEDS)) --map-member $(SCORE_MEMBERS) \
+		--mask-member $(words x $(ENSEMBLE_SEEDS)) \
 		--combine mean --no-test --out runs/fusion-default-trained
 	$(BIN)/igpt-forensics --threads 2 calibrate --detector runs/fusion-default-trained \
 		$(GEN_DATA) --split train,val --per-photo 10 --sides 32,64,128,256 \

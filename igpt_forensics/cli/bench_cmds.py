@@ -199,8 +199,9 @@ def demo(
 ) -> None:
     """The main job on the embedded default: make a labeled dataset from the builtin photos
     with the bundled generator, benchmark the shipped detectors (likelihood, the cnn trained
-    on a pool of 11 generators and the fusion of six cnns), a quickly trained features
-    detector and three single-feature baselines, print the table and write report.html."""
+    on a pool of 11 generators and the fusion of six cnns and one for maps), a quickly
+    trained features detector and three single-feature baselines, print the table and write
+    report.html."""
     t0 = time.perf_counter()
     recipe = {"n": n, "masks": "top-half,box,full", "seed": seed, "data": "builtin"}
     study = Study(datasets={"default": str(out / "dataset")}, generate={"default": recipe},

@@ -125,8 +125,8 @@ def score(
         "detector folder (train one with train-detector: " + ", ".join(
             n for n in list_detectors() if n not in ready_detectors()) + "). The default "
         "is the shipped fusion of six cnns trained apart: four on a pool of 11 generators, "
-        "the third and fourth trained for maps, the third drawing them, and two on datasets "
-        "made over 28 photos (the best shipped detector measured, docs/results.md; "
+        "the third and fourth trained for maps, and two on datasets made over 28 photos; the "
+        "third and a seventh with context layers, for maps alone, draw the maps (the best shipped detector measured, docs/results.md; "
         "--detector cnn: the first of them, about 5 times faster); with --model, the likelihood "
         "detector calibrated for that model."
     )] = None,

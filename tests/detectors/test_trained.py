@@ -1157,6 +1157,10 @@ def test_a_member_for_maps_alone_draws_and_does_not_score(saved_members, splits,
         reseal(tmp_path / "fusion", lambda meta, w=bad: meta["state"].update(mask_weights_=w))
         with pytest.raises(InputError, match="fusion: .*mask weights"):
             load_detector(tmp_path / "fusion")
+    # a file saved before mask_members votes with its map weights
+    reseal(tmp_path / "fusion", lambda meta: (meta["state"].pop("mask_weights_"),
+                                              meta["params"].update(mask_members=None)))
+    assert load_detector(tmp_path / "fusion").mask_weights_ == [0.5, 0.5, 0.0]
     with pytest.raises(InputError, match="mask_members needs map_members"):
         FusionDetector(members=saved_members, mask_members=[1]).fit(va.real, va.fake)
     with pytest.raises(InputError, match="score_members must name members by position"):
