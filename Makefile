@@ -247,7 +247,7 @@ photo-cnns: photo-datasets vqc-pool prev-pool
 # clamped above: the members' shifts carry the rest; 7-19 minutes at 2 threads with four
 # members, 885 s with six). The shipped members were trained on this 2-core CPU (--device
 # cpu, one thread each: 1053 s for seed 1, 1248 s and 2017 s for the map recipe at seeds 0 and 1).
-# Since 2026-12-06 (evening), a seventh member draws maps and nothing else: the map recipe with
+# Since 2026-12-06 (afternoon), a seventh member draws maps and nothing else: the map recipe with
 # full-resolution context layers (CONTEXT_PARAMS) on the photo pool at seed 0, trained on this
 # CPU at one thread (runs/ctx/maps-c3 of docs/results.md, "A maps-only member"). Its maps are
 # averaged with the third member's (`--map-member` twice, equal weights); its score does not
