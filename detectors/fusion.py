@@ -168,14 +168,12 @@ class FusionDetector(SizeCalibrated):
 
     def _drawing(self) -> list[int]:
         """Positions of the members whose maps, masks or region flags may be used: the named
-        map and mask members, or (unnamed) every member with dense maps (all of them when
-        none has)."""
+        map and mask members, or (unnamed: ``mask_members`` needs ``map_members``) every
+        member with dense maps (all of them when none has)."""
         if self.map_members is not None:
-            drawn = set(self.map_members) | set(self.mask_members or ())
-        else:
-            dense = [i for i, m in enumerate(self.members_) if getattr(m, "dense_maps", True)]
-            drawn = set(dense or range(len(self.members_))) | set(self.mask_members or ())
-        return sorted(drawn)
+            return sorted(set(self.map_members) | set(self.mask_members or ()))
+        dense = [i for i, m in enumerate(self.members_) if getattr(m, "dense_maps", True)]
+        return dense or list(range(len(self.members_)))
 
     def member_outputs(self, images: list[np.ndarray], maps: bool,
                        progress: Progress | None = None, total: int = 0):
@@ -449,12 +447,12 @@ class FusionDetector(SizeCalibrated):
         self.map_weights_ = [float(w) for w in state["map_weights_"]]
         # files saved before mask_members vote with the map weights
         self.mask_weights_ = [float(w) for w in state.get("mask_weights_", self.map_weights_)]
+        drawing = set(self._drawing())
         for name, w in (("map", self.map_weights_), ("mask", self.mask_weights_)):
             if len(w) != len(self.members_):
                 raise InputError(f"{path}: wrong number of {name} weights")
             if not all(np.isfinite(v) and v >= 0 for v in w) or not sum(w) > 0:
                 raise InputError(f"{path}: {name} weights must be finite, >= 0, not all 0")
-            drawing = set(self._drawing())
             if any(v > 0 and i not in drawing for i, v in enumerate(w)):
                 raise InputError(f"{path}: {name} weights on a member that draws nothing")
         for k in ("threshold_", "region_threshold_", "map_threshold_"):
