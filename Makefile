@@ -194,8 +194,10 @@ CNN_INPUTS ?= npr
 # the shipped weights were recalibrated so, 1506 s at 2 threads); --photos-only gave the rgb
 # cnn shipped before. Its maps are relative to each image's median, and it scores each image
 # with its left-right mirror and averages the two (both the cnn's defaults; the shipped weights
-# were recalibrated so on 2026-12-04 night, 2459 s at 2 threads on a shared machine).
-CNN_CALIBRATE ?=
+# were recalibrated so on 2026-12-04 night, 2459 s at 2 threads on a shared machine). The
+# shipped cnn and the fusion's members were calibrated before thresholds of their own for
+# images of few colors (calibrate --few-colors, 64 by default since 2026-12-06): 0 remakes them.
+CNN_CALIBRATE ?= --few-colors 0
 # more of its options, e.g. --param relative_weight=1 (the dense loss on relative maps: held
 # out of training, top-half maps 0.94-0.99 pixel AUC on all nine datasets against 0.80-0.98;
 # docs/results.md, 2026-12-05; the shipped fusion's map member is trained with it: MAP_PARAMS)

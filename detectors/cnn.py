@@ -686,7 +686,7 @@ class CNNDetector(SizeCalibrated):
         for i, item in enumerate(items):
             shift, region_shift, map_threshold = (
                 (0.0, 0.0, getattr(self, "map_threshold_", 0.5)) if raw
-                else self._size_terms(item.shape[:2]))
+                else self._size_terms(item))
             scores[i] -= shift
             region[i] -= region_shift
             mask = above[i] > map_threshold

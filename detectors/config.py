@@ -13,3 +13,6 @@ TILINGS = ("tile", "resize")  # likelihood: how images larger than the model are
 DEFAULT_SAMPLING = ("temperature=1", "temperature=0.9", "top_k=40", "top_p=0.9")
 # how a fusion combines its members' scores: a fitted regression, or the mean z-score
 FUSION_COMBINES = ("regression", "mean")
+# cnn, fusion: size calibration judges images of at most this many distinct colors apart (real
+# crops through palettes of 24-64 colors scored far above photographs; docs/results.md)
+FEW_COLORS = 64

@@ -376,7 +376,7 @@ class FusionDetector(SizeCalibrated):
         items = check_images(images)
         self._check_fitted()
         scores = self.model_.decision(self.member_outputs(items, maps=False)[0])
-        return scores - np.array([self._size_terms(im.shape[:2])[0] for im in items])
+        return scores - np.array([self._size_terms(im)[0] for im in items])
 
     def localize(self, images: Images) -> Localization:
         return self.score_and_localize(images)[1]
@@ -385,7 +385,7 @@ class FusionDetector(SizeCalibrated):
         items = check_images(images)
         self._check_fitted()
         scores, fused, region, masks, flags = self._fused(items)
-        terms = np.array([self._size_terms(im.shape[:2]) for im in items]).reshape(-1, 3)
+        terms = np.array([self._size_terms(im) for im in items]).reshape(-1, 3)
         scores, region = scores - terms[:, 0], region - terms[:, 1]
         if self.masks != "vote":
             masks = [f > t for f, t in zip(fused, terms[:, 2])]

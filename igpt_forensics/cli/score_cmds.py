@@ -16,7 +16,7 @@ from rich.table import Table
 
 # submodules, not the package: registering happens on import of each detector's module
 from igpt_forensics.detectors.base import judge, list_detectors, open_detector, ready_detectors
-from igpt_forensics.detectors.config import DEFAULT_SAMPLING, TILINGS
+from igpt_forensics.detectors.config import DEFAULT_SAMPLING, FEW_COLORS, TILINGS
 
 from ..data import (
     MAX_SCORE_PIXELS,
@@ -363,6 +363,11 @@ def calibrate(
         "real image in a palette generator's format, like a GIF): the bundled generator's and "
         "palettes of 16-256 colors fitted on the photos, in turn, so that the thresholds hold "
         "on those too.")] = True,
+    few_colors: Annotated[int, typer.Option(
+        min=0, max=1 << 24, help="Size calibration: images of at most this many distinct "
+        "colors (real images through small palettes score higher) get thresholds of their "
+        "own, so that they too stay at --target-fpr; 0: one threshold for all images, as "
+        "tables made before.")] = FEW_COLORS,
 ) -> None:
     """Fit a zero-shot detector on real photos and the scoring model's own samples, or set a
     cnn's or a fusion's thresholds by image size on your real photos; write it with a
@@ -375,7 +380,8 @@ def calibrate(
     from igpt_forensics.detectors.likelihood import LikelihoodDetector
 
     if detector != LikelihoodDetector.name:
-        return _calibrate_sizes(detector, out, data, split, per_photo, sides, seed, qreal)
+        return _calibrate_sizes(detector, out, data, split, per_photo, sides, seed, qreal,
+                                few_colors)
     t0 = time.perf_counter()
     with progress_bar("images") as bar:
         det = LikelihoodDetector.calibrated(
@@ -402,7 +408,7 @@ def calibrate(
 
 
 def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int, sides: str,
-                     seed: int, qreal: bool = True) -> None:
+                     seed: int, qreal: bool = True, few_colors: int = FEW_COLORS) -> None:
     """The size thresholds of a trained detector (on the device it was saved for)."""
     from igpt_forensics.detectors.cnn import calibration_palettes, palette_views
 
@@ -431,20 +437,33 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
         if qreal:  # each crop also through a palette: GIF-like reals, in many formats
             palettes = calibration_palettes(views[min(views)], seed) if views else []
             views = {side: ims + palette_views(ims, palettes) for side, ims in views.items()}
-        det.calibrate_sizes(views, progress=_calibration_bar(bar, "scoring crops"))
+        det.calibrate_sizes(views, progress=_calibration_bar(bar, "scoring crops"),
+                            few_colors=few_colors or None)
     det.save(out)
     table = Table(title=f"{det.name} detector {out}: thresholds per image side, at "
                         f"{det.target_fpr:.0%} of real images (map: {det.map_fpr:.0%} of "
                         "real pixels)")
-    for col in ("side", "real images", "image", "region", "map"):
-        table.add_column(col, justify="right")
     t = det.size_calibration_
+    few = "few_colors" in t
+    if few:
+        table.title += (f"; images of at most {t['few_colors']} colors apart (few colors: "
+                        "their count and thresholds)")
+    for col in ("side", "real images", "image", "region", "map") + (
+            ("few colors", "image", "region") if few else ()):
+        table.add_column(col, justify="right")
     for i, side in enumerate(t["sides"]):
         table.add_row(str(side), str(t["n"][i]), f"{t['image'][i]:.3f}",
-                      f"{t['region'][i]:.3f}", f"{t['map'][i]:.4f}")
+                      f"{t['region'][i]:.3f}", f"{t['map'][i]:.4f}", *(
+                          (str(t["few_n"][i]), f"{t['few_image'][i]:.3f}",
+                           f"{t['few_region'][i]:.3f}") if few else ()))
     console.print(table)
     err_console.print(f"calibrated in {time.perf_counter() - t0:.0f} s")
     few = [f"{side} px ({n})" for side, n in zip(t["sides"], t["n"]) if n < FEW_REAL]
+    if "few_colors" in t:  # each band's thresholds come from its own images
+        for side, n, k in zip(t["sides"], t["n"], t["few_n"]):
+            few += [f"{side} px, {band} ({m})" for band, m in (
+                (f"<= {t['few_colors']} colors", k), (f"> {t['few_colors']} colors", n - k))
+                if 0 < m < FEW_REAL and n >= FEW_REAL]
     if few:  # a 1% threshold from a few dozen images is the largest of them, or near it
         warn(f"few real images at {', '.join(few)}: a threshold at {det.target_fpr:.0%} of "
              f"real images needs {FEW_REAL} or more; add photos (--data) or --per-photo")

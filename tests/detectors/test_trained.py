@@ -13,6 +13,7 @@ from igpt_forensics.detectors.base import (
     calibrate_threshold,
     list_detectors,
     load_detector,
+    open_detector,
 )
 from igpt_forensics.detectors.cnn import (
     CNNDetector,
@@ -705,11 +706,14 @@ def test_cnn_size_calibration_holds_the_false_positive_rate_at_every_side(cnn_de
         assert np.all(scores <= det.threshold_ + 1e-9), side  # 1% of 6: none above
         assert not loc.region_flags.any(), side
     # between calibrated sides the terms interpolate in log side; past the ends they clamp
-    assert det._size_terms((8, 8)) == (0.0, 0.0, t["map"][0])
-    shift = det._size_terms((16, 32))[0]  # side sqrt(512) = 22.6: between 16 and 32
+    def blank(h: int, w: int) -> np.ndarray:
+        return np.zeros((h, w, 3), np.uint8)
+
+    assert det._size_terms(blank(8, 8)) == (0.0, 0.0, t["map"][0])
+    shift = det._size_terms(blank(16, 32))[0]  # side sqrt(512) = 22.6: between 16 and 32
     assert min(t["image"][1], t["image"][2]) - 1e-9 <= shift + t["image"][0] <= max(
         t["image"][1], t["image"][2]) + 1e-9
-    assert det._size_terms((500, 500)) == det._size_terms((64, 64))
+    assert det._size_terms(blank(500, 500)) == det._size_terms(blank(64, 64))
     # saved and loaded as it was; a broken table is refused with one line
     again = load_detector(det.save(tmp_path / "cal"))
     assert again.size_calibration_ == t
@@ -732,6 +736,64 @@ def test_cnn_size_calibration_holds_the_false_positive_rate_at_every_side(cnn_de
                 {**t, "image": [float("nan")] * 4}, {k: v for k, v in t.items() if k != "n"}):
         with pytest.raises(InputError, match="size_calibration_"):
             checked_size_table(bad, tmp_path)
+
+
+def test_images_of_few_colors_get_thresholds_of_their_own(tmp_path):
+    """The shipped cnn scores real crops through palettes of a few colors far above
+    photographs, so one threshold over both lets the palette images through; with
+    ``few_colors`` each band of colors holds its own real images under its thresholds."""
+    from igpt_forensics.detectors.cnn import palette_views
+    from igpt_forensics.detectors.trained import checked_size_table, distinct_colors
+
+    from igpt_forensics.data import ImageSource, real_views
+    from igpt_forensics.palette import Palette
+
+    photos = real_views(ImageSource("builtin"), (16, 32), per_photo=12, split="val")
+    palettes = [Palette.fit(np.stack(photos[16]), k, seed=0) for k in (2, 4, 8)]
+    views = {side: ims + palette_views(ims, palettes) for side, ims in photos.items()}
+    det = open_detector("cnn").calibrate_sizes(views, few_colors=8)
+    t = det.size_calibration_
+    assert t["few_colors"] == 8 and t["n"] == [24, 24] and t["few_n"] == [12, 12]
+    # through palettes of 2-8 colors these real crops score far higher: a stricter band
+    assert all(f > m for f, m in zip(t["few_image"], t["image"]))
+    for side, ims in views.items():
+        scores, loc = det.score_and_localize(ims)
+        assert np.all(scores <= det.threshold_ + 1e-9), side  # 1% of 12 per band: none above
+        assert not loc.region_flags.any(), side
+    # an image's band is its own count of colors, at any size
+    flat = np.zeros((16, 16, 3), np.uint8)
+    rich = np.arange(16 * 16 * 3, dtype=np.uint8).reshape(16, 16, 3)
+    assert distinct_colors(flat) == 1 and distinct_colors(rich) == 256
+    assert det._size_terms(flat)[:2] == pytest.approx(
+        (t["few_image"][0] - t["image"][0], t["few_region"][0] - t["region"][0]))
+    assert det._size_terms(rich)[:2] == (0.0, 0.0)
+    noise = np.random.default_rng(0).integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    assert distinct_colors(noise, limit=8) > 8  # counted on a sample first
+    assert distinct_colors(noise) == len(np.unique(noise.reshape(-1, 3), axis=0))
+    # saved and loaded with its band; a broken band is refused with one line
+    again = load_detector(det.save(tmp_path / "few"))
+    assert again.size_calibration_ == t
+    np.testing.assert_allclose(again.score(views[32]), det.score(views[32]))
+    for bad in ({**t, "few_colors": 0}, {**t, "few_colors": "8"}, {**t, "few_colors": True},
+                {**t, "few_image": t["few_image"][:1]},
+                {k: v for k, v in t.items() if k != "few_n"}):
+        with pytest.raises(InputError, match="size_calibration_"):
+            checked_size_table(bad, tmp_path)
+    with pytest.raises(InputError, match="few_colors"):
+        det.calibrate_sizes(views, few_colors=0)
+    # the command: its table shows the band, and --few-colors 0 makes none
+    r = runner.invoke(app, ["calibrate", "--detector", "cnn", "--data", "builtin", "--split",
+                            "val", "--per-photo", "2", "--sides", "16", "--few-colors", "8",
+                            "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    assert "images of at most 8 colors apart" in " ".join(r.output.split())
+    saved = load_detector(tmp_path / "cli").size_calibration_
+    assert saved["few_colors"] == 8 and saved["n"][0] == 4
+    r = runner.invoke(app, ["calibrate", "--detector", "cnn", "--data", "builtin", "--split",
+                            "val", "--per-photo", "2", "--sides", "16", "--few-colors", "0",
+                            "--out", str(tmp_path / "cli0")])
+    assert r.exit_code == 0, r.output
+    assert "few_colors" not in load_detector(tmp_path / "cli0").size_calibration_
 
 
 def test_a_fusion_calibrated_by_size_keeps_real_crops_of_every_side_and_palette_under_it(
@@ -798,6 +860,8 @@ def test_calibrate_cli_sets_size_thresholds_of_a_saved_cnn(cnn_det, tmp_path):
     assert r.exit_code == 0, r.output
     photos = load_detector(tmp_path / "photos").size_calibration_
     assert table["n"] == [2 * n for n in photos["n"]]
+    # (of them, those of at most 64 colors have thresholds apart: at 8x8, every crop)
+    assert table["few_colors"] == 64 and table["few_n"][0] == table["n"][0]
     # the palettes take turns: the bundled generator's, then 16-256 colors fitted on the crops
     from igpt_forensics.generators.checkpoint import generator_palette
 
