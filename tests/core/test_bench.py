@@ -610,3 +610,46 @@ def test_detector_speed_script_times_each_detector_on_the_same_images(tmp_path, 
         assert r["per_image_s"] == pytest.approx(r["median_s"] / r["images"], abs=1e-4)
     # the fusion runs seven cnns where the cnn runs one
     assert all(r["ratio_to_first"] > 1.5 for r in rows if r["detector"] == "fusion")
+
+
+def test_false_alarm_scale_script_counts_every_view_of_the_same_crops(tmp_path, monkeypatch):
+    """benchmarks/false_alarm_scale.py: every view holds the same --n test crops; the shares
+    by scale, photo and palette size add up to the whole, whose count is the detector's own
+    verdicts on that view; a palette file is one view more."""
+    import sys
+
+    from igpt_forensics.detectors.base import judge, open_detector
+    from scipy.stats import binomtest
+
+    from igpt_forensics.data import ImageSource, PatchSampler
+    from igpt_forensics.palette import Palette
+
+    script = _benchmark_script("false_alarm_scale")
+    source = ImageSource("builtin")
+    palette = Palette.fit(PatchSampler(source, 16, 3, "train").patches(range(40))[0], 3, seed=0)
+    palette.save(tmp_path / "palette.json")
+    out = tmp_path / "fa.json"
+    monkeypatch.setattr(sys, "argv", [
+        "false_alarm_scale.py", "--detector", "cnn", "--n", "24", "--size", "16", "--colors",
+        "4,8", "--train-crops", "60", "--data", "builtin", "--palette",
+        str(tmp_path / "palette.json"), "--threads", "1", "--json", str(out)])
+    script.main()
+    doc = json.loads(out.read_text())
+    views = doc["views"]
+    assert list(views) == ["photo", "bundled", "train-fitted", "self-fitted",
+                           f"file:{tmp_path / 'palette.json'}"]
+    for name, v in views.items():
+        assert v["all"]["n"] == 24
+        for key in ("by_scale", "by_photo") + (("by_palette",) if "fitted" in name else ()):
+            assert sum(x["n"] for x in v[key].values()) == 24, (name, key)
+            assert sum(x["flagged"] for x in v[key].values()) == v["all"]["flagged"]
+        ci = binomtest(v["all"]["flagged"], 24).proportion_ci(method="wilson")
+        assert v["all"]["ci95"] == pytest.approx([ci.low, ci.high])
+        assert v["synthetic"]["flagged"] <= v["all"]["flagged"]
+    assert set(views["train-fitted"]["by_palette"]) == {"4", "8"}
+    # the palette file's view, judged here again
+    images = PatchSampler(source, 16, 1, "test").patches(range(24))[0]
+    rows = judge(open_detector("cnn"), [palette.quantize(i[None])[0] for i in images])[0]
+    flagged = sum(r["verdict"] != "real" for r in rows)
+    assert views[f"file:{tmp_path / 'palette.json'}"]["all"]["flagged"] == flagged > 0
+    assert views["photo"]["all"]["flagged"] == 0  # 3 colors look synthetic, photos do not
