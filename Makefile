@@ -256,6 +256,9 @@ photo-cnns: photo-datasets vqc-pool prev-pool
 # enter the mean (`--score-member`: the six), and the third alone votes masks and region flags
 # (`--mask-member`), so the thresholds and false alarms stay the six's. Not calibrated by size:
 # a cnn's maps do not depend on its size terms, and nothing else of it is used.
+# Since 2026-12-06 (evening) the fusion's calibration gives images of at most 64 colors
+# thresholds of their own (calibrate's default --few-colors 64; 622 s at 2 threads): real test
+# crops through generator-fitted palettes flagged 2.1% -> 0.65% (benchmarks/false_alarm_scale.py).
 ENSEMBLE_SEEDS ?= 1
 MAP_SEEDS ?= 0 1
 MAP_PARAMS ?= --param relative_weight=1
