@@ -444,26 +444,25 @@ def _calibrate_sizes(detector: str, out: Path, data, split: str, per_photo: int,
                         f"{det.target_fpr:.0%} of real images (map: {det.map_fpr:.0%} of "
                         "real pixels)")
     t = det.size_calibration_
-    few = "few_colors" in t
-    if few:
+    banded = "few_colors" in t
+    if banded:
         table.title += (f"; images of at most {t['few_colors']} colors apart (few colors: "
                         "their count and thresholds)")
     for col in ("side", "real images", "image", "region", "map") + (
-            ("few colors", "image", "region") if few else ()):
+            ("few colors", "image", "region") if banded else ()):
         table.add_column(col, justify="right")
     for i, side in enumerate(t["sides"]):
         table.add_row(str(side), str(t["n"][i]), f"{t['image'][i]:.3f}",
                       f"{t['region'][i]:.3f}", f"{t['map'][i]:.4f}", *(
                           (str(t["few_n"][i]), f"{t['few_image'][i]:.3f}",
-                           f"{t['few_region'][i]:.3f}") if few else ()))
+                           f"{t['few_region'][i]:.3f}") if banded else ()))
     console.print(table)
     err_console.print(f"calibrated in {time.perf_counter() - t0:.0f} s")
     few = [f"{side} px ({n})" for side, n in zip(t["sides"], t["n"]) if n < FEW_REAL]
-    if "few_colors" in t:  # each band's thresholds come from its own images
-        for side, n, k in zip(t["sides"], t["n"], t["few_n"]):
-            few += [f"{side} px, {band} ({m})" for band, m in (
-                (f"<= {t['few_colors']} colors", k), (f"> {t['few_colors']} colors", n - k))
-                if 0 < m < FEW_REAL and n >= FEW_REAL]
+    if banded:  # the few colors' thresholds come from their own images (when any)
+        few += [f"{side} px, <= {t['few_colors']} colors ({k})"
+                for side, n, k in zip(t["sides"], t["n"], t["few_n"])
+                if 0 < k < FEW_REAL <= n]
     if few:  # a 1% threshold from a few dozen images is the largest of them, or near it
         warn(f"few real images at {', '.join(few)}: a threshold at {det.target_fpr:.0%} of "
              f"real images needs {FEW_REAL} or more; add photos (--data) or --per-photo")

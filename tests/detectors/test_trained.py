@@ -803,6 +803,15 @@ def test_images_of_few_colors_get_thresholds_of_their_own(tmp_path):
                             "--out", str(tmp_path / "cli0")])
     assert r.exit_code == 0, r.output
     assert "few_colors" not in load_detector(tmp_path / "cli0").size_calibration_
+    # enough real images at a side, but few of few colors: the band's threshold is warned of
+    r = runner.invoke(app, ["calibrate", "--detector", "cnn", "--data", "builtin", "--split",
+                            "train", "--per-photo", "7", "--sides", "16", "--out",
+                            str(tmp_path / "cli64")])
+    assert r.exit_code == 0, r.output
+    saved = load_detector(tmp_path / "cli64").size_calibration_
+    assert saved["few_colors"] == 64 and saved["n"] == [112] and 0 < saved["few_n"][0] < 100
+    assert (f"few real images at 16 px, <= 64 colors ({saved['few_n'][0]})"
+            in " ".join(r.output.split()))
 
 
 def test_a_fusion_calibrated_by_size_keeps_real_crops_of_every_side_and_palette_under_it(
