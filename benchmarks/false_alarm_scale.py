@@ -11,9 +11,10 @@ Here the *test* photos (builtin + the Debian list) give ``--n`` crops the way a 
 each read as photographed and through: the bundled palette; palettes of ``--colors`` sizes
 fitted on crops of the *train* photos (a generator's own palette; in turn, one per crop);
 palettes of those sizes fitted on the test crops themselves (calibrate's way; in turn); and
-each ``--palette`` file (a generator's palette.json). The share flagged (verdict synthetic or
-region) is reported with a 95% Wilson interval, overall and by scale (crop side / item side),
-by photo and by palette size, so that one can see where false alarms come from.
+each ``--palette`` file (a generator's palette.json); then, with ``--perturb``, each view
+perturbed (jpeg75: saved again as JPEG). The share flagged (verdict synthetic or region) is
+reported with a 95% Wilson interval, overall and by scale (crop side / item side), by photo
+and by palette size, so that one can see where false alarms come from.
 
     .venv/bin/python benchmarks/false_alarm_scale.py --detector fusion --n 2000 \\
         --palette runs/pool5/runs/px40/palette.json --json benchmarks/results/false-alarm-scale.json
@@ -77,6 +78,9 @@ def main() -> None:
     ap.add_argument("--train-crops", type=int, default=20000,
                     help="train-photo crops the generators' palettes are fitted on")
     ap.add_argument("--data", action="append", default=[])
+    ap.add_argument("--perturb", default="none",
+                    help="one perturbation of igpt_forensics.perturb applied to every view "
+                         "last (jpeg75: a palette image saved again as JPEG)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
@@ -90,6 +94,7 @@ def main() -> None:
 
     from igpt_forensics.data import ImageSource, PatchSampler
     from igpt_forensics.palette import Palette
+    from igpt_forensics.perturb import perturb
 
     det = open_detector(args.detector)
     source = ImageSource(args.data or ["builtin", "data/debian-photos.tsv"])
@@ -113,11 +118,16 @@ def main() -> None:
         palette = Palette.load(path)
         views[f"file:{path}"] = ([palette.quantize(i[None])[0] for i in images], None)
 
+    if args.perturb != "none":
+        views = {name: ([perturb(x, args.perturb, seed=i)[0] for i, x in enumerate(xs)], sizes)
+                 for name, (xs, sizes) in views.items()}
     rows = {}
     for name, (xs, sizes) in views.items():
-        verdicts = np.array([r["verdict"] for r in judge(det, xs)[0]])
+        judged = judge(det, xs)[0]
+        verdicts = np.array([r["verdict"] for r in judged])
         rows[name] = summarize(verdicts != "real", ratios, photos, sizes,
                                verdicts == "synthetic")
+        rows[name]["mean_score"] = float(np.mean([r["score"] for r in judged]))
         a = rows[name]["all"]
         print(f"{name:>40}: {a['flagged']}/{a['n']} = {a['share']:.3f} "
               f"[{a['ci95'][0]:.3f}, {a['ci95'][1]:.3f}] (synthetic "
@@ -125,7 +135,7 @@ def main() -> None:
               + ", ".join(f"{b} {s['share']:.3f} ({s['n']})"
                           for b, s in rows[name]["by_scale"].items()), flush=True)
     doc = {"detector": args.detector, "threshold": float(det.threshold_), "size": args.size,
-           "n": args.n, "seed": args.seed, "colors": colors,
+           "n": args.n, "seed": args.seed, "colors": colors, "perturb": args.perturb,
            "palettes": [str(p) for p in args.palette], "views": rows}
     if args.json:
         args.json.write_text(json.dumps(doc, indent=1) + "\n")

@@ -653,3 +653,18 @@ def test_false_alarm_scale_script_counts_every_view_of_the_same_crops(tmp_path, 
     flagged = sum(r["verdict"] != "real" for r in rows)
     assert views[f"file:{tmp_path / 'palette.json'}"]["all"]["flagged"] == flagged > 0
     assert views["photo"]["all"]["flagged"] == 0  # 3 colors look synthetic, photos do not
+    # --perturb: every view perturbed last, each crop with its own seed
+    from igpt_forensics.perturb import perturb
+
+    monkeypatch.setattr(sys, "argv", [*sys.argv[:-2], "--perturb", "jpeg50", "--json",
+                                      str(out)])
+    script.main()
+    doc = json.loads(out.read_text())
+    rows = judge(open_detector("cnn"), [perturb(palette.quantize(im[None])[0], "jpeg50",
+                                                seed=i)[0] for i, im in enumerate(images)])[0]
+    view = doc["views"][f"file:{tmp_path / 'palette.json'}"]
+    assert doc["perturb"] == "jpeg50" and view["all"]["flagged"] == sum(
+        r["verdict"] != "real" for r in rows)
+    assert view["mean_score"] == pytest.approx(np.mean([r["score"] for r in rows]))
+    assert view["mean_score"] != pytest.approx(views[f"file:{tmp_path / 'palette.json'}"][
+        "mean_score"])  # JPEG moved the scores
