@@ -90,6 +90,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from igpt_forensics.detectors.base import judge, open_detector
+    from igpt_forensics.detectors.cnn import palette_views
     from igpt_forensics.generators.checkpoint import generator_palette
 
     from igpt_forensics.data import ImageSource, PatchSampler
@@ -109,14 +110,12 @@ def main() -> None:
 
     views: dict[str, tuple[list[np.ndarray], list[int] | None]] = {
         "photo": (list(images), None),
-        "bundled": ([generator_palette().quantize(i[None])[0] for i in images], None)}
-    for origin, palettes in fitted.items():
-        views[origin] = ([palettes[i % len(palettes)].quantize(im[None])[0]
-                          for i, im in enumerate(images)],
+        "bundled": (palette_views(images, [generator_palette()]), None)}
+    for origin, palettes in fitted.items():  # the palettes in turn, one per crop
+        views[origin] = (palette_views(images, palettes),
                          [colors[i % len(colors)] for i in range(len(images))])
     for path in args.palette:
-        palette = Palette.load(path)
-        views[f"file:{path}"] = ([palette.quantize(i[None])[0] for i in images], None)
+        views[f"file:{path}"] = (palette_views(images, [Palette.load(path)]), None)
 
     if args.perturb != "none":
         views = {name: ([perturb(x, args.perturb, seed=i)[0] for i, x in enumerate(xs)], sizes)
