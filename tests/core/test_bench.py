@@ -668,3 +668,40 @@ def test_false_alarm_scale_script_counts_every_view_of_the_same_crops(tmp_path, 
     assert view["mean_score"] == pytest.approx(np.mean([r["score"] for r in rows]))
     assert view["mean_score"] != pytest.approx(views[f"file:{tmp_path / 'palette.json'}"][
         "mean_score"])  # JPEG moved the scores
+
+
+def test_mask_rules_script_scores_the_detectors_masks_and_each_peak_rule(tiny_dataset, tmp_path,
+                                                                         monkeypatch):
+    """benchmarks/mask_rules.py: the detector's own masks are scored as pixel_metrics scores
+    them; a peak rule keeps each map's maximum, and a higher alpha never marks more of an
+    image, of a fake or of a real one."""
+    import sys
+
+    from igpt_forensics.detectors.base import open_detector
+
+    from igpt_forensics.metrics import pixel_metrics
+    from igpt_forensics.splits import load_split
+
+    script = _benchmark_script("mask_rules")
+    out = tmp_path / "rules.json"
+    monkeypatch.setattr(sys, "argv", ["mask_rules.py", "--detector", "cnn", "--dataset",
+                                      str(tiny_dataset), "--alphas", "0.3,0.6,0.9",
+                                      "--json", str(out)])
+    script.main()
+    rows = json.loads(out.read_text())["rows"]
+    data = load_split(tiny_dataset, "test")
+    kinds = np.array(data.kinds)
+    assert {r["fakes"] for r in rows} == set(data.kinds)
+    assert {r["rule"] for r in rows} == {"own", "peak0.3", "peak0.6", "peak0.9"}
+    loc = open_detector("cnn").localize([data.fake[i] for i in np.flatnonzero(kinds == "box")])
+    truth = [data.masks[i] for i in np.flatnonzero(kinds == "box")]
+    own = next(r for r in rows if r["fakes"] == "box" and r["rule"] == "own")
+    expected = pixel_metrics(truth, loc.maps, loc.masks)
+    assert (own["f1"], own["iou"]) == (round(expected["f1"], 4), round(expected["iou"], 4))
+    peak = script.peak_masks(loc.maps, 0.9)
+    assert all(p[np.unravel_index(np.argmax(m), m.shape)] for p, m in zip(peak, loc.maps))
+    for kind in set(data.kinds):
+        shares = [next(r for r in rows if r["fakes"] == kind and r["rule"] == f"peak{a}")
+                  for a in ("0.3", "0.6", "0.9")]
+        assert shares[0]["mask_share"] >= shares[1]["mask_share"] >= shares[2]["mask_share"] > 0
+        assert shares[0]["real_share"] >= shares[1]["real_share"] >= shares[2]["real_share"] > 0
