@@ -126,8 +126,9 @@ class FusionDetector(SizeCalibrated):
     the photo pool (its recipe on datasets made over 28 photos, seeds 0 and 1), each
     calibrated by size, their scores averaged (``combine="mean"``, ``score_members`` the six);
     a seventh, the map recipe with full-resolution context layers on the photo pool and a
-    dataset of its generator's box completions, for maps alone: the third and the seventh draw the maps (``map_members=[2, 6]``), the third alone
-    votes masks and region flags (``mask_members=[2]``); then calibrated by size itself.
+    dataset of its generator's box completions, for maps alone: the third and the seventh
+    draw the maps (``map_members=[2, 6]``), the third alone votes masks and region flags
+    (``mask_members=[2]``); then calibrated by size itself.
     """
 
     default_asset = shipped_asset("fusion")
