@@ -64,12 +64,11 @@ def main() -> None:
             idx = np.flatnonzero(kinds == kind)
             truth = [np.asarray(data.masks[i], bool) for i in idx]
             loc = det.localize([data.fake[i] for i in idx])
-            maps = [np.asarray(m, np.float64) for m in loc.maps]
             rules = {"own": [np.asarray(k, bool) for k in loc.masks],
-                     **{f"peak{a:g}": peak_masks(maps, a) for a in alphas}}
+                     **{f"peak{a:g}": peak_masks(loc.maps, a) for a in alphas}}
             for name, masks in rules.items():
                 row = {"dataset": data.name, "fakes": kind, "n_fake": len(idx), "rule": name,
-                       **rule_row(truth, maps, masks),
+                       **rule_row(truth, loc.maps, masks),
                        "real_share": round(float(np.mean([np.mean(k) for k in
                                                           real_rules[name]])), 4)}
                 rows.append(row)
