@@ -198,9 +198,10 @@ def test_the_shipped_fusion_scores_with_six_cnns_and_maps_with_the_third_and_a_s
     # the first member is the shipped cnn itself, the second its recipe at seed 1, the third
     # and fourth its recipe with the dense loss on relative maps at seeds 0 and 1 (all four on
     # the pool of 12 datasets), the fifth and sixth its recipe on the photo pool (five
-    # datasets, three of them made over 28 photos) at seeds 0 and 1; the seventh the map
-    # recipe with full-resolution context layers on the photo pool and its generator's box
-    # completions (since 2026-12-06, night), for maps alone
+    # datasets, three of them made over 28 photos) and the bundled generator's box
+    # completions (since 2026-12-06, late night) at seeds 0 and 1; the seventh the map recipe
+    # with full-resolution context layers on those six and a second pixel-GPT's box
+    # completions, for maps alone
     assert members[0].describe() == cnn.describe()
     assert [m.seed for m in members] == [0, 1, 0, 1, 0, 1, 0]
     assert [m.relative_weight for m in members] == [0, 0, 1, 1, 0, 0, 1]
@@ -208,13 +209,15 @@ def test_the_shipped_fusion_scores_with_six_cnns_and_maps_with_the_third_and_a_s
     for m in members[:6]:
         assert m.inputs == "npr" and m.size_calibration_ is not None
     assert members[6].inputs == "npr"  # not calibrated by size: its maps do not depend on it
-    assert [len(m.fit_info_["trained_on"]) for m in members] == [12, 12, 12, 12, 5, 5, 6]
+    assert [len(m.fit_info_["trained_on"]) for m in members] == [12, 12, 12, 12, 6, 6, 7]
     for m in members[4:]:
-        assert [d["dataset"] for d in m.fit_info_["trained_on"]] == [
-            "t1", "topp09", "vq", "vqc", "prev", "box"][:len(m.fit_info_["trained_on"])]
-    box = members[6].fit_info_["trained_on"][-1]  # the bundled pixel-GPT's boxes alone
-    assert box["masks"] == ["box"] and box["generator_sha256"] == members[6].fit_info_[
-        "trained_on"][0]["generator_sha256"]
+        trained_on = m.fit_info_["trained_on"]
+        assert [d["dataset"] for d in trained_on] == [
+            "t1", "topp09", "vq", "vqc", "prev", "box", "prevbox"][:len(trained_on)]
+        # boxes alone: the bundled pixel-GPT's (t1's generator), then prev's (the seventh)
+        for box, source in zip(trained_on[5:], (trained_on[0], trained_on[4])):
+            assert box["masks"] == ["box"]
+            assert box["generator_sha256"] == source["generator_sha256"]
     # like members, averaged: the six's mean z-score (a fitted regression weighs them by
     # noise); the seventh does not score
     assert det.combine == "mean" and det.model_.coef.tolist() == [1 / 6] * 6
