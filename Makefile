@@ -300,7 +300,7 @@ MAP_SEEDS ?= 0 1
 MAP_PARAMS ?= --param relative_weight=1
 CONTEXT_PARAMS ?= --param context=3
 SCORE_MEMBERS := $(words x $(ENSEMBLE_SEEDS) $(MAP_SEEDS) $(PHOTO_SEEDS))
-fusion-default: cnn-default photo-cnns photo-box photo-prevbox
+fusion-default: cnn-default photo-cnns photo-prevbox
 	$(foreach k,$(ENSEMBLE_SEEDS),$(call CNN_MEMBER,$(POOL_DATASETS),,runs/cnn-seed$(k),$(k))) true
 	$(foreach k,$(MAP_SEEDS),$(call CNN_MEMBER,$(POOL_DATASETS),$(MAP_PARAMS),runs/cnn-maps-seed$(k),$(k))) true
 	$(call CNN_TRAIN,$(MAP_POOL),$(MAP_PARAMS) $(CONTEXT_PARAMS),runs/cnn-maps-context,0) true
