@@ -125,10 +125,10 @@ class FusionDetector(SizeCalibrated):
     with the dense loss on relative maps, ``relative_weight=1``, at seeds 0 and 1) and two on
     the photo pool and its generator's box completions (its recipe on datasets made over 28
     photos, seeds 0 and 1), each calibrated by size, their scores averaged
-    (``combine="mean"``, ``score_members`` the six); a seventh, the map recipe with
-    full-resolution context layers on those datasets and a second pixel-GPT's box
-    completions, for maps alone: the third and the seventh
-    draw the maps (``map_members=[2, 6]``), the third alone votes masks and region flags
+    (``combine="mean"``, ``score_members`` the six); a seventh and an eighth, the map recipe
+    with full-resolution context layers on those datasets and a second pixel-GPT's box
+    completions at seeds 0 and 1, for maps alone: the third, the seventh and the eighth draw
+    the maps (``map_members=[2, 6, 7]``), the third alone votes masks and region flags
     (``mask_members=[2]``); then calibrated by size itself.
     """
 

@@ -181,7 +181,7 @@ def test_json_on_stdout_keeps_the_skipped_files_and_the_timing_on_stderr(folder)
     assert "skipped 1 file:" in err and "broken.png" in err and "3 images in" in err
 
 
-def test_the_shipped_fusion_scores_with_six_cnns_and_maps_with_the_third_and_a_seventh():
+def test_the_shipped_fusion_scores_with_six_cnns_and_maps_with_the_third_a_seventh_and_an_eighth():
     from igpt_forensics.detectors.base import create_detector
     from igpt_forensics.detectors.cnn import CNNDetector
     from igpt_forensics.detectors.fusion import FusionDetector
@@ -194,46 +194,50 @@ def test_the_shipped_fusion_scores_with_six_cnns_and_maps_with_the_third_and_a_s
         sha256_file(folder / "detector.json"), "detector.json"]  # it holds the members' hashes
     cnn = create_detector("cnn", pretrained=True)
     members = det.members_
-    assert len(members) == 7 and all(isinstance(m, CNNDetector) for m in members)
+    assert len(members) == 8 and all(isinstance(m, CNNDetector) for m in members)
     # the first member is the shipped cnn itself, the second its recipe at seed 1, the third
     # and fourth its recipe with the dense loss on relative maps at seeds 0 and 1 (all four on
     # the pool of 12 datasets), the fifth and sixth its recipe on the photo pool (five
     # datasets, three of them made over 28 photos) and the bundled generator's box
     # completions (since 2026-12-06, late night) at seeds 0 and 1; the seventh the map recipe
     # with full-resolution context layers on those six and a second pixel-GPT's box
-    # completions, for maps alone
+    # completions, for maps alone, and the eighth the same at seed 1 (since 2026-12-07)
     assert members[0].describe() == cnn.describe()
-    assert [m.seed for m in members] == [0, 1, 0, 1, 0, 1, 0]
-    assert [m.relative_weight for m in members] == [0, 0, 1, 1, 0, 0, 1]
-    assert [m.context for m in members] == [0, 0, 0, 0, 0, 0, 3]
+    assert [m.seed for m in members] == [0, 1, 0, 1, 0, 1, 0, 1]
+    assert [m.relative_weight for m in members] == [0, 0, 1, 1, 0, 0, 1, 1]
+    assert [m.context for m in members] == [0, 0, 0, 0, 0, 0, 3, 3]
     for m in members[:6]:
         assert m.inputs == "npr" and m.size_calibration_ is not None
-    assert members[6].inputs == "npr"  # not calibrated by size: its maps do not depend on it
-    assert [len(m.fit_info_["trained_on"]) for m in members] == [12, 12, 12, 12, 6, 6, 7]
+    for m in members[6:]:  # not calibrated by size: their maps do not depend on it
+        assert m.inputs == "npr" and m.size_calibration_ is None
+    assert [len(m.fit_info_["trained_on"]) for m in members] == [12, 12, 12, 12, 6, 6, 7, 7]
+    assert members[6].fit_info_["trained_on"] == members[7].fit_info_["trained_on"]
     for m in members[4:]:
         trained_on = m.fit_info_["trained_on"]
         assert [d["dataset"] for d in trained_on] == [
             "t1", "topp09", "vq", "vqc", "prev", "box", "prevbox"][:len(trained_on)]
-        # boxes alone: the bundled pixel-GPT's (t1's generator), then prev's (the seventh)
+        # boxes alone: the bundled pixel-GPT's (t1's generator), then prev's (the last two)
         for box, source in zip(trained_on[5:], (trained_on[0], trained_on[4])):
             assert box["masks"] == ["box"]
             assert box["generator_sha256"] == source["generator_sha256"]
     # like members, averaged: the six's mean z-score (a fitted regression weighs them by
-    # noise); the seventh does not score
+    # noise); the last two do not score
     assert det.combine == "mean" and det.model_.coef.tolist() == [1 / 6] * 6
     assert det.score_members == [0, 1, 2, 3, 4, 5]
-    # the third and the seventh draw the maps, the third alone votes masks and region flags
-    assert det.map_members == [2, 6] and det.map_weights_ == [0, 0, 0.5, 0, 0, 0, 0.5]
-    assert det.mask_members == [2] and det.mask_weights_ == [0, 0, 1, 0, 0, 0, 0]
+    # the third and the last two draw the maps, the third alone votes masks and region flags
+    assert det.map_members == [2, 6, 7]
+    np.testing.assert_allclose(det.map_weights_, [0, 0, 1 / 3, 0, 0, 0, 1 / 3, 1 / 3])
+    assert det.mask_members == [2] and det.mask_weights_ == [0, 0, 1, 0, 0, 0, 0, 0]
     photos = load_patches("builtin", 48, size=32, seed=0, split="test")
     fakes = load_checkpoint("vq-default")[1].quantize(photos)
     scores, loc = det.score_and_localize(list(photos) + list(fakes))
     auc = roc_auc_score(np.r_[np.zeros(48), np.ones(48)], scores)
     assert auc > 0.75, auc
-    third, seventh = (members[i].localize(list(fakes[:4])) for i in (2, 6))
+    third, seventh, eighth = (members[i].localize(list(fakes[:4])) for i in (2, 6, 7))
     np.testing.assert_array_equal(np.stack(loc.masks[48:52]), np.stack(third.masks))
-    np.testing.assert_allclose(np.stack(loc.maps[48:52]), np.clip(
-        (np.stack(third.maps).astype(np.float64) + np.stack(seventh.maps)) / 2, 0, 1), atol=1e-6)
+    mean = sum(np.stack(m.maps).astype(np.float64) for m in (third, seventh, eighth)) / 3
+    np.testing.assert_allclose(np.stack(loc.maps[48:52]), np.clip(mean, 0, 1), atol=1e-6)
+    assert not np.allclose(seventh.maps, eighth.maps, atol=0.05)  # two trainings, not one
     # its own thresholds per side, from calibrate's crops: real test crops through palettes
     # it never saw stay under them (with its 32x32 val threshold alone: 38% at 32 px and 69%
     # at 128 px of these)
