@@ -1290,6 +1290,9 @@ def test_a_fusion_draws_its_maps_from_the_members_named_for_them(saved_members, 
     for bad in ([3], [], 1, ["1"], [True]):
         with pytest.raises(InputError, match="map_members must name members by position"):
             FusionDetector(members=saved_members, map_members=bad).fit(va.real, va.fake)
+    # equal weights: a member named twice would not weigh twice, so it is refused
+    with pytest.raises(InputError, match="map_members names member 1 twice"):
+        FusionDetector(members=saved_members, map_members=[1, 2, 1]).fit(va.real, va.fake)
     r = runner.invoke(app, ["train-detector", "--dataset", str(tmp_path / "nope"), "--kind",
                             "fusion", "--member", saved_members[0], "--map-member", "2",
                             "--out", str(tmp_path / "d")])
