@@ -306,9 +306,10 @@ class FusionDetector(SizeCalibrated):
                                and 0 <= i < len(self.members) for i in value)):
                 raise InputError(f"{name} must name members by position (0 to "
                                  f"{len(self.members) - 1}), got {value!r}")
-            twice = sorted({i for i in value or () if list(value).count(i) > 1})
-            if twice:  # equal weights: naming a member again would not weigh it more
-                raise InputError(f"{name} names member {twice[0]} twice: each member counts "
+            if value is not None and len(set(value)) < len(value):
+                # equal weights: naming a member again would not weigh it more
+                again = next(i for k, i in enumerate(value) if i in value[:k])
+                raise InputError(f"{name} names member {again} twice: each member counts "
                                  "once, with equal weights")
         if self.mask_members is not None and self.map_members is None:
             raise InputError("mask_members needs map_members: name the members that draw "
